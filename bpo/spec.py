@@ -1,0 +1,103 @@
+"""Process specs: a data-entry process declared in one YAML file, no Python.
+
+A spec names the target table and its natural key, the fields with their types and
+normalizers, the header synonyms, the expectation suite, and how review is routed.
+Specs live in ``flows/specs/<name>.yaml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SPECS_DIR = Path(__file__).resolve().parent.parent / "flows" / "specs"
+
+FieldType = Literal["text", "name", "email", "phone", "date", "money", "postal_code", "enum", "integer"]
+
+# Flags a normalizer or the router may raise; each sends the record to review.
+Flag = Literal["ambiguous_date", "duplicate_key", "low_confidence_mapping"]
+
+
+class FieldSpec(BaseModel):
+    """One field of the target record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    type: FieldType = "text"
+    required: bool = False
+    synonyms: list[str] = Field(default_factory=list)
+    # enum: canonical value -> the spellings that mean it
+    values: dict[str, list[str]] = Field(default_factory=dict)
+    # date: "DMY" or "MDY" settles numeric dates like 03/04/2024; None flags them for review
+    date_order: Literal["DMY", "MDY"] | None = None
+    # money: currency used when the value carries no symbol or code
+    default_currency: str | None = None
+    # postal_code: the field holding the ISO country code, or a fixed country
+    country_field: str | None = None
+    country: str | None = None
+    max_length: int | None = None
+
+
+class TargetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    table: str
+    key: list[str]
+
+
+class ReviewSpec(BaseModel):
+    """How records that automation cannot settle are reviewed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # which spec flags send a record to review (failed expectations always do)
+    route: list[Flag] = Field(default_factory=lambda: ["ambiguous_date", "duplicate_key", "low_confidence_mapping"])
+    due_hours: float = 24.0
+    on_timeout: Literal["escalate", "reject"] = "escalate"
+
+
+class ProcessSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    target: TargetSpec
+    suite: str
+    default_region: str = "US"
+    fields: dict[str, FieldSpec]
+    review: ReviewSpec = Field(default_factory=ReviewSpec)
+
+    @model_validator(mode="after")
+    def _check(self) -> ProcessSpec:
+        for name, field in self.fields.items():
+            field.name = name
+        missing = [k for k in self.target.key if k not in self.fields]
+        if missing:
+            raise ValueError(f"target key {missing} is not among the fields")
+        for field in self.fields.values():
+            if field.type == "enum" and not field.values:
+                raise ValueError(f"enum field {field.name!r} declares no values")
+            if field.country_field and field.country_field not in self.fields:
+                raise ValueError(f"field {field.name!r}: country_field {field.country_field!r} is not a field")
+        return self
+
+    @property
+    def slug(self) -> str:
+        """The spec's file stem, used for suite and artifact names."""
+        return self.name.replace("-", "_")
+
+
+def load_spec(name_or_path: str | Path) -> ProcessSpec:
+    """Load a spec by name (``customer_onboarding``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = SPECS_DIR / f"{str(name_or_path).replace('-', '_')}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"no process spec {str(name_or_path)!r}; known specs: {', '.join(known) or 'none'}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return ProcessSpec.model_validate(data)
