@@ -1,0 +1,1 @@
+"""The ops database: review items, runs, batches and the audit trail."""

@@ -1,0 +1,93 @@
+"""Ops database models. The review_items table, not Prefect, is the source of truth for review."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Run(Base):
+    """One flow run of a process over one batch: where its artifacts are and how it ended."""
+
+    __tablename__ = "runs"
+
+    flow_run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    process: Mapped[str] = mapped_column(String(100))
+    batch: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))  # running | waiting_review | completed | failed
+    s3_prefix: Mapped[str] = mapped_column(Text)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Batch(Base):
+    """An inbox batch claimed by a run, so that each batch is processed once."""
+
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("process", "batch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    process: Mapped[str] = mapped_column(String(100))
+    batch: Mapped[str] = mapped_column(Text)
+    flow_run_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewItem(Base):
+    """Something automation could not settle, waiting for a review agent's decision."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        UniqueConstraint("flow_run_id", "step", "record_key"),
+        Index("ix_review_items_queue", "status", "queue", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow_run_id: Mapped[str] = mapped_column(String(36), index=True)
+    process: Mapped[str] = mapped_column(String(100))
+    step: Mapped[str] = mapped_column(String(100))  # the review step (its pause key) within the run
+    kind: Mapped[str] = mapped_column(String(20))  # record | pair | candidates | gate
+    record_key: Mapped[str] = mapped_column(Text)  # identity of the item within the step
+    source: Mapped[dict[str, Any]] = mapped_column()  # where it came from: file, row, raw values
+    failed_checks: Mapped[list[Any]] = mapped_column()  # [{field, check, reason}]
+    proposed: Mapped[dict[str, Any]] = mapped_column()  # the values automation proposes
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | approved | rejected
+    queue: Mapped[str] = mapped_column(String(40), default="default")  # default | supervisor
+    assignee: Mapped[str | None] = mapped_column(String(100), default=None)
+    due_at: Mapped[datetime] = mapped_column()
+    on_timeout: Mapped[str] = mapped_column(String(20))  # escalate | reject
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # accepted values
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def resolved(self) -> bool:
+        return self.status in ("approved", "rejected")
+
+
+class AuditEvent(Base):
+    """Who did what to which item, and when; written beside every change, never updated."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"), default=None, index=True)
+    flow_run_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,85 @@
+"""One Settings class for the whole product; every value can be set as ``BPO_<NAME>``.
+
+Values come from the environment, then ``.env``, then ``.bpo/stack.env`` (written by
+``bpo stack up`` with the local stack's generated S3 credentials).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "your-secret-here"}
+
+
+def _env_files() -> tuple[str, ...]:
+    home = Path(os.environ.get("BPO_HOME", ".bpo"))
+    return (".env", str(home / "stack.env"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BPO_", env_file=_env_files(), extra="ignore")
+
+    # local data folder: service data, pid and log files, SQLite databases
+    home: Path = Path(".bpo")
+    # ops database (review items, runs, audit); default SQLite under home
+    ops_database_url: str | None = None
+    # where data-entry processes load their records; default SQLite under home
+    target_database_url: str | None = None
+
+    s3_bucket: str = "bpo-artifacts"
+    s3_prefix: str = "bpo"
+    # S3-compatible endpoint; None means AWS S3
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    # explicit keys (the local stack's); None means the standard AWS credential chain
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # server-side encryption requested on every put: "" (none), "AES256" or "aws:kms"
+    s3_sse: Literal["", "AES256", "aws:kms"] = ""
+    s3_sse_kms_key_id: str | None = None
+
+    prefect_api_url: str = "http://127.0.0.1:4200/api"
+    prefect_port: int = 4200
+    s3_port: int = 8333
+    work_pool: str = "bpo-process"
+    result_storage_block: str = "bpo-results"
+
+    # how often a paused run checks whether its review was resolved
+    review_poll_seconds: int = 1
+    # records per chunk (one task run per chunk, one transaction per chunk on load)
+    chunk_rows: int = 50_000
+
+    @field_validator("s3_secret_access_key")
+    @classmethod
+    def _no_placeholder(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and v.get_secret_value().strip().lower() in PLACEHOLDERS | {""}:
+            raise ValueError("BPO_S3_SECRET_ACCESS_KEY is a placeholder; set the real key or unset it")
+        return v
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if self.ops_database_url is None:
+            self.ops_database_url = f"sqlite:///{(self.home / 'ops.db').resolve()}"
+        if self.target_database_url is None:
+            self.target_database_url = f"sqlite:///{(self.home / 'target.db').resolve()}"
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            raise ValueError("set both BPO_S3_ACCESS_KEY_ID and BPO_S3_SECRET_ACCESS_KEY, or neither")
+        if self.s3_sse == "aws:kms" and not self.s3_sse_kms_key_id:
+            raise ValueError("BPO_S3_SSE=aws:kms needs BPO_S3_SSE_KMS_KEY_ID")
+        return self
+
+    @property
+    def prefect_ui_url(self) -> str:
+        return self.prefect_api_url.removesuffix("/api")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,128 @@
+"""Data-quality checks with Great Expectations: suites from ``expectations/``, failures mapped to records."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bpo.spec import ProcessSpec
+
+EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
+ROW = "_row"  # the batch-wide record number every failure is mapped back to
+
+logging.getLogger("great_expectations").setLevel(logging.ERROR)
+
+
+class SuiteError(ValueError):
+    """A suite file is missing, malformed, or names an expectation GX does not know."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    success: bool
+    failures: pd.DataFrame  # columns: row, field, check, reason
+    result: dict[str, Any]  # the GX validation result, JSON-ready
+    html: str  # Data Docs page for the result
+
+
+@lru_cache(maxsize=32)
+def _suite_json(name: str) -> str:
+    path = EXPECTATIONS_DIR / f"{name}.json"
+    if not path.is_file():
+        raise SuiteError(f"no expectation suite {name!r} at {path}")
+    return path.read_text(encoding="utf-8")
+
+
+def load_suite(name: str):  # -> gx.ExpectationSuite (GX is imported lazily: it is slow to import)
+    """Load ``expectations/<name>.json``; refuse a suite where GX dropped an unknown expectation."""
+    import great_expectations as gx
+
+    data = json.loads(_suite_json(name))
+    declared = len(data.get("expectations", []))
+    suite = gx.ExpectationSuite(**data)
+    if len(suite.expectations) != declared:
+        known = {e.expectation_type for e in suite.expectations}
+        unknown = sorted({e["type"] for e in data["expectations"]} - known)
+        raise SuiteError(f"suite {name!r}: {declared - len(suite.expectations)} expectations not loaded: {unknown}")
+    return suite
+
+
+def _frame_for_gx(df: pd.DataFrame, spec: ProcessSpec) -> pd.DataFrame:
+    """Dates as ``datetime.date`` objects so GX range checks compare like with like."""
+    out = df.copy()
+    for name, field in spec.fields.items():
+        if field.type == "date" and name in out:
+            out[name] = pd.to_datetime(out[name], format="%Y-%m-%d", errors="coerce").dt.date
+            out[name] = out[name].astype(object).where(out[name].notna(), None)
+    return out
+
+
+def _describe(check: str, kwargs: dict[str, Any], value: Any) -> str:
+    """One line an agent understands for a failed expectation on one value."""
+    shown = "empty" if value is None or (isinstance(value, float) and pd.isna(value)) else f"'{value}'"
+    if check.endswith("not_be_null"):
+        return "required value is missing"
+    if check.endswith("be_unique"):
+        return f"{shown} appears more than once in this batch"
+    if check.endswith("match_regex"):
+        return f"{shown} does not have the expected format"
+    if check.endswith("be_in_set"):
+        return f"{shown} is not one of {', '.join(map(str, kwargs.get('value_set', [])))}"
+    if check.endswith("be_between"):
+        return f"{shown} is outside {kwargs.get('min_value')} .. {kwargs.get('max_value')}"
+    return f"{shown} fails {check}"
+
+
+def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True) -> Validation:
+    """Validate a normalized batch (with a ``_row`` column) against the spec's suite."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    suite = context.suites.add(load_suite(spec.suite))
+    batch = (context.data_sources.add_pandas("records").add_dataframe_asset("batch")
+             .add_batch_definition_whole_dataframe("whole")
+             .get_batch(batch_parameters={"dataframe": _frame_for_gx(df, spec)}))
+    result = batch.validate(suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW],
+                                                  "return_unexpected_index_query": False})
+    rows: list[tuple[int, str, str, str]] = []
+    for r in result.results:
+        if r.success:
+            continue
+        cfg = r.expectation_config
+        field = str(cfg.kwargs.get("column", ""))
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            raise SuiteError(f"expectation {cfg.type} on {field!r} could not run: {r.exception_info.get('exception_message')}")
+        for hit in r.result.get("unexpected_index_list") or []:
+            rows.append((int(hit[ROW]), field, cfg.type, _describe(cfg.type, cfg.kwargs, hit.get(field))))
+    failures = pd.DataFrame(rows, columns=["row", "field", "check", "reason"])
+    summary = _summary(result)
+    return Validation(bool(result.success), failures, summary, _render_html(result) if docs else "")
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    """The result without the per-row lists (those are in ``failures``), JSON-safe."""
+    out = result.describe_dict() if hasattr(result, "describe_dict") else {}
+    data = json.loads(json.dumps(result.to_json_dict(), default=str))
+    for r in data.get("results", []):
+        for key in ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
+                    "partial_unexpected_index_list", "partial_unexpected_counts"):
+            r.get("result", {}).pop(key, None)
+    data["describe"] = json.loads(json.dumps(out, default=str)) if out else {}
+    return data
+
+
+def _render_html(result: Any) -> str:
+    """A Data Docs page for the validation, rendered locally (GX 1.x has no S3 docs store)."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    document = ValidationResultsPageRenderer().render(result)
+    return str(DefaultJinjaPageView().render(document))
