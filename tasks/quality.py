@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from prefect import task
 
 from bpo.spec import ProcessSpec
+from tasks.artifacts import RunContext
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
 ROW = "_row"  # the batch-wide record number every failure is mapped back to
@@ -126,3 +128,23 @@ def _render_html(result: Any) -> str:
 
     document = ValidationResultsPageRenderer().render(result)
     return str(DefaultJinjaPageView().render(document))
+
+
+@task(retries=1, retry_delay_seconds=2, timeout_seconds=3600)
+def validate_batch(run: RunContext, spec: ProcessSpec, normalized_keys: list[str]) -> dict[str, Any]:
+    """Validate the whole normalized batch (uniqueness is batch-wide); store result, Data Docs and failures."""
+    from tasks.artifacts import get_store, put_json, put_parquet, read_parquet
+
+    store = get_store()
+    frames = [read_parquet(store, k) for k in normalized_keys]
+    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({ROW: []})
+    checked = validate_frame(data, spec) if len(data) else Validation(True, pd.DataFrame(
+        columns=["row", "field", "check", "reason"]), {}, "")
+    objects = [
+        put_json(store, run.key("validation", "result.json"), checked.result),
+        store.put_bytes(run.key("validation", "data-docs.html"), checked.html.encode(), "text/html; charset=utf-8"),
+        put_parquet(store, run.key("validation", "failures.parquet"), checked.failures.astype(
+            {"row": "int64", "field": str, "check": str, "reason": str})),
+    ]
+    return {"success": checked.success, "failed_records": int(checked.failures["row"].nunique()),
+            "failures_key": objects[2].key, "objects": objects}

@@ -1,0 +1,245 @@
+"""The review service: one mechanism for every kind of review item.
+
+Flows write items and pause; agents list, claim and resolve them (CLI or console); a
+correction is normalized and validated again before it is accepted; when the last open
+item of a run's review step is resolved, the run is resumed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bpo.db.models import AuditEvent, ReviewItem, Run
+from bpo.db.session import session_scope
+from bpo.settings import Settings
+from bpo.spec import ProcessSpec, load_spec
+
+
+class ReviewError(ValueError):
+    """A review action that cannot be taken; the message says why."""
+
+
+class CorrectionRefused(ReviewError):
+    """A corrected record still fails; ``failures`` lists the checks, the item stays open."""
+
+    def __init__(self, failures: list[dict[str, str]]) -> None:
+        self.failures = failures
+        lines = "; ".join(f"{f['field']}: {f['reason']} ({f['check']})" for f in failures)
+        super().__init__(f"correction refused, the record still fails: {lines}")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    item_id: int
+    status: str
+    open_left: int  # open items left in the same run and step
+    resumed: bool
+
+
+def json_safe(value: Any) -> Any:
+    """Values as JSON can hold them: Decimal as text, NA as None."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    try:
+        import pandas as pd
+
+        if value is pd.NA or value is pd.NaT:
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def add_items(session: Session, items: list[ReviewItem]) -> int:
+    """Insert items not already there (same run, step and record key); return how many were new."""
+    if not items:
+        return 0
+    run_id, step = items[0].flow_run_id, items[0].step
+    existing = set(session.scalars(select(ReviewItem.record_key).where(
+        ReviewItem.flow_run_id == run_id, ReviewItem.step == step)))
+    new = [i for i in items if i.record_key not in existing]
+    session.add_all(new)
+    session.flush()
+    session.add_all([AuditEvent(actor="system", action="created", item_id=i.id, flow_run_id=run_id,
+                                detail={"checks": [c["check"] for c in i.failed_checks]}) for i in new])
+    return len(new)
+
+
+def open_count(session: Session, flow_run_id: str, step: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(ReviewItem).where(
+        ReviewItem.flow_run_id == flow_run_id, ReviewItem.step == step, ReviewItem.status == "open")) or 0)
+
+
+def list_items(settings: Settings, *, status: str | None = "open", process: str | None = None,
+               flow_run_id: str | None = None, queue: str | None = None, limit: int = 200) -> list[ReviewItem]:
+    """Items in queue order: soonest due first."""
+    with session_scope(settings.ops_database_url) as s:
+        q = select(ReviewItem).order_by(ReviewItem.due_at, ReviewItem.id).limit(limit)
+        if status:
+            q = q.where(ReviewItem.status == status)
+        if process:
+            q = q.where(ReviewItem.process == process)
+        if flow_run_id:
+            q = q.where(ReviewItem.flow_run_id == flow_run_id)
+        if queue:
+            q = q.where(ReviewItem.queue == queue)
+        return list(s.scalars(q))
+
+
+def get_item(settings: Settings, item_id: int) -> ReviewItem:
+    with session_scope(settings.ops_database_url) as s:
+        item = s.get(ReviewItem, item_id)
+        if item is None:
+            raise ReviewError(f"no review item {item_id}")
+        return item
+
+
+def claim(settings: Settings, item_id: int, actor: str) -> ReviewItem:
+    """Assign an open item to ``actor``; an item claimed by someone else is refused."""
+    with session_scope(settings.ops_database_url) as s:
+        item = _open_item(s, item_id)
+        if item.assignee and item.assignee != actor:
+            raise ReviewError(f"item {item_id} is claimed by {item.assignee}")
+        item.assignee = actor
+        s.add(AuditEvent(actor=actor, action="claimed", item_id=item.id, flow_run_id=item.flow_run_id, detail={}))
+        return item
+
+
+def _open_item(s: Session, item_id: int) -> ReviewItem:
+    item = s.get(ReviewItem, item_id, with_for_update=True)
+    if item is None:
+        raise ReviewError(f"no review item {item_id}")
+    if item.status != "open":
+        raise ReviewError(f"item {item_id} is already {item.status} (by {item.decided_by})")
+    return item
+
+
+def revalidate(spec: ProcessSpec, values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Normalize and validate one record as the flow would; return accepted values and failures."""
+    import pandas as pd
+
+    from tasks.normalize import normalize_frame
+    from tasks.quality import ROW, validate_frame
+
+    raw = pd.DataFrame([{name: (None if values.get(name) is None else str(values.get(name)))
+                         for name in spec.fields}], dtype=object)
+    normalized = normalize_frame(raw, spec)
+    data = normalized.data.assign(**{ROW: [0]})
+    failures = [{"field": str(r.field), "check": str(r.check), "reason": str(r.reason)}
+                for r in normalized.issues.itertuples()]
+    checked = validate_frame(data, spec, docs=False)
+    failures += [{"field": str(r.field), "check": str(r.check), "reason": str(r.reason)}
+                 for r in checked.failures.itertuples()]
+    accepted = {c: json_safe(v) for c, v in data.drop(columns=[ROW]).iloc[0].items() if not str(c).startswith("_")}
+    return accepted, failures
+
+
+def resolve(settings: Settings, item_id: int, *, approve: bool, actor: str, sets: dict[str, str] | None = None,
+            reason: str | None = None) -> Resolution:
+    """Approve (with optional corrections, re-validated) or reject (with a reason) one item."""
+    sets = sets or {}
+    if not actor.strip():
+        raise ReviewError("say who resolves the item (--as NAME)")
+    if not approve and not (reason and reason.strip()):
+        raise ReviewError("a rejection needs a reason (--reason TEXT)")
+    with session_scope(settings.ops_database_url) as s:
+        item = _open_item(s, item_id)
+        if item.assignee and item.assignee != actor:
+            raise ReviewError(f"item {item_id} is claimed by {item.assignee}")
+        spec = load_spec(item.process)
+        unknown = sorted(set(sets) - set(spec.fields))
+        if unknown:
+            raise ReviewError(f"unknown field(s) {', '.join(unknown)}; fields are {', '.join(spec.fields)}")
+        now = datetime.now(UTC)
+        if approve:
+            values = {**item.proposed, **sets}
+            accepted, failures = revalidate(spec, values)
+            if failures:
+                s.add(AuditEvent(actor=actor, action="correction_refused", item_id=item.id,
+                                 flow_run_id=item.flow_run_id, detail={"set": sets, "failures": failures}))
+                s.commit()
+                raise CorrectionRefused(failures)
+            item.status, item.decision = "approved", accepted
+        else:
+            item.status, item.reason = "rejected", reason
+        item.decided_by, item.decided_at, item.assignee = actor, now, actor
+        s.add(AuditEvent(actor=actor, action=item.status, item_id=item.id, flow_run_id=item.flow_run_id,
+                         detail={"set": sets, "reason": reason}))
+        run_id, step = item.flow_run_id, item.step
+        left = open_count(s, run_id, step)
+    resumed = resume_if_done(settings, run_id, step) if left == 0 else False
+    return Resolution(item_id, "approved" if approve else "rejected", left, resumed)
+
+
+def resume_if_done(settings: Settings, flow_run_id: str, step: str) -> bool:
+    """Resume the run's paused review step when no item of it is open; True if it was resumed."""
+    with session_scope(settings.ops_database_url) as s:
+        if open_count(s, flow_run_id, step):
+            return False
+        counts = dict(s.execute(select(ReviewItem.status, func.count()).where(
+            ReviewItem.flow_run_id == flow_run_id, ReviewItem.step == step).group_by(ReviewItem.status)).all())
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+        if run.state is None or not run.state.is_paused():
+            return False
+        client.resume_flow_run(UUID(flow_run_id), run_input={
+            "approved": int(counts.get("approved", 0)), "rejected": int(counts.get("rejected", 0))})
+    return True
+
+
+def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[str, int]:
+    """Apply each overdue item's declared timeout action: escalate to the supervisor queue, or reject."""
+    now = now or datetime.now(UTC)
+    done = {"escalated": 0, "rejected": 0, "resumed": 0}
+    touched: set[tuple[str, str]] = set()
+    with session_scope(settings.ops_database_url) as s:
+        overdue = list(s.scalars(select(ReviewItem).where(ReviewItem.status == "open", ReviewItem.due_at < now)))
+        for item in overdue:
+            if item.on_timeout == "reject":
+                item.status, item.reason, item.decided_by, item.decided_at = "rejected", "review timed out", \
+                    "system", now
+                done["rejected"] += 1
+                touched.add((item.flow_run_id, item.step))
+            elif item.queue != "supervisor":
+                spec = load_spec(item.process)
+                item.queue, item.assignee = "supervisor", None
+                item.due_at = now + timedelta(hours=spec.review.due_hours)
+                done["escalated"] += 1
+            else:
+                continue
+            s.add(AuditEvent(actor="system", action="timed_out", item_id=item.id, flow_run_id=item.flow_run_id,
+                             detail={"action": item.on_timeout}))
+    for run_id, step in touched:
+        done["resumed"] += int(resume_if_done(settings, run_id, step))
+    return done
+
+
+def set_run_status(session: Session, flow_run_id: str, status: str, **counts: Any) -> None:
+    values: dict[str, Any] = {"status": status}
+    if counts:
+        values["counts"] = json.loads(json.dumps(counts, default=str))
+    if status in ("completed", "failed"):
+        values["finished_at"] = datetime.now(UTC)
+    session.execute(update(Run).where(Run.flow_run_id == flow_run_id).values(**values))
+
+
+__all__ = ["IntegrityError", "CorrectionRefused", "ReviewError", "Resolution", "add_items", "claim", "expire_overdue",
+           "get_item", "list_items", "open_count", "resolve", "resume_if_done", "revalidate", "set_run_status"]

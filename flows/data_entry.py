@@ -1,0 +1,62 @@
+"""Data entry: key a batch of documents into the target database.
+
+Inputs: a batch — a local folder, or an S3 prefix such as ``inbox/data-entry/<batch>/`` — of
+CSV, XLSX, JSON and JSON Lines files, and the name of a process spec (``flows/specs/``).
+Outputs: the accepted records upserted into the spec's target table; unreadable files and
+rows in ``quarantine/``; raw inputs, normalized Parquet, validation results and Data Docs,
+review decisions and ``manifest.json`` (with the reconciliation) under the run's S3 prefix.
+Schedule: the ``data-entry`` deployment's ``dispatch_inbox`` flow starts one run per new batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from bpo.spec import load_spec
+from tasks.artifacts import open_run, publish_run, stage_inputs
+from tasks.intake import take_in_file
+from tasks.load import load_records
+from tasks.normalize import normalize_chunk
+from tasks.quality import validate_batch
+from tasks.review import Part, await_review, route_records
+
+
+@flow(name="data-entry", flow_run_name="data-entry-{process}-{batch}", log_prints=False)
+def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, Any]:
+    """Intake → normalize → validate → route → review → load → publish."""
+    spec = load_spec(process)
+    run = open_run(str(flow_run.get_id()), spec.name, spec.slug, batch)
+    inputs = stage_inputs(run)
+    taken = [take_in_file(run, spec, obj) for obj in inputs]
+
+    parts: list[Part] = []
+    offset = 0
+    for file in taken:
+        for raw_key, rows in file.parts:
+            parts.append(normalize_chunk(run, spec, file.name, raw_key, rows, offset))
+            offset += rows
+
+    checked = validate_batch(run, spec, [p.normalized for p in parts])
+    routed = route_records(run, spec, parts, checked["failures_key"],
+                           {f.name: f.low_confidence for f in taken if f.low_confidence})
+    if routed.review:
+        await_review(run, spec)
+    loaded = load_records(run, spec, parts, routed.review_rows)
+
+    files = [{
+        "file": f.name, "status": "quarantined" if f.quarantined else "read", "reason": f.quarantined,
+        "records_in": f.records + f.bad_rows, "loaded": loaded.loaded.get(f.name, 0),
+        "rejected": loaded.rejected.get(f.name, 0), "quarantined": f.bad_rows,
+    } for f in taken]
+    totals = {
+        "files": len(taken), "files_quarantined": sum(1 for f in taken if f.quarantined),
+        "records_in": sum(f["records_in"] for f in files), "loaded": sum(f["loaded"] for f in files),
+        "rejected": sum(f["rejected"] for f in files), "quarantined": sum(f["quarantined"] for f in files),
+        "reviewed": routed.review, "approved": loaded.approved, "straight_through": routed.passed,
+    }
+    objects = [*inputs, *(o for f in taken for o in f.objects), *(o for p in parts for o in p.objects),
+               *checked["objects"], *loaded.objects]
+    return publish_run(run, objects, files, totals)
