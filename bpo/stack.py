@@ -301,3 +301,29 @@ def stack_down(settings: Settings, *, say: Callable[[str], None] = lambda _m: No
         stop(pid)
         pf.unlink(missing_ok=True)
         say(f"{name}: stopped (pid {pid})")
+
+
+def configure_prefect(settings: Settings) -> None:
+    """Create the work pool and the S3 result-storage block on the stack's Prefect server (idempotent)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name=settings.work_pool, type="process"))
+        except ObjectAlreadyExists:
+            pass
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    creds = AwsCredentials(
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=settings.s3_secret_access_key,
+        region_name=settings.s3_region,
+        aws_client_parameters=AwsClientParameters(endpoint_url=settings.s3_endpoint_url,
+                                                  config={"s3": {"addressing_style": "path"}}),
+    )
+    creds.save(f"{settings.result_storage_block}-credentials", overwrite=True)
+    S3Bucket(bucket_name=settings.s3_bucket, credentials=creds,
+             bucket_folder=f"{settings.s3_prefix}/prefect-results").save(settings.result_storage_block, overwrite=True)

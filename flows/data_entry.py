@@ -16,12 +16,12 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from bpo.spec import load_spec
-from tasks.artifacts import open_run, publish_run, stage_inputs
+from tasks.artifacts import Part, open_run, publish_run, stage_inputs
 from tasks.intake import take_in_file
 from tasks.load import load_records
 from tasks.normalize import normalize_chunk
 from tasks.quality import validate_batch
-from tasks.review import Part, await_review, route_records
+from tasks.review import await_review, route_records
 
 
 @flow(name="data-entry", flow_run_name="data-entry-{process}-{batch}", log_prints=False)

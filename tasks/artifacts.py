@@ -32,6 +32,17 @@ class RunContext(BaseModel):
         return "/".join([self.prefix, *[p.strip("/") for p in parts]])
 
 
+class Part(BaseModel):
+    """One chunk of one input file, through the stages."""
+
+    file: str
+    raw: str
+    normalized: str
+    issues: str
+    rows: int
+    objects: list[StoredObject] = []
+
+
 def get_store() -> ArtifactStore:
     return ArtifactStore(get_settings())
 

@@ -16,9 +16,9 @@ from bpo.db.session import engine_for, session_scope
 from bpo.settings import get_settings
 from bpo.spec import ProcessSpec
 from bpo.store import StoredObject
-from tasks.artifacts import RunContext, get_store, put_json, read_parquet
+from tasks.artifacts import Part, RunContext, get_store, put_json, read_parquet
 from tasks.quality import ROW
-from tasks.review import RECORDS_STEP, Part
+from tasks.review import RECORDS_STEP
 
 PROVENANCE = ["source_file", "source_row", "flow_run_id"]
 

@@ -15,15 +15,21 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import phonenumbers
+import pyarrow as pa
+import pyarrow.compute as pc
 from email_validator import EmailNotValidError, validate_email
 from pandas.api.extensions import ExtensionArray
+from phonenumbers import PhoneMetadata, PhoneNumberDesc
+
+from prefect import task
 
 from bpo.spec import FieldSpec, ProcessSpec
+from tasks.artifacts import Part, RunContext
 
 STRING = pd.StringDtype()
 
-# Written with literal characters so the pattern means the same to RE2 (pyarrow) and to Python's re.
-_WHITESPACE = "[\\s\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"
+# Python's \s spelled out: with \s pandas falls back from pyarrow's RE2 to a slow per-value re loop.
+_WHITESPACE = "[ \t\n\r\f\v\x1c-\x1f\x85\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"
 
 ISSUE_COLUMNS = ["row", "field", "check", "reason"]
 
@@ -102,9 +108,31 @@ def _result(
     )
 
 
+# Regexes run on pyarrow's RE2 kernels: pandas' str.extract loops in Python (~15x slower on 100k values),
+# and pandas' other str methods silently switch to Python's re, whose \d also matches non-ASCII digits.
+
+
+def _arrow(s: pd.Series) -> pa.Array:
+    """The values of a string Series as a pyarrow array."""
+    return pa.array(s.array, type=pa.large_string())
+
+
+def _extract(s: pd.Series, pattern: str) -> pd.DataFrame:
+    """Named regex groups as string columns, NA where the value does not match or a group is empty."""
+    groups = pc.extract_regex(_arrow(s), pattern)
+    columns = {f.name: pd.arrays.ArrowStringArray(c) for f, c in zip(groups.type, groups.flatten(), strict=True)}
+    return pd.DataFrame(columns, index=s.index).replace("", pd.NA)
+
+
+def _matches(s: pd.Series, pattern: str) -> np.ndarray:
+    """Boolean mask of values in which ``pattern`` matches (False for NA); anchor the pattern as needed."""
+    found = pc.fill_null(pc.match_substring_regex(_arrow(s), pattern), False)
+    return found.to_numpy(zero_copy_only=False).astype(bool)
+
+
 def _mask(s: pd.Series, pattern: str) -> np.ndarray:
-    """Boolean numpy mask of values fully matching ``pattern``."""
-    return s.str.fullmatch(pattern).fillna(False).to_numpy(bool)
+    """Boolean mask of values matching ``pattern`` in full."""
+    return _matches(s, f"^(?:{pattern})$")
 
 
 def _limit_length(u: pd.Series, field: FieldSpec, reasons: np.ndarray) -> pd.Series:
@@ -142,19 +170,19 @@ def normalize_name(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: 
     return _result(raw, codes, recased.array, reasons)
 
 
-_INTEGER = r"^([+-]?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?$"
+_INTEGER = r"^(?P<sign>[+-]?)(?P<digits>\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?$"
 _MAX_INT_DIGITS = 18  # always fits in int64
 
 
 def normalize_integer(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: ProcessSpec) -> Normalized:
     """Whole numbers as Int64; thousands commas and a zero fraction ("12.0", as spreadsheets write) allowed."""
     codes, u = _distinct(clean(raw))
-    parts = u.str.extract(_INTEGER)
-    digits = parts[1].str.replace(",", "", regex=False)
-    matched = parts[1].notna().to_numpy(bool)
+    parts = _extract(u, _INTEGER)
+    digits = parts["digits"].str.replace(",", "", regex=False)
+    matched = parts["digits"].notna().to_numpy(bool)
     fits = matched & (digits.str.len() <= _MAX_INT_DIGITS).fillna(False).to_numpy(bool)
     values = pd.Series(pd.NA, index=u.index, dtype="Int64")
-    sign = parts[0].str.replace("+", "", regex=False)  # pyarrow's int cast rejects a plus sign
+    sign = parts["sign"].fillna("").str.replace("+", "", regex=False)  # pyarrow's int cast rejects a plus sign
     values[fits] = (sign[fits] + digits[fits]).astype("Int64")
     reasons = _nones(len(u))
     reasons[~matched] = [f"not an integer: {v!r}" for v in u[~matched]]
@@ -207,6 +235,78 @@ def normalize_email(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec:
 # ---------------------------------------------------------------------------------------------
 # phone
 
+# The number types phonenumbers tries in _number_type_helper; matching any one makes a number valid.
+_PHONE_TYPES = [
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
+]
+
+
+def _matches_desc(nsn: pd.Series, desc: PhoneNumberDesc | None) -> np.ndarray:
+    """Vectorized phonenumbers ``_is_number_matching_desc``: possible length, then the full pattern."""
+    if desc is None or not desc.national_number_pattern:
+        return np.zeros(len(nsn), dtype=bool)
+    fits = nsn.str.len().isin(desc.possible_length).to_numpy(bool) if desc.possible_length else True
+    return fits & _mask(nsn, desc.national_number_pattern)
+
+
+def _valid_for(nsn: pd.Series, meta: PhoneMetadata) -> np.ndarray:
+    """Vectorized ``_number_type_helper(nsn, meta) != UNKNOWN``."""
+    typed = np.logical_or.reduce([_matches_desc(nsn, getattr(meta, t)) for t in _PHONE_TYPES])
+    return _matches_desc(nsn, meta.general_desc) & typed
+
+
+def _plain_national(u: pd.Series, meta: PhoneMetadata) -> np.ndarray:
+    """Digit strings phonenumbers.parse takes verbatim as the national number in ``meta``'s region."""
+    # Nothing the parser could strip or reinterpret: a leading 0, the country code, IDD or national prefix.
+    plain = _mask(u, r"[1-9]\d+") & ~u.str.startswith(str(meta.country_code)).to_numpy(bool)
+    for prefix in (meta.national_prefix_for_parsing, meta.international_prefix):
+        if prefix:
+            plain &= ~_matches(u, f"^(?:{prefix})")
+    return plain
+
+
+def _fast_e164(u: pd.Series, region: str) -> tuple[np.ndarray, np.ndarray]:
+    """(decided, E.164 or None) for plain national numbers, settled without per-number library calls.
+
+    phonenumbers costs 20-60 us a number, too slow for 100k distinct numbers. For digit strings the
+    parser takes verbatim, parse + is_valid_number is replayed here, vectorized, from the library's own
+    metadata: the first region of the country code that claims the number (by leading digits, else by
+    a valid pattern) must find it valid. The tests check this against the library.
+    """
+    decided = np.zeros(len(u), dtype=bool)
+    values = np.full(len(u), None, dtype=object)
+    meta = PhoneMetadata.metadata_for_region(region)
+    if meta is None:
+        return decided, values
+    positions = np.flatnonzero(_plain_national(u, meta))
+    nsn = u.iloc[positions].reset_index(drop=True)
+    valid = np.zeros(len(nsn), dtype=bool)
+    open_ = np.ones(len(nsn), dtype=bool)  # no region has claimed the number yet
+    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(meta.country_code, ()):
+        candidate = PhoneMetadata.metadata_for_region(code)
+        if candidate is None or not open_.any():
+            continue
+        rows = np.flatnonzero(open_)
+        if candidate.leading_digits is not None:
+            claimed = _matches(nsn.iloc[rows], f"^(?:{candidate.leading_digits})")
+            valid[rows[claimed]] = _valid_for(nsn.iloc[rows[claimed]], candidate)
+        else:
+            claimed = _valid_for(nsn.iloc[rows], candidate)
+            valid[rows[claimed]] = True
+        open_[rows[claimed]] = False
+    decided[positions] = True
+    values[positions[valid]] = ("+" + str(meta.country_code) + nsn[valid]).to_numpy(object)
+    return decided, values
+
 
 def _phone_e164(number: str, region: str) -> str | None:
     """The E.164 form of a valid number, else None."""
@@ -222,14 +322,17 @@ def _phone_e164(number: str, region: str) -> str | None:
 def normalize_phone(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: ProcessSpec) -> Normalized:
     """E.164 numbers; national numbers are read in ``spec.default_region``."""
     # Canonicalize cheaply first so one number written several ways costs one library call.
-    canonical = clean(raw).str.replace(r"[\s.()/-]", "", regex=True).str.replace(r"^00", "+", regex=True)
+    canonical = clean(raw).str.replace(r"[ .()/-]", "", regex=True).str.replace(r"^00", "+", regex=True)
     codes, u = _distinct(canonical)
     region = spec.default_region
-    values = [_phone_e164(v, region) for v in u]
+    decided, values = _fast_e164(u, region)
+    for i in np.flatnonzero(~decided):
+        values[i] = _phone_e164(u[i], region)
+    international = u.str.startswith("+").to_numpy(bool)
+    invalid = pd.isna(values)
     reasons = _nones(len(u))
-    for i, (number, value) in enumerate(zip(u, values, strict=True)):
-        if value is None:
-            reasons[i] = f"not a valid {'international' if number.startswith('+') else region} phone number"
+    reasons[invalid & international] = "not a valid international phone number"
+    reasons[invalid & ~international] = f"not a valid {region} phone number"
     return _result(raw, codes, pd.array(values, dtype=STRING), reasons)
 
 
@@ -259,84 +362,88 @@ _MONTHS = {
 }
 _WEEKDAY = r"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,? )?"
 _ORDINAL = r"(?:st|nd|rd|th)?"
-_YEAR = r"(\d{4}|\d{2})"
+_YEAR = r"(?P<year>\d{4}|\d{2})"
 _TIME = r"(?:[ t]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
-# Each pattern captures (year, month, day) in that order, except _DATE_NUMERIC: (first, second, year).
-_DATE_YMD = [r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})" + _TIME + "$", r"^(\d{4})(\d{2})(\d{2})$"]
-_DATE_NUMERIC = r"^(\d{1,2})[-/.](\d{1,2})[-/.]" + _YEAR + "$"
-_DATE_DAY_MONTH = rf"^{_WEEKDAY}(\d{{1,2}}){_ORDINAL}[ -]([a-z]+)\.?,?[ -]{_YEAR}$"
-_DATE_MONTH_DAY = rf"^{_WEEKDAY}([a-z]+)\.?[ -](\d{{1,2}}){_ORDINAL},? {_YEAR}$"
+_DATE_COLUMNS = ["year", "month", "day"]
 
 
 def _full_year(year: pd.Series) -> pd.Series:
     """Four-digit years; two-digit 00-69 are 2000s, 70-99 are 1900s."""
-    number = pd.to_numeric(year, errors="coerce").astype(float)
-    short = (year.str.len() == 2).fillna(False).to_numpy(bool)
+    number = year.astype(float)
+    short = (year.str.len() == 2).to_numpy(bool)
     return number.where(~short, number + np.where(number < 70, 2000, 1900))
 
 
-def _numeric_month_day(first: pd.Series, second: pd.Series, order: str | None) -> tuple[pd.Series, pd.Series]:
-    """Month and day of ``first/second`` numeric dates; NaN where no single reading exists."""
-    a, b = first.astype(float), second.astype(float)
-    nan = np.full(len(a), np.nan)
-    month_first = ((b > 12) & (a <= 12)) | (a == b) | ((a <= 12) & (b <= 12) & (order == "MDY"))
-    day_first = ((a > 12) & (b <= 12)) | ((a <= 12) & (b <= 12) & (a != b) & (order == "DMY"))
-    month = np.select([month_first, day_first], [a, b], nan)
-    day = np.select([month_first, day_first], [b, a], nan)
-    return pd.Series(month, index=a.index), pd.Series(day, index=a.index)
+def _read_ymd(found: pd.DataFrame, order: str | None) -> pd.DataFrame:
+    """Year-first forms: 2024-03-05, 2024/03/05, 20240305."""
+    return found[_DATE_COLUMNS].astype(float)
 
 
-def _ambiguity(value: str, year: float, first: float, second: float) -> str:
-    """The reason text listing both readings of an ambiguous numeric date."""
-    y, a, b = int(year), int(first), int(second)
-    return f"ambiguous day/month: {value!r} could be {y:04d}-{a:02d}-{b:02d} or {y:04d}-{b:02d}-{a:02d}"
+def _read_numeric(found: pd.DataFrame, order: str | None) -> pd.DataFrame:
+    """Day/month forms (03/05/2024, 5.3.24); ambiguous rows carry the month-first reading."""
+    a, b = found["first"].astype(float), found["second"].astype(float)
+    both_small, differ = (a <= 12) & (b <= 12), a != b
+    day_first = ((a > 12) & (b <= 12)) | (both_small & differ & (order == "DMY"))
+    possible = (a <= 12) | (b <= 12)
+    return pd.DataFrame(
+        {
+            "year": _full_year(found["year"]),
+            "month": b.where(day_first, a).where(possible),
+            "day": a.where(day_first, b).where(possible),
+            "ambiguous": both_small & differ & (order is None),
+        }
+    )
+
+
+def _read_named(found: pd.DataFrame, order: str | None) -> pd.DataFrame:
+    """Month-name forms; rows whose word is not an English month are not dates of this form."""
+    known = found[found["month"].isin(_MONTHS)]
+    month = known["month"].map(_MONTHS).astype(float)
+    return pd.DataFrame({"year": _full_year(known["year"]), "month": month, "day": known["day"].astype(float)})
+
+
+_DATE_FORMS: list[tuple[str, Callable[[pd.DataFrame, str | None], pd.DataFrame]]] = [
+    (r"^(?P<year>\d{4})[-/.](?P<month>\d{1,2})[-/.](?P<day>\d{1,2})" + _TIME + "$", _read_ymd),
+    (r"^(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})$", _read_ymd),
+    (r"^(?P<first>\d{1,2})[-/.](?P<second>\d{1,2})[-/.]" + _YEAR + "$", _read_numeric),
+    (rf"^{_WEEKDAY}(?P<day>\d{{1,2}}){_ORDINAL}[ -](?P<month>[a-z]+)\.?,?[ -]{_YEAR}$", _read_named),
+    (rf"^{_WEEKDAY}(?P<month>[a-z]+)\.?[ -](?P<day>\d{{1,2}}){_ORDINAL},? {_YEAR}$", _read_named),
+]
+
+
+def _iso(year: int, month: int, day: int) -> str:
+    """YYYY-MM-DD."""
+    return f"{year:04d}-{month:02d}-{day:02d}"
 
 
 def normalize_date(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: ProcessSpec) -> Normalized:
     """ISO dates (YYYY-MM-DD) from the common written forms; ambiguous day/month is flagged, not guessed."""
     codes, u = _distinct(clean(raw))
     low = u.str.lower()
-    parts = pd.DataFrame(np.nan, index=u.index, columns=["year", "month", "day"])
+    parts = pd.DataFrame(np.nan, index=u.index, columns=_DATE_COLUMNS)
     recognized = np.zeros(len(u), dtype=bool)
     ambiguous = np.zeros(len(u), dtype=bool)
-    numeric: pd.DataFrame | None = None
-    for pattern, kind in [*((p, "ymd") for p in _DATE_YMD), (_DATE_NUMERIC, "numeric"),
-                          (_DATE_DAY_MONTH, "day_month"), (_DATE_MONTH_DAY, "month_day")]:  # fmt: skip
-        todo = ~recognized
-        if not todo.any():
-            break
-        found = low[todo].str.extract(pattern)
-        hit = found[0].notna()
-        found = found[hit]
-        rows = found.index
-        recognized[rows] = True
-        if kind == "ymd":
-            parts.loc[rows, ["year", "month", "day"]] = found[[0, 1, 2]].astype(float).to_numpy()
-        elif kind == "numeric":
-            year = _full_year(found[2])
-            month, day = _numeric_month_day(found[0], found[1], field.date_order)
-            parts.loc[rows, ["year", "month", "day"]] = np.column_stack([year, month, day])
-            numeric = pd.DataFrame({"year": year, "a": found[0].astype(float), "b": found[1].astype(float)})
-            ambiguous[rows] = ((numeric.a <= 12) & (numeric.b <= 12) & (numeric.a != numeric.b)).to_numpy(bool) & (
-                field.date_order is None
-            )
-        else:
-            day_col, month_col = (0, 1) if kind == "day_month" else (1, 0)
-            month = found[month_col].map(_MONTHS).astype(float)
-            parts.loc[rows, ["year", "month", "day"]] = np.column_stack(
-                [_full_year(found[2]), month, found[day_col].astype(float)]
-            )
-    dates = pd.to_datetime(parts, errors="coerce")
+    for pattern, read in _DATE_FORMS:
+        found = _extract(low[~recognized], pattern).dropna(how="all")
+        if found.empty:
+            continue
+        got = read(found, field.date_order)
+        parts.loc[got.index, _DATE_COLUMNS] = got[_DATE_COLUMNS].to_numpy(float)
+        recognized[got.index] = True
+        if "ambiguous" in got:
+            ambiguous[got.index[got["ambiguous"].to_numpy(bool)]] = True
+    dates = pd.to_datetime(parts, errors="coerce").where(~ambiguous)
     values = dates.dt.strftime("%Y-%m-%d").astype(STRING)
     reasons = _nones(len(u))
     flags = _nones(len(u))
     reasons[~recognized] = [f"not a date: {v!r}" for v in u[~recognized]]
     impossible = recognized & ~ambiguous & dates.isna().to_numpy(bool)
     reasons[impossible] = [f"not a date: {v!r} (no such day)" for v in u[impossible]]
-    if ambiguous.any() and numeric is not None:
-        amb = numeric.loc[np.flatnonzero(ambiguous)]
-        reasons[ambiguous] = [_ambiguity(u[r.Index], r.year, r.a, r.b) for r in amb.itertuples()]
-        flags[ambiguous] = "ambiguous_date"
+    reasons[ambiguous] = [
+        f"ambiguous day/month: {v!r} could be {_iso(y, m, d)} or {_iso(y, d, m)}"
+        for v, y, m, d in zip(u[ambiguous], *parts[ambiguous].to_numpy(int).T, strict=True)
+    ]
+    flags[ambiguous] = "ambiguous_date"
     return _result(raw, codes, values.array, reasons, flags)
 
 
@@ -344,8 +451,11 @@ def normalize_date(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: 
 # money
 
 _CURRENCY_SYMBOLS = {"$": "USD", "£": "GBP", "€": "EUR", "¥": "JPY", "₹": "INR"}
-_CURRENCY = "([$£€¥₹]|[A-Z]{3})"
-_MONEY = rf"^(\()? ?([-+])? ?{_CURRENCY}? ?([-+])? ?(\d[\d.,]*) ?{_CURRENCY}? ?(-)?(\))?$"
+_CURRENCY = "[$£€¥₹]|[A-Z]{3}"
+_MONEY = (
+    rf"^(?P<open>\()? ?(?P<sign1>[-+])? ?(?P<cur1>{_CURRENCY})? ?(?P<sign2>[-+])? ?(?P<number>\d[\d.,]*)"
+    rf" ?(?P<cur2>{_CURRENCY})? ?(?P<sign3>-)?(?P<close>\))?$"
+)
 # Amounts with 3+ decimals are refused rather than rounded: "1.234" is as likely European thousands.
 _AMOUNT_EUROPEAN = r"\d{1,3}(?:\.\d{3})+,\d{2}|\d+,\d{2}"
 _AMOUNT_US = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
@@ -359,18 +469,19 @@ def _currency_code(token: pd.Series) -> pd.Series:
 
 def normalize_money(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: ProcessSpec) -> Normalized:
     """Decimal amounts (2 places) plus a ``<name>_currency`` ISO code column."""
-    codes, u = _distinct(clean(raw).str.upper())
-    m = u.str.extract(_MONEY)
-    number = m[4]
+    codes, u = _distinct(clean(raw))
+    m = _extract(u.str.upper(), _MONEY)
+    number = m["number"]
     european = _mask(number, _AMOUNT_EUROPEAN)
     us = _mask(number, _AMOUNT_US)
     plain = number.str.replace(",", "", regex=False)
     plain[european] = number[european].str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-    parens = m[0].notna().to_numpy(bool)
-    balanced = parens == m[7].notna().to_numpy(bool)
-    signs = m[[1, 3, 6]].notna().sum(axis=1).to_numpy() + parens
-    minus = ((m[[1, 3, 6]] == "-").any(axis=1).to_numpy(bool)) | parens
-    before, after = _currency_code(m[2]), _currency_code(m[5])
+    parens = m["open"].notna().to_numpy(bool)
+    balanced = parens == m["close"].notna().to_numpy(bool)
+    sign_columns = m[["sign1", "sign2", "sign3"]]
+    signs = sign_columns.notna().sum(axis=1).to_numpy() + parens
+    minus = (sign_columns == "-").any(axis=1).to_numpy(bool) | parens
+    before, after = _currency_code(m["cur1"]), _currency_code(m["cur2"])
     conflict = (before.notna() & after.notna() & (before != after)).fillna(False).to_numpy(bool)
     currency = before.fillna(after)
     if field.default_currency:
@@ -394,16 +505,16 @@ def normalize_money(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec:
 # ---------------------------------------------------------------------------------------------
 # postal code
 
-# country -> (pattern with one or two groups, separator placed between the groups)
+# country -> (pattern with a "head" and optional "tail" group, separator placed between them)
 _POSTAL: dict[str, tuple[str, str]] = {
-    "US": (r"^(\d{5})(?:[- ]?(\d{4}))?$", "-"),
-    "CA": (r"^([A-Z]\d[A-Z]) ?(\d[A-Z]\d)$", " "),
-    "GB": (r"^([A-Z]{1,2}\d[A-Z\d]?) ?(\d[A-Z]{2})$", " "),
-    "DE": (r"^(\d{5})$", ""),
-    "FR": (r"^(\d{5})$", ""),
-    "IN": (r"^(\d{3}) ?(\d{3})$", ""),
-    "AU": (r"^(\d{4})$", ""),
-    "NL": (r"^(\d{4}) ?([A-Z]{2})$", " "),
+    "US": (r"^(?P<head>\d{5})(?:[- ]?(?P<tail>\d{4}))?$", "-"),
+    "CA": (r"^(?P<head>[A-Z]\d[A-Z]) ?(?P<tail>\d[A-Z]\d)$", " "),
+    "GB": (r"^(?P<head>[A-Z]{1,2}\d[A-Z\d]?) ?(?P<tail>\d[A-Z]{2})$", " "),
+    "DE": (r"^(?P<head>\d{5})$", ""),
+    "FR": (r"^(?P<head>\d{5})$", ""),
+    "IN": (r"^(?P<head>\d{3}) ?(?P<tail>\d{3})$", ""),
+    "AU": (r"^(?P<head>\d{4})$", ""),
+    "NL": (r"^(?P<head>\d{4}) ?(?P<tail>[A-Z]{2})$", " "),
 }
 
 
@@ -417,25 +528,25 @@ def _postal_country(field: FieldSpec, frame: pd.DataFrame, index: pd.Index) -> p
 def _canonical_postal(codes: pd.Series, country: str) -> tuple[pd.Series, np.ndarray]:
     """Canonical postal codes of one country, and a mask of those that match its pattern."""
     pattern, separator = _POSTAL[country]
-    groups = codes.str.extract(pattern)
-    joined = groups[0]
-    if groups.shape[1] > 1:
-        joined = joined + (separator + groups[1]).fillna("")
-    return joined, groups[0].notna().to_numpy(bool)
+    groups = _extract(codes, pattern)
+    joined = groups["head"]
+    if "tail" in groups:
+        joined = joined + (separator + groups["tail"]).fillna("")
+    return joined, groups["head"].notna().to_numpy(bool)
 
 
 def normalize_postal_code(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: ProcessSpec) -> Normalized:
     """Postal codes validated and formatted per country; other countries are kept upper-cased."""
-    s = clean(raw).str.upper()
+    s = clean(raw)
     country = _postal_country(field, frame, raw.index)
-    values = s.rename(raw.name)
+    values = s.str.upper().rename(raw.name)
     reasons = _nones(len(s))
     for name in _POSTAL:
         rows = np.flatnonzero((country == name).fillna(False).to_numpy(bool))
         if not len(rows):
             continue
         codes, u = _distinct(s.iloc[rows])
-        canonical, matches = _canonical_postal(u, name)
+        canonical, matches = _canonical_postal(u.str.upper(), name)
         why = _nones(len(u))
         why[~matches] = [f"{v!r} is not a {name} postal code" for v in u[~matches]]
         values.iloc[rows] = _spread(canonical.where(matches).array, codes, pd.NA)
@@ -557,3 +668,21 @@ def normalize_frame(raw: pd.DataFrame, spec: ProcessSpec) -> NormalizedFrame:
             columns[name] = raw[name].array
     data = pd.DataFrame(columns, index=raw.index)
     return NormalizedFrame(data=data, issues=_issues(raw.index, spec, results))
+
+
+@task(retries=1, retry_delay_seconds=2, timeout_seconds=1800)
+def normalize_chunk(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int, row_offset: int) -> Part:
+    """Normalize one chunk of raw records; number them batch-wide so every later check maps back to a record."""
+    from tasks.artifacts import get_store, put_parquet, read_parquet
+    from tasks.quality import ROW
+
+    store = get_store()
+    raw = read_parquet(store, raw_key)
+    raw.index = pd.RangeIndex(row_offset, row_offset + len(raw))
+    result = normalize_frame(raw, spec)
+    data = result.data.assign(**{ROW: raw.index.to_numpy()})
+    issues = result.issues.astype({"row": "int64"})
+    base = raw_key.replace("/records/raw/", "/records/normalized/")
+    objects = [put_parquet(store, base, data),
+               put_parquet(store, base.replace(".parquet", ".issues.parquet"), issues)]
+    return Part(file=file, raw=raw_key, normalized=objects[0].key, issues=objects[1].key, rows=rows, objects=objects)

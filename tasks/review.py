@@ -16,8 +16,7 @@ from bpo.db.session import session_scope
 from bpo.review import add_items, json_safe, open_count, set_run_status
 from bpo.settings import get_settings
 from bpo.spec import ProcessSpec
-from bpo.store import StoredObject
-from tasks.artifacts import RunContext, get_store, put_parquet, read_parquet
+from tasks.artifacts import Part, RunContext, get_store, put_parquet, read_parquet
 from tasks.quality import ROW
 
 RECORDS_STEP = "records"
@@ -28,17 +27,6 @@ class ReviewDone(RunInput):
 
     approved: int
     rejected: int
-
-
-class Part(BaseModel):
-    """One chunk of one input file, through the stages."""
-
-    file: str
-    raw: str
-    normalized: str
-    issues: str
-    rows: int
-    objects: list[StoredObject] = []
 
 
 class Routed(BaseModel):

@@ -1,0 +1,118 @@
+"""Test services: a real Prefect server, SeaweedFS (S3) and PostgreSQL on free loopback ports.
+
+Nothing is mocked. Ports and folders are fixed here, at import, so Prefect reads its API URL
+before any test module imports it; each service starts only when a test asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bpo.stack import free_port, start_prefect_server, start_seaweedfs, stop, wait_until
+
+ROOT = tempfile.mkdtemp(prefix="bpo-tests-")
+PREFECT_PORT = free_port()
+S3_PORT = free_port()
+ACCESS_KEY = "bpo-test-" + secrets.token_hex(4)
+SECRET_KEY = secrets.token_urlsafe(20)
+BUCKET = "bpo-test"
+
+os.environ.update({
+    "BPO_HOME": f"{ROOT}/home",
+    "BPO_S3_BUCKET": BUCKET,
+    "BPO_S3_PREFIX": "bpo",
+    "BPO_S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+    "BPO_S3_ACCESS_KEY_ID": ACCESS_KEY,
+    "BPO_S3_SECRET_ACCESS_KEY": SECRET_KEY,
+    "BPO_PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+    "BPO_PREFECT_PORT": str(PREFECT_PORT),
+    "BPO_S3_PORT": str(S3_PORT),
+    "BPO_OPS_DATABASE_URL": f"sqlite:///{ROOT}/ops.db",
+    "BPO_TARGET_DATABASE_URL": f"sqlite:///{ROOT}/target.db",
+    "BPO_REVIEW_POLL_SECONDS": "1",
+    "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+    "PREFECT_HOME": f"{ROOT}/prefect-client",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+})
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_USER = "bpo-pg"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[dict[str, str]]:
+    """SeaweedFS with the test bucket; every port moved off its default."""
+    proc = start_seaweedfs(Path(ROOT) / "seaweedfs", s3_port=S3_PORT, access_key=ACCESS_KEY, secret_key=SECRET_KEY,
+                           bucket=BUCKET, log=Path(ROOT) / "seaweedfs.log")
+    yield {"endpoint": f"http://127.0.0.1:{S3_PORT}", "bucket": BUCKET}
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A Prefect server with its SQLite database in the test folder."""
+    proc = start_prefect_server(Path(ROOT) / "prefect-server", port=PREFECT_PORT, log=Path(ROOT) / "prefect.log")
+    yield f"http://127.0.0.1:{PREFECT_PORT}/api"
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def ops_db() -> str:
+    from bpo.db.session import upgrade
+
+    url = os.environ["BPO_OPS_DATABASE_URL"]
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def stack(s3: dict[str, str], prefect_api: str, ops_db: str) -> dict[str, str]:
+    """Everything a flow run needs: S3, Prefect and the ops database."""
+    return {**s3, "api": prefect_api, "ops_db": ops_db}
+
+
+def _as_pg_user(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", PG_USER, "--", *argv] if os.geteuid() == 0 else argv
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """PostgreSQL 15 started as an unprivileged user (it refuses root) on a free loopback port."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL binaries not found in {PG_BIN}; install postgresql-15")
+    base = Path(tempfile.mkdtemp(prefix="bpo-pg-"))
+    if os.geteuid() == 0:
+        if subprocess.run(["id", PG_USER], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--system", "--no-create-home", PG_USER], check=True)
+        shutil.chown(base, user=PG_USER)
+    data, port = base / "data", free_port()
+    subprocess.run(_as_pg_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "bpo", "--auth=trust", "-E", "UTF8"]),
+                   check=True, capture_output=True)
+    subprocess.run(_as_pg_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "pg.log"), "-w", "start",
+                                "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"]),
+                   check=True, capture_output=True)
+    url = f"postgresql+psycopg://bpo@127.0.0.1:{port}/postgres"
+
+    def ready() -> bool:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=bpo dbname=postgres", connect_timeout=2):
+            return True
+
+    wait_until(ready, timeout=30, what="PostgreSQL")
+    yield url
+    subprocess.run(_as_pg_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
