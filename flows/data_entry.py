@@ -16,7 +16,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from bpo.spec import load_spec
-from tasks.artifacts import Part, open_run, publish_run, stage_inputs
+from tasks.artifacts import Part, batch_name, open_run, publish_run, stage_inputs
 from tasks.intake import take_in_file
 from tasks.load import load_records
 from tasks.normalize import normalize_chunk
@@ -24,7 +24,12 @@ from tasks.quality import validate_batch
 from tasks.review import await_review, route_records
 
 
-@flow(name="data-entry", flow_run_name="data-entry-{process}-{batch}", log_prints=False)
+def _run_name() -> str:
+    params = flow_run.get_parameters()
+    return f"{params.get('process', 'customer_onboarding')}-{batch_name(params['batch'])}"
+
+
+@flow(name="data-entry", flow_run_name=_run_name, log_prints=False)
 def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, Any]:
     """Intake → normalize → validate → route → review → load → publish."""
     spec = load_spec(process)

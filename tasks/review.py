@@ -97,7 +97,7 @@ def route_records(run: RunContext, spec: ProcessSpec, parts: list[Part], failure
 def await_review(run: RunContext, spec: ProcessSpec, step: str = RECORDS_STEP) -> None:
     """Pause (local run) or suspend (deployment run) until every item of ``step`` is resolved."""
     from prefect.flow_runs import pause_flow_run, suspend_flow_run
-    from prefect.runtime import flow_run
+    from prefect.runtime import deployment
 
     settings = get_settings()
     logger = get_run_logger()
@@ -111,7 +111,7 @@ def await_review(run: RunContext, spec: ProcessSpec, step: str = RECORDS_STEP) -
     # the due-time action (escalate or reject) is applied by `bpo review expire`; the pause
     # outlives it generously so an escalated item can still be decided
     timeout = int(max(spec.review.due_hours, 1) * 3600 * 4)
-    if flow_run.get_deployment_id():
+    if deployment.id:
         done = suspend_flow_run(wait_for_input=ReviewDone, timeout=timeout, key=f"review-{step}")
     else:
         done = pause_flow_run(wait_for_input=ReviewDone, timeout=timeout,

@@ -116,3 +116,15 @@ def postgres() -> Iterator[str]:
     yield url
     subprocess.run(_as_pg_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def target_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh SQLite target database for one test."""
+    from bpo.settings import get_settings
+
+    url = f"sqlite:///{tmp_path}/target.db"
+    monkeypatch.setenv("BPO_TARGET_DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
