@@ -107,6 +107,17 @@ def _print_status(s: Settings) -> None:
     out.print(table)
 
 
+@app.command("deploy")
+def deploy_all(project_dir: Path = typer.Option(Path("."), help="The folder holding prefect.yaml.")) -> None:
+    """Create or update the deployments in prefect.yaml (with their schedules) on the stack."""
+    from bpo import stack
+
+    res = stack.deploy(settings(), project_dir)
+    if res.returncode != 0:
+        fail(f"prefect deploy failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    out.print("deployments are up to date (prefect.yaml)")
+
+
 # --- database ---
 
 @db_app.command("upgrade")

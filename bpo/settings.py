@@ -52,6 +52,8 @@ class Settings(BaseSettings):
 
     # how often a paused run checks whether its review was resolved
     review_poll_seconds: int = 1
+    # an inbox batch is taken once its newest file is this old (its upload has finished)
+    inbox_settle_seconds: int = 30
     # records per chunk (one task run per chunk, one transaction per chunk on load)
     chunk_rows: int = 50_000
 

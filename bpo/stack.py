@@ -128,7 +128,8 @@ def prefect_env(api_url: str, **extra: str) -> dict[str, str]:
             "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"), **extra}
 
 
-def start_prefect_server(home: Path, *, port: int, log: Path, timeout: float = 120) -> subprocess.Popen:
+def start_prefect_server(home: Path, *, port: int, log: Path, timeout: float = 120,
+                         extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start ``prefect server start`` on 127.0.0.1 with its SQLite database under ``home``."""
     if port_in_use(port):
         raise StackError(f"port {port} (Prefect server) is already in use on {LOOPBACK}")
@@ -141,6 +142,7 @@ def start_prefect_server(home: Path, *, port: int, log: Path, timeout: float = 1
         PREFECT_SERVER_API_HOST=LOOPBACK,
         PREFECT_SERVER_API_PORT=str(port),
         PREFECT_UI_API_URL=api_url,
+        **(extra_env or {}),
     )
     proc = _spawn([_bin("prefect"), "server", "start", "--host", LOOPBACK, "--port", str(port)], env=env, log=log)
     wait_until(lambda: httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200, timeout=timeout,
@@ -287,6 +289,13 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": f"s3-bucket/{settings.result_storage_block}",
     }
+
+
+def deploy(settings: Settings, project_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Create or update every deployment in ``prefect.yaml`` on the stack's server."""
+    env = prefect_env(settings.prefect_api_url, BPO_PROJECT_DIR=str(project_dir.resolve()))
+    return subprocess.run([_bin("prefect"), "--no-prompt", "deploy", "--all"], cwd=project_dir, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def stack_down(settings: Settings, *, say: Callable[[str], None] = lambda _m: None) -> None:

@@ -92,5 +92,13 @@ class ArtifactStore:
             out.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
         return sorted(out)
 
+    def newest_modified(self, prefix: str) -> datetime | None:
+        """When the newest object under ``prefix`` was written, or None if there is none."""
+        newest = None
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                newest = obj["LastModified"] if newest is None else max(newest, obj["LastModified"])
+        return newest
+
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)

@@ -16,7 +16,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from bpo.spec import load_spec
-from tasks.artifacts import Part, batch_name, open_run, publish_run, stage_inputs
+from tasks.artifacts import Part, batch_name, clear_inbox, open_run, publish_run, stage_inputs
 from tasks.intake import take_in_file
 from tasks.load import load_records
 from tasks.normalize import normalize_chunk
@@ -64,4 +64,6 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
     }
     objects = [*inputs, *(o for f in taken for o in f.objects), *(o for p in parts for o in p.objects),
                *checked["objects"], *loaded.objects]
-    return publish_run(run, objects, files, totals)
+    summary = publish_run(run, objects, files, totals)
+    clear_inbox(run)
+    return summary

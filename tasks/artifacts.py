@@ -148,3 +148,17 @@ def publish_run(run: RunContext, objects: list[StoredObject], files: list[dict[s
     if not balanced:
         raise RuntimeError(f"reconciliation failed: records in != loaded + rejected + quarantined: {files}")
     return {"manifest": store.uri(run.key("manifest.json")), "straight_through_rate": round(straight, 4), **totals}
+
+
+@task(retries=2, retry_delay_seconds=2, timeout_seconds=300)
+def clear_inbox(run: RunContext) -> int:
+    """Remove a finished batch from the inbox (its files are kept under the run's ``raw/``)."""
+    store = get_store()
+    inbox = store.key("inbox") + "/"
+    prefix = run.batch.removeprefix(f"s3://{store.bucket}/")
+    if not prefix.startswith(inbox):
+        return 0
+    keys = store.list_keys(prefix.rstrip("/") + "/")
+    for key in keys:
+        store.delete(key)
+    return len(keys)

@@ -64,7 +64,9 @@ def s3() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """A Prefect server with its SQLite database in the test folder."""
-    proc = start_prefect_server(Path(ROOT) / "prefect-server", port=PREFECT_PORT, log=Path(ROOT) / "prefect.log")
+    # the scheduler looks for due schedules every second, so a scheduled run starts within the test
+    proc = start_prefect_server(Path(ROOT) / "prefect-server", port=PREFECT_PORT, log=Path(ROOT) / "prefect.log",
+                                extra_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1"})
     yield f"http://127.0.0.1:{PREFECT_PORT}/api"
     stop(proc)
 
