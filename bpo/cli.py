@@ -51,6 +51,8 @@ def main() -> None:
         fail(str(exc))
     os.environ.setdefault("PREFECT_API_URL", s.prefect_api_url)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # the run's own log lines go to the Prefect UI; the terminal shows progress and the summary
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
 # --- stack ---
@@ -177,21 +179,15 @@ def run_flow_with_progress(flow_name: str, parameters: dict[str, Any], *, quiet:
     url = f"{s.prefect_ui_url}/runs/flow-run/{flow_run.id}"
     if not quiet:
         out.print(f"flow run [bold]{flow_run.name}[/bold]: {url}")
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["state"] = run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
-        except BaseException as exc:  # reported below, the thread must not die silently
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    _watch(flow_run.id, thread, quiet=quiet)
-    thread.join()
-    if "error" in box:
-        fail(f"run failed: {box['error']}")
-    state = box["state"]
+    # the flow runs in the main thread (Prefect's task timeouts need it); progress is watched beside it
+    finished = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(flow_run.id, finished), kwargs={"quiet": quiet}, daemon=True)
+    watcher.start()
+    try:
+        state = run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+    finally:
+        finished.set()
+        watcher.join(timeout=5)
     if not state.is_completed():
         fail(f"run ended {state.type.value}: {state.message or ''} — see {url}")
     result = state.result()
@@ -200,7 +196,7 @@ def run_flow_with_progress(flow_name: str, parameters: dict[str, Any], *, quiet:
     return {"flow_run_id": str(flow_run.id), "url": url, **result}
 
 
-def _watch(flow_run_id: Any, thread: threading.Thread, *, quiet: bool) -> None:
+def _watch(flow_run_id: Any, finished: threading.Event, *, quiet: bool) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -214,7 +210,7 @@ def _watch(flow_run_id: Any, thread: threading.Thread, *, quiet: bool) -> None:
                   console=err, disable=quiet or not sys.stderr.isatty(), transient=False) as progress:
         bars: dict[str, Any] = {}
         with get_client(sync_client=True) as client:
-            while thread.is_alive():
+            while not finished.is_set():
                 runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
                 counts: dict[str, list[int]] = {}
                 for tr in runs:
@@ -240,11 +236,12 @@ def _watch(flow_run_id: Any, thread: threading.Thread, *, quiet: bool) -> None:
                     announced_pause = True
                 elif fr.state and not fr.state.is_paused():
                     announced_pause = False
-                thread.join(timeout=0.5)
+                finished.wait(timeout=0.5)
 
 
 def _print_summary(result: dict[str, Any]) -> None:
-    table = Table("records in", "loaded", "rejected", "quarantined", "reviewed", "straight-through", "files quarantined")
+    table = Table("records in", "loaded", "rejected", "quarantined", "reviewed", "straight-through",
+                  "files quarantined")
     table.add_row(*(str(result.get(k)) for k in ("records_in", "loaded", "rejected", "quarantined", "reviewed")),
                   f"{result.get('straight_through_rate', 0):.1%}", str(result.get("files_quarantined")))
     out.print(table)
@@ -371,6 +368,66 @@ def review_expire() -> None:
     from bpo.review import expire_overdue
 
     out.print(expire_overdue(settings()))
+
+
+# --- demo ---
+
+@app.command("demo")
+def demo(records: int = typer.Option(200, help="Records in the sample batch.")) -> None:
+    """Drop a sample batch, run data entry on it, resolve its review items as an agent would, show where to look."""
+    import re
+    import subprocess
+    from datetime import datetime
+
+    from bpo.review import list_items
+    from bpo.samples import write_batch
+
+    s = settings()
+    batch = (s.home / "demo" / f"batch-{datetime.now():%Y%m%d-%H%M%S}").resolve()
+    counts = write_batch(batch, n=records, review_fraction=0.03)
+    out.print(f"sample batch: {batch} — {counts}")
+    started = datetime.now().astimezone()
+    bpo = [sys.executable, "-m", "bpo.cli"]
+    run = subprocess.Popen([*bpo, "run", "data-entry", str(batch), "--json"], stdout=subprocess.PIPE, text=True)
+    resolved: set[int] = set()
+    while run.poll() is None:
+        for item in list_items(s, status="open"):
+            if item.id in resolved or item.created_at.astimezone() < started:
+                continue
+            checks = {c["check"] for c in item.failed_checks}
+            raw_date = str(item.proposed.get("signup_date") or "")
+            match = re.fullmatch(r"(\d{2})/(\d{2})/(\d{4})", raw_date)
+            if checks == {"ambiguous_date"} and match:
+                # the agent looks at the form: this client writes month first
+                args = ["--approve", "--set", f"signup_date={match[3]}-{match[1]}-{match[2]}"]
+            else:
+                args = ["--reject", "--reason", "; ".join(sorted({c["reason"] for c in item.failed_checks}))[:200]]
+            cmd = ["review", "resolve", str(item.id), *args, "--as", "demo-agent"]
+            out.print("[dim]$ bpo " + " ".join(cmd) + "[/dim]")
+            subprocess.run([*bpo, *cmd], check=False)
+            resolved.add(item.id)
+        time.sleep(1)
+    stdout = run.stdout.read() if run.stdout else ""
+    if run.returncode != 0:
+        fail(f"the demo run failed (exit {run.returncode})")
+    result = json.loads(stdout)
+    from sqlalchemy import create_engine, text
+
+    from bpo.spec import load_spec
+
+    table = load_spec("customer_onboarding").target.table
+    with create_engine(s.target_database_url or "").connect() as conn:
+        rows = conn.scalar(text(f'SELECT count(*) FROM "{table}"'))  # noqa: S608 - table name from the spec
+    _print_summary(result)
+    out.print(f"""
+[bold]where to look[/bold]
+  Prefect UI (the run, its artifacts):  {result['url']}
+  S3 artifacts of the run:              {result['manifest'].rsplit('/', 1)[0]}/
+  S3 browser/API (local stack):         {s.s3_endpoint_url}
+  quarantine:                           s3://{s.s3_bucket}/{s.s3_prefix}/quarantine/customer-onboarding/
+  target table `{table}`:              {rows} rows in {s.target_database_url}
+  review decisions:                     bpo review list --status all
+""")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
 
 import pandas as pd
 from prefect import task
@@ -87,8 +86,8 @@ def upsert(engine: Engine, table: Table, rows: pd.DataFrame, key: list[str], *, 
 
 def _upsert_generic(engine: Engine, table: Table, part: pd.DataFrame, key: list[str]) -> None:
     insert = sqlite.insert(table) if engine.dialect.name == "sqlite" else postgresql.insert(table)
-    stmt = insert.on_conflict_do_update(index_elements=key,
-                                        set_={c.name: insert.excluded[c.name] for c in table.columns if c.name not in key})
+    updates = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in key}
+    stmt = insert.on_conflict_do_update(index_elements=key, set_=updates)
     with engine.begin() as conn:
         conn.execute(stmt, part.to_dict("records"))
 

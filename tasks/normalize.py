@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 from email_validator import EmailNotValidError, validate_email
 from pandas.api.extensions import ExtensionArray
 from phonenumbers import PhoneMetadata, PhoneNumberDesc
-
 from prefect import task
 
 from bpo.spec import FieldSpec, ProcessSpec

@@ -101,7 +101,8 @@ def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True) ->
         cfg = r.expectation_config
         field = str(cfg.kwargs.get("column", ""))
         if r.exception_info and r.exception_info.get("raised_exception"):
-            raise SuiteError(f"expectation {cfg.type} on {field!r} could not run: {r.exception_info.get('exception_message')}")
+            message = r.exception_info.get("exception_message")
+            raise SuiteError(f"expectation {cfg.type} on {field!r} could not run: {message}")
         for hit in r.result.get("unexpected_index_list") or []:
             rows.append((int(hit[ROW]), field, cfg.type, _describe(cfg.type, cfg.kwargs, hit.get(field))))
     failures = pd.DataFrame(rows, columns=["row", "field", "check", "reason"])

@@ -64,7 +64,10 @@ def route_records(run: RunContext, spec: ProcessSpec, parts: list[Part], failure
         issues = read_parquet(store, part.issues)
         issues = issues[~issues["check"].isin(["ambiguous_date", "low_confidence_mapping"])
                         | issues["check"].isin(flagged)]
-        checks = pd.concat([issues, failures[failures["row"].isin(data[ROW])]], ignore_index=True)
+        failed = failures[failures["row"].isin(data[ROW])]
+        # a value normalization could not read is already explained; GX's "missing" on it adds nothing
+        explained = failed.set_index(["row", "field"]).index.isin(issues.set_index(["row", "field"]).index)
+        checks = pd.concat([issues, failed[~explained]], ignore_index=True)
         for field in low_confidence.get(part.file, []):
             if "low_confidence_mapping" in flagged:
                 hit = data.loc[data[field].notna(), ROW] if field in data else pd.Series([], dtype=int)

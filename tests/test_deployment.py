@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,7 +25,8 @@ def flow_runs(deployment_name: str) -> list[Any]:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
     with get_client(sync_client=True) as client:
-        return client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment_name])))
+        named = DeploymentFilter(name=DeploymentFilterName(any_=[deployment_name]))
+        return client.read_flow_runs(deployment_filter=named)
 
 
 def wait_for(check: Any, timeout: float, what: str) -> Any:
@@ -43,7 +43,8 @@ def bpo(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bpo.cli", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_schedule_picks_up_inbox_batches_once_and_a_worker_completes_them(stack: dict[str, str], tmp_path: Path) -> None:
+def test_schedule_picks_up_inbox_batches_once_and_a_worker_completes_them(stack: dict[str, str],
+                                                                           tmp_path: Path) -> None:
     from bpo.store import ArtifactStore
 
     settings = Settings()
@@ -95,5 +96,3 @@ def test_schedule_picks_up_inbox_batches_once_and_a_worker_completes_them(stack:
         assert store.list_keys(store.key("inbox", "data-entry") + "/") == []
     finally:
         stop(worker)
-        if os.environ.get("BPO_KEEP_LOGS"):
-            print((tmp_path / "worker.log").read_text())

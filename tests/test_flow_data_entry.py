@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from bpo.samples import make_records, to_csv, write_batch
+from bpo.samples import write_batch
 
 pytestmark = pytest.mark.slow
 
