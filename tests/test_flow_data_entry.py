@@ -8,13 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from bpo.samples import write_batch
+from bpo.samples import make_records, to_csv, to_jsonl, write_batch
 
 pytestmark = pytest.mark.slow
 
@@ -31,22 +32,6 @@ def open_items(run_id: str | None = None) -> list[dict[str, Any]]:
     res = bpo(*args)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
-
-
-def run_in_thread(batch: Path, **params: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    from flows.data_entry import data_entry
-
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = data_entry(batch=str(batch), **params)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, box
 
 
 def wait_for_items(expected: int, timeout: float = 120) -> list[dict[str, Any]]:
@@ -114,3 +99,160 @@ def test_batch_with_review_pauses_resumes_and_loads(stack: dict[str, str], targe
     assert result["loaded"] + result["rejected"] + result["quarantined"] == result["records_in"]
     assert result["rejected"] == len(work["items"]) - 1 and result["files_quarantined"] == 1
     assert target_count(target_db) == result["loaded"]
+
+
+def read_manifest(result: dict[str, Any]) -> dict[str, Any]:
+    from bpo.settings import Settings
+    from bpo.store import ArtifactStore
+
+    store = ArtifactStore(Settings())
+    return json.loads(store.get_bytes(result["manifest"].removeprefix(f"s3://{store.bucket}/")))
+
+
+def test_rerun_of_the_same_batch_adds_no_rows_and_archives_everything(stack: dict[str, str], target_db: str,
+                                                                      tmp_path: Path) -> None:
+    from flows.data_entry import data_entry
+
+    batch = tmp_path / "clean"
+    batch.mkdir()
+    (batch / "forms.csv").write_bytes(to_csv(make_records(120, seed=3, review_fraction=0.0, start=10_000)))
+    first = data_entry(batch=str(batch))
+    rows = target_count(target_db)
+    second = data_entry(batch=str(batch))
+    assert rows == 120 == first["loaded"] == second["loaded"]
+    assert target_count(target_db) == rows, "a re-run must not add rows"
+    assert first["straight_through_rate"] == 1.0
+
+    manifest = read_manifest(second)
+    assert manifest["reconciliation"]["balanced"] is True
+    keys = [o["key"] for o in manifest["objects"]]
+    for suffix in ("raw/forms.csv", "validation/result.json", "validation/data-docs.html",
+                   "validation/failures.parquet", "review/decisions.json"):
+        assert any(k.endswith(suffix) for k in keys), suffix
+    assert any("/records/normalized/" in k and k.endswith(".parquet") for k in keys)
+    assert all(len(o["sha256"]) == 64 and o["size"] >= 0 for o in manifest["objects"])
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        summary = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[
+            "customer-onboarding-summary"])))
+    assert summary and "straight-through" in str(summary[0].data)
+
+
+def test_bad_inputs_are_quarantined_with_a_reason_and_the_rest_proceeds(stack: dict[str, str], target_db: str,
+                                                                       tmp_path: Path) -> None:
+    from bpo.samples import HEADERS, to_xlsx
+    from bpo.settings import Settings
+    from bpo.store import ArtifactStore
+    from flows.data_entry import data_entry
+
+    batch = tmp_path / "mixed"
+    batch.mkdir()
+    records = make_records(30, seed=5, review_fraction=0.0, start=20_000)
+    records[0]["last_name"] = "=HYPERLINK(\"http://evil\",\"x\")"
+    records[1]["first_name"] = "@SUM(A1:A9)"
+    (batch / "good.csv").write_bytes(to_csv(records[:20]))
+    (batch / "good.jsonl").write_bytes(to_jsonl(records[20:]) + b"{not json\n")
+    (batch / "empty.csv").write_bytes(b"")
+    (batch / "truncated.xlsx").write_bytes(to_xlsx(records[:5])[:700])
+    (batch / "binary.csv").write_bytes(bytes(range(256)) * 8)
+    (batch / "no-headers.csv").write_bytes(b"alpha,beta,gamma\n1,2,3\n")
+    big = "x" * (50 * 1024 * 1024)
+    (batch / "huge-field.csv").write_text(",".join(HEADERS.values()) + "\nC1,Ann," + big + ",a@b.com\n")
+    (batch / "notes.pdf").write_bytes(b"%PDF-1.4 not a form")
+
+    result = data_entry(batch=str(batch))
+    assert result["files_quarantined"] == 6
+    assert result["records_in"] == 31 and result["quarantined"] == 1  # the bad JSON line
+    assert result["loaded"] == 30 == target_count(target_db)
+
+    manifest = read_manifest(result)
+    files = {f["file"]: f for f in manifest["reconciliation"]["files"]}
+    reasons = {name: (f["reason"] or "") for name, f in files.items() if f["status"] == "quarantined"}
+    assert "empty" in reasons["empty.csv"].lower()
+    assert "xlsx" in reasons["truncated.xlsx"].lower()
+    assert "binary" in reasons["binary.csv"].lower()
+    assert "header" in reasons["no-headers.csv"].lower()
+    assert "longer than" in reasons["huge-field.csv"].lower()
+    assert "unsupported" in reasons["notes.pdf"].lower()
+    assert manifest["reconciliation"]["balanced"] is True
+
+    store = ArtifactStore(Settings())
+    quarantined = store.list_keys(store.key("quarantine", "customer-onboarding", "mixed") + "/")
+    for name in reasons:
+        assert any(k.endswith(f"/{name}") for k in quarantined), name
+        note = json.loads(store.get_bytes(next(k for k in quarantined if k.endswith(f"/{name}.reason.json"))))
+        assert note["reason"] == reasons[name]
+    assert any(k.endswith("good.jsonl.bad-rows.jsonl") for k in quarantined)
+
+    with create_engine(target_db).connect() as conn:
+        stored = dict(conn.execute(text("SELECT customer_id, last_name FROM customers")).all())
+        first = conn.scalar(text("SELECT first_name FROM customers WHERE customer_id = :c"),
+                            {"c": records[1]["customer_id"]})
+    assert stored[records[0]["customer_id"]] == records[0]["last_name"], "formula text is stored, never evaluated"
+    assert first.casefold() == "@sum(a1:a9)", "kept as text (names are re-cased, never evaluated)"
+
+
+@pytest.fixture
+def postgres_target(postgres: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Target and ops databases on PostgreSQL, each in its own fresh database."""
+    import uuid
+
+    from bpo.db.session import upgrade
+    from bpo.settings import get_settings
+
+    base = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    names = [f"t_{uuid.uuid4().hex[:10]}", f"o_{uuid.uuid4().hex[:10]}"]
+    with base.connect() as conn:
+        for name in names:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    target, ops = (postgres.rsplit("/", 1)[0] + f"/{n}" for n in names)
+    upgrade(ops)
+    monkeypatch.setenv("BPO_TARGET_DATABASE_URL", target)
+    monkeypatch.setenv("BPO_OPS_DATABASE_URL", ops)
+    get_settings.cache_clear()
+    yield target
+    get_settings.cache_clear()
+
+
+def test_whole_flow_on_postgresql_with_review(stack: dict[str, str], postgres_target: str, tmp_path: Path) -> None:
+    from flows.data_entry import data_entry
+
+    batch = tmp_path / "pg"
+    batch.mkdir()
+    (batch / "forms.jsonl").write_bytes(to_jsonl(make_records(200, seed=9, review_fraction=0.03, start=30_000)))
+
+    def agent() -> int:
+        items = wait_for_items(1)
+        time.sleep(2)
+        items = open_items()
+        for item in items:
+            bpo("review", "resolve", str(item["id"]), "--reject", "--reason", "test", "--as", "agent")
+        return len(items)
+
+    thread, box = in_background(agent)
+    result = data_entry(batch=str(batch))
+    thread.join(timeout=10)
+    assert "error" not in box, box.get("error")
+    assert result["rejected"] == box["result"] >= 5
+    assert result["loaded"] == 200 - box["result"] == target_count(postgres_target)
+    again = data_entry(batch=str(batch))  # its review items are new (a new run): reject them again
+    assert again["records_in"] == 200 and target_count(postgres_target) == result["loaded"]
+
+
+def test_batch_from_an_s3_inbox_prefix_is_taken_and_cleared(stack: dict[str, str], target_db: str) -> None:
+    from bpo.settings import Settings
+    from bpo.store import ArtifactStore
+    from flows.data_entry import data_entry
+
+    store = ArtifactStore(Settings())
+    prefix = store.key("inbox", "data-entry", "from-s3")
+    store.put_bytes(f"{prefix}/part-1.csv", to_csv(make_records(25, seed=21, review_fraction=0.0, start=40_000)))
+    store.put_bytes(f"{prefix}/sub/part-2.jsonl", to_jsonl(make_records(15, seed=22, review_fraction=0.0,
+                                                                         start=41_000)))
+    result = data_entry(batch=f"s3://{store.bucket}/{prefix}/")
+    assert result["loaded"] == 40 == target_count(target_db)
+    assert store.list_keys(prefix + "/") == [], "a finished inbox batch is removed from the inbox"
+    assert any(k.endswith("raw/sub/part-2.jsonl") for k in (o["key"] for o in read_manifest(result)["objects"]))

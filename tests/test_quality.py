@@ -1,0 +1,191 @@
+"""Expectation suites and validate_frame (tasks.quality) with Great Expectations, no mocks."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tasks.quality as quality
+from bpo.samples import make_records
+from bpo.spec import ProcessSpec, load_spec
+from tasks.normalize import normalize_frame
+from tasks.quality import ROW, SuiteError, load_suite, validate_frame
+
+SUITE_FILES = sorted(quality.EXPECTATIONS_DIR.glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def spec() -> ProcessSpec:
+    return load_spec("customer_onboarding")
+
+
+@pytest.fixture
+def suites_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point the suite loader at an empty folder for one test (and forget suites read before)."""
+    monkeypatch.setattr(quality, "EXPECTATIONS_DIR", tmp_path)
+    quality._suite_json.cache_clear()
+    yield tmp_path
+    quality._suite_json.cache_clear()
+
+
+def clean_batch(spec: ProcessSpec, n: int = 12, seed: int = 11) -> pd.DataFrame:
+    """A normalized batch without problems, as normalize_chunk leaves it: batch-wide ``_row`` numbers that
+    are neither positions nor index labels (rows 40, 43, 46, ... on a shuffled index)."""
+    raw = pd.DataFrame(make_records(n, seed=seed, review_fraction=0), dtype=object)
+    result = normalize_frame(raw, spec)
+    assert result.issues.empty, result.issues
+    data = result.data.assign(**{ROW: [40 + 3 * i for i in range(n)]})
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return data.iloc[order].set_index(pd.Index([1000 - i for i in range(n)]))
+
+
+def row_of(frame: pd.DataFrame, position: int) -> int:
+    return int(frame[ROW].iloc[position])
+
+
+def found(failures: pd.DataFrame) -> set[tuple[int, str, str]]:
+    return {(int(r.row), r.field, r.check) for r in failures.itertuples()}
+
+
+# ---------------------------------------------------------------------------------------------
+# suites
+
+
+def test_there_is_a_suite_for_every_spec() -> None:
+    from bpo.spec import SPECS_DIR
+
+    for path in SPECS_DIR.glob("*.yaml"):
+        assert (quality.EXPECTATIONS_DIR / f"{load_spec(path).suite}.json").is_file(), path
+
+
+@pytest.mark.parametrize("path", SUITE_FILES, ids=[p.stem for p in SUITE_FILES])
+def test_every_suite_loads_all_its_expectations(path: Path) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    suite = load_suite(path.stem)
+    assert suite.name == data["name"] == path.stem
+    assert len(data["expectations"]) > 0
+    assert len(suite.expectations) == len(data["expectations"])
+    loaded = sorted((e.expectation_type, e.column) for e in suite.expectations)
+    assert loaded == sorted((e["type"], e["kwargs"]["column"]) for e in data["expectations"])
+    assert isinstance(suite.meta.get("grain"), str) and suite.meta["grain"].strip()
+
+
+def test_suite_with_unknown_expectation_type_is_refused(suites_dir: Path) -> None:
+    (suites_dir / "odd.json").write_text(json.dumps({"name": "odd", "meta": {"grain": "one row per thing"},
+                                                     "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+        {"type": "expect_column_values_to_be_purple", "kwargs": {"column": "a"}},
+    ]}))
+    with pytest.raises(SuiteError, match="expect_column_values_to_be_purple"):
+        load_suite("odd")
+
+
+def test_missing_suite_is_refused(suites_dir: Path) -> None:
+    with pytest.raises(SuiteError, match="no expectation suite 'nowhere'"):
+        load_suite("nowhere")
+
+
+@pytest.mark.xfail(strict=True, raises=json.JSONDecodeError,
+                   reason="tasks.quality.load_suite lets json.JSONDecodeError escape for a malformed suite file "
+                          "instead of raising SuiteError (whose docstring covers malformed files)")
+def test_malformed_suite_file_is_refused_with_suite_error(suites_dir: Path) -> None:
+    (suites_dir / "broken.json").write_text('{"name": "broken", "expectations": [')
+    with pytest.raises(SuiteError, match="broken"):
+        load_suite("broken")
+
+
+# ---------------------------------------------------------------------------------------------
+# validate_frame
+
+
+def test_clean_batch_validates(spec: ProcessSpec) -> None:
+    checked = validate_frame(clean_batch(spec), spec)
+    assert checked.success is True
+    assert checked.failures.empty
+    assert list(checked.failures.columns) == ["row", "field", "check", "reason"]
+    assert checked.result["success"] is True
+    assert len(checked.result["results"]) == len(load_suite(spec.suite).expectations)
+    # the Data Docs page is a whole HTML document about this suite
+    assert checked.html.lstrip().lower().startswith("<!doctype html") or "<html" in checked.html.lower()
+    assert spec.suite in checked.html
+    json.dumps(checked.result)  # JSON-ready, as it is stored
+
+
+def test_docs_false_renders_no_html(spec: ProcessSpec) -> None:
+    checked = validate_frame(clean_batch(spec, n=3), spec, docs=False)
+    assert checked.success is True and checked.html == ""
+
+
+def test_failures_map_to_rows_and_fields(spec: ProcessSpec) -> None:
+    batch = clean_batch(spec)
+    bad = batch.copy()
+    col = bad.columns.get_loc
+    bad.iloc[1, col("customer_id")] = bad.iloc[0, col("customer_id")]  # duplicate key: both rows
+    bad.iloc[2, col("email")] = "ann@localhost"  # no dot in the domain
+    bad.iloc[3, col("plan")] = "platinum"
+    bad.iloc[4, col("date_of_birth")] = "1890-01-01"
+    bad.iloc[5, col("signup_date")] = "2031-01-01"
+    bad.iloc[6, col("opening_balance")] = Decimal("-5.00")
+    bad.iloc[7, col("last_name")] = pd.NA
+    bad.iloc[8, col("country")] = "ZZ"
+
+    checked = validate_frame(bad, spec)
+
+    assert checked.success is False
+    assert found(checked.failures) == {
+        (row_of(bad, 0), "customer_id", "expect_column_values_to_be_unique"),
+        (row_of(bad, 1), "customer_id", "expect_column_values_to_be_unique"),
+        (row_of(bad, 2), "email", "expect_column_values_to_match_regex"),
+        (row_of(bad, 3), "plan", "expect_column_values_to_be_in_set"),
+        (row_of(bad, 4), "date_of_birth", "expect_column_values_to_be_between"),
+        (row_of(bad, 5), "signup_date", "expect_column_values_to_be_between"),
+        (row_of(bad, 6), "opening_balance", "expect_column_values_to_be_between"),
+        (row_of(bad, 7), "last_name", "expect_column_values_to_not_be_null"),
+        (row_of(bad, 8), "country", "expect_column_values_to_be_in_set"),
+    }
+    assert len(checked.failures) == 9
+    reasons = {(int(r.row), r.field): r.reason for r in checked.failures.itertuples()}
+    assert reasons[(row_of(bad, 0), "customer_id")] == f"'{bad.iloc[0, col('customer_id')]}' appears more than once " \
+                                                       "in this batch"
+    assert reasons[(row_of(bad, 2), "email")] == "'ann@localhost' does not have the expected format"
+    assert reasons[(row_of(bad, 3), "plan")] == "'platinum' is not one of basic, standard, premium"
+    assert reasons[(row_of(bad, 4), "date_of_birth")] == "'1890-01-01' is outside 1900-01-01 .. 2015-12-31"
+    assert "-5.00" in reasons[(row_of(bad, 6), "opening_balance")]
+    assert reasons[(row_of(bad, 7), "last_name")] == "required value is missing"
+    # the input frame is left as it was (dates stay ISO text)
+    assert bad.iloc[4, col("date_of_birth")] == "1890-01-01"
+    # only the failing rows are reported; the others of the same batch are not
+    assert set(checked.failures["row"]) == {row_of(bad, i) for i in range(9)}
+
+
+@pytest.mark.parametrize(("field", "value", "check"), [
+    ("email", "no-at-sign.example.com", "expect_column_values_to_match_regex"),
+    ("phone", "4155550100", "expect_column_values_to_match_regex"),
+    ("customer_id", "C 1", "expect_column_values_to_match_regex"),
+    ("signup_date", "1999-12-31", "expect_column_values_to_be_between"),
+    ("opening_balance_currency", "XXX", "expect_column_values_to_be_in_set"),
+    ("plan", None, "expect_column_values_to_not_be_null"),
+    ("signup_date", None, "expect_column_values_to_not_be_null"),
+])
+def test_single_failure_on_one_row(spec: ProcessSpec, field: str, value: object, check: str) -> None:
+    bad = clean_batch(spec, n=5, seed=23)
+    bad.iloc[2, bad.columns.get_loc(field)] = pd.NA if value is None else value
+    checked = validate_frame(bad, spec, docs=False)
+    assert checked.success is False
+    assert found(checked.failures) == {(row_of(bad, 2), field, check)}
+
+
+def test_data_docs_show_a_failing_validation(spec: ProcessSpec) -> None:
+    bad = clean_batch(spec, n=4)
+    bad.iloc[0, bad.columns.get_loc("plan")] = "platinum"
+    checked = validate_frame(bad, spec)
+    assert checked.success is False
+    assert spec.suite in checked.html
+    assert "expect_column_values_to_be_in_set" in checked.html or "values must belong to this set" in checked.html
