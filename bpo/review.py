@@ -195,9 +195,13 @@ def resume_if_done(settings: Settings, flow_run_id: str, step: str) -> bool:
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(flow_run_id))
+        try:
+            run = client.read_flow_run(UUID(flow_run_id))
+        except ObjectNotFound:  # the run is gone (deleted, server reset): nothing waits to be resumed
+            return False
         if run.state is None or not run.state.is_paused():
             return False
         client.resume_flow_run(UUID(flow_run_id), run_input={

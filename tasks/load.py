@@ -61,6 +61,9 @@ def to_rows(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
         src = frame[col.name] if col.name in frame else pd.Series(None, index=frame.index, dtype=object)
         if isinstance(col.type, Date):
             out[col.name] = pd.to_datetime(src, format="%Y-%m-%d", errors="coerce").dt.date
+        elif isinstance(col.type, BigInteger):
+            # never through float: integers beyond 2**53 must stay exact
+            out[col.name] = pd.array(src.astype(object).where(src.notna(), None).tolist(), dtype="Int64")
         else:
             out[col.name] = src
     out = out.astype(object).where(out.notna(), None)
@@ -158,7 +161,7 @@ def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_r
             loaded[item.source["file"]] = loaded.get(item.source["file"], 0) + 1
     if approved:
         decided = pd.DataFrame([{**(i.decision or {}), "_source_file": i.source["file"],
-                                 "_source_row": i.source["row"]} for i in approved])
+                                 "_source_row": i.source["row"]} for i in approved], dtype=object)
         upsert(engine, table, to_rows(_with_provenance(decided, run), table), spec.target.key,
                chunk_rows=settings.chunk_rows)
     decisions = put_json(store, run.key("review", "decisions.json"), [{

@@ -45,7 +45,12 @@ def load_suite(name: str):  # -> gx.ExpectationSuite (GX is imported lazily: it 
     """Load ``expectations/<name>.json``; refuse a suite where GX dropped an unknown expectation."""
     import great_expectations as gx
 
-    data = json.loads(_suite_json(name))
+    try:
+        data = json.loads(_suite_json(name))
+    except json.JSONDecodeError as exc:
+        raise SuiteError(f"suite {name!r} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or any("type" not in e for e in data.get("expectations", [])):
+        raise SuiteError(f"suite {name!r}: every expectation needs a 'type'")
     declared = len(data.get("expectations", []))
     suite = gx.ExpectationSuite(**data)
     if len(suite.expectations) != declared:

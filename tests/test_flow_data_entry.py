@@ -229,7 +229,8 @@ def test_whole_flow_on_postgresql_with_review(stack: dict[str, str], postgres_ta
         time.sleep(2)
         items = open_items()
         for item in items:
-            bpo("review", "resolve", str(item["id"]), "--reject", "--reason", "test", "--as", "agent")
+            done = bpo("review", "resolve", str(item["id"]), "--reject", "--reason", "test", "--as", "agent")
+            assert done.returncode == 0, done.stderr
         return len(items)
 
     thread, box = in_background(agent)
@@ -238,7 +239,9 @@ def test_whole_flow_on_postgresql_with_review(stack: dict[str, str], postgres_ta
     assert "error" not in box, box.get("error")
     assert result["rejected"] == box["result"] >= 5
     assert result["loaded"] == 200 - box["result"] == target_count(postgres_target)
-    again = data_entry(batch=str(batch))  # its review items are new (a new run): reject them again
+    thread, box = in_background(agent)  # a new run raises its own review items: reject them again
+    again = data_entry(batch=str(batch))
+    thread.join(timeout=10)
     assert again["records_in"] == 200 and target_count(postgres_target) == result["loaded"]
 
 

@@ -92,9 +92,6 @@ def test_missing_suite_is_refused(suites_dir: Path) -> None:
         load_suite("nowhere")
 
 
-@pytest.mark.xfail(strict=True, raises=json.JSONDecodeError,
-                   reason="tasks.quality.load_suite lets json.JSONDecodeError escape for a malformed suite file "
-                          "instead of raising SuiteError (whose docstring covers malformed files)")
 def test_malformed_suite_file_is_refused_with_suite_error(suites_dir: Path) -> None:
     (suites_dir / "broken.json").write_text('{"name": "broken", "expectations": [')
     with pytest.raises(SuiteError, match="broken"):
