@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,59 @@ def test_batch_from_an_s3_inbox_prefix_is_taken_and_cleared(stack: dict[str, str
     assert result["loaded"] == 40 == target_count(target_db)
     assert store.list_keys(prefix + "/") == [], "a finished inbox batch is removed from the inbox"
     assert any(k.endswith("raw/sub/part-2.jsonl") for k in (o["key"] for o in read_manifest(result)["objects"]))
+
+
+def test_a_second_process_declared_only_by_a_spec_and_a_suite(stack: dict[str, str], target_db: str,
+                                                              tmp_path: Path) -> None:
+    """vendor_setup has no Python of its own: German headers, day-first dates, euro amounts."""
+    from flows.data_entry import data_entry
+
+    batch = tmp_path / "vendors"
+    batch.mkdir()
+    (batch / "lieferanten.csv").write_text(
+        "Kreditor;Firma;E-Mail;Telefon;Country;PLZ;Zahlungsziel;Kreditlimit;Since\n"
+        "V00001;Müller GmbH;einkauf@mueller.de;030 1234567;Deutschland;10115;30 days;1.250,00 €;03.04.2021\n"
+        "V00002;Dupont SA;achats@dupont.fr;+33 1 42 68 53 00;France;75008;net 60;€ 900;15/01/2020\n",
+        encoding="cp1252")
+    result = data_entry(batch=str(batch), process="vendor_setup")
+    assert result["loaded"] == 2 and result["reviewed"] == 0
+    with create_engine(target_db).connect() as conn:
+        rows = {r.vendor_code: r for r in conn.execute(text("SELECT * FROM vendors"))}
+    assert rows["V00001"].legal_name == "Müller GmbH"
+    assert str(rows["V00001"].registered_on) == "2021-04-03", "date_order DMY settles 03.04.2021"
+    assert Decimal(str(rows["V00001"].credit_limit)) == Decimal("1250.00")
+    assert rows["V00001"].credit_limit_currency == "EUR"
+    assert rows["V00001"].phone == "+49301234567" and rows["V00002"].payment_terms == "net60"
+
+
+def test_bpo_run_waits_for_review_says_so_and_resumes_when_the_cli_resolves(stack: dict[str, str], target_db: str,
+                                                                            tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    batch = tmp_path / "cli"
+    batch.mkdir()
+    (batch / "forms.csv").write_bytes(to_csv(make_records(60, seed=31, review_fraction=0.05, start=50_000)))
+    run = subprocess.Popen([*BPO, "run", "data-entry", str(batch), "--json"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    items = wait_for_items(1)
+    time.sleep(2)
+    items = open_items()
+    for item in items[:-1]:
+        assert bpo("review", "resolve", str(item["id"]), "--reject", "--reason", "test", "--as", "a").returncode == 0
+    last = bpo("review", "resolve", str(items[-1]["id"]), "--reject", "--reason", "test", "--as", "a")
+    resolved_at = time.time()
+    assert "run resumed" in last.stdout
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    assert f"waiting for review: {len(items)} items" in stderr
+    result = json.loads(stdout)
+    assert result["rejected"] == len(items) and result["loaded"] == 60 - len(items)
+
+    from uuid import UUID
+
+    with get_client(sync_client=True) as client:
+        states = sorted(client.read_flow_run_states(UUID(result["flow_run_id"])), key=lambda s: s.timestamp)
+    paused = max(i for i, s in enumerate(states) if s.is_paused())
+    running_again = states[paused + 1]
+    assert running_again.is_running()
+    assert running_again.timestamp.timestamp() - resolved_at < 3.0, "the run resumes within 3 seconds"
