@@ -51,5 +51,5 @@ def test_every_prefect_yaml_entrypoint_imports_its_flow() -> None:
         path, name = deployment["entrypoint"].split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         flow = getattr(module, name)
-        assert flow.name in (deployment["name"], "dispatch-inbox")
+        assert flow.name in (deployment["name"], "dispatch-inbox"), "a deployment is named after its flow"
         assert deployment["work_pool"]["name"] == "bpo-process"
