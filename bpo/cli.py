@@ -214,12 +214,14 @@ def _watch(flow_run_id: Any, finished: threading.Event, *, quiet: bool) -> None:
                 runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
                 counts: dict[str, list[int]] = {}
                 for tr in runs:
-                    stage = STAGES.get(tr.task_key.rsplit("-", 1)[0].split(".")[-1] if tr.task_key else "", None)
-                    stage = stage or STAGES.get(tr.name.rsplit("-", 1)[0], tr.name)
+                    task_name = tr.name.rsplit("-", 1)[0]  # task runs are named "<task>-<suffix>"
+                    stage = STAGES.get(task_name, task_name)
                     done_total = counts.setdefault(stage, [0, 0])
                     done_total[1] += 1
                     done_total[0] += int(bool(tr.state and tr.state.is_final()))
-                for stage, (done, total) in counts.items():
+                order = list(STAGES.values())
+                for stage in sorted(counts, key=lambda st: order.index(st) if st in order else len(order)):
+                    done, total = counts[stage]
                     if stage not in bars:
                         bars[stage] = progress.add_task(stage, total=total)
                     progress.update(bars[stage], completed=done, total=total)

@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bpo.db.models import AuditEvent, ReviewItem, Run
@@ -245,5 +244,5 @@ def set_run_status(session: Session, flow_run_id: str, status: str, **counts: An
     session.execute(update(Run).where(Run.flow_run_id == flow_run_id).values(**values))
 
 
-__all__ = ["IntegrityError", "CorrectionRefused", "ReviewError", "Resolution", "add_items", "claim", "expire_overdue",
+__all__ = ["CorrectionRefused", "ReviewError", "Resolution", "add_items", "claim", "expire_overdue",
            "get_item", "list_items", "open_count", "resolve", "resume_if_done", "revalidate", "set_run_status"]
