@@ -316,3 +316,32 @@ def test_bpo_run_waits_for_review_says_so_and_resumes_when_the_cli_resolves(stac
     running_again = states[paused + 1]
     assert running_again.is_running()
     assert running_again.timestamp.timestamp() - resolved_at < 3.0, "the run resumes within 3 seconds"
+
+
+def test_a_column_recognized_only_approximately_sends_its_records_to_review(stack: dict[str, str], target_db: str,
+                                                                          tmp_path: Path) -> None:
+    from flows.data_entry import data_entry
+
+    batch = tmp_path / "fuzzy"
+    batch.mkdir()
+    records = make_records(4, seed=41, review_fraction=0.0, start=60_000)
+    csv_text = to_csv(records).decode().replace("E-mail Address", "Emial Adress", 1)
+    (batch / "typo.csv").write_text(csv_text)
+
+    def agent() -> list[dict[str, Any]]:
+        wait_for_items(4)
+        items = open_items()
+        for item in items:  # the agent checks the column and accepts each record as proposed
+            done = bpo("review", "resolve", str(item["id"]), "--approve", "--as", "agent")
+            assert done.returncode == 0, done.stderr
+        return items
+
+    thread, box = in_background(agent)
+    result = data_entry(batch=str(batch))
+    thread.join(timeout=10)
+    assert "error" not in box, box.get("error")
+    assert {c["check"] for i in box["result"] for c in i["failed_checks"]} == {"low_confidence_mapping"}
+    assert result["reviewed"] == 4 and result["approved"] == 4 and result["loaded"] == 4
+    with create_engine(target_db).connect() as conn:
+        emails = set(conn.scalars(text("SELECT email FROM customers")))
+    assert emails == {r["email"].lower() for r in records}, "approved records load with their normalized values"
