@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,7 @@ def floor(folder: str, dsn: str) -> dict[str, Any]:
         sql.Identifier(FLOOR_TABLE), sql.SQL(", ").join(map(sql.Identifier, columns)))
     stages = {"read": 0.0, "normalize": 0.0, "copy": 0.0}
     rows = 0
+    cpu_before = _cpu_seconds()
     start = time.perf_counter()
     with psycopg.connect(dsn) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(FLOOR_TABLE)))
@@ -208,9 +209,10 @@ def floor(folder: str, dsn: str) -> dict[str, Any]:
             stages["copy"] += time.perf_counter() - t2
         conn.commit()
         seconds = time.perf_counter() - start
+        cpu = _cpu_seconds() - cpu_before
         copied = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(FLOOR_TABLE))).fetchone()
-    return {"seconds": seconds, "rows": rows, "copied": copied[0] if copied else 0, "peak_rss_mb": peak_rss_mb(),
-            "stages": {k: round(v, 3) for k, v in stages.items()}}
+    return {"seconds": seconds, "cpu_seconds": cpu, "rows": rows, "copied": copied[0] if copied else 0,
+            "peak_rss_mb": peak_rss_mb(), "stages": {k: round(v, 3) for k, v in stages.items()}}
 
 
 # ---------------------------------------------------------------------------- the flow and its agent
@@ -227,14 +229,16 @@ class Agent:
     resolved_at: float | None = None
     resolved: int = 0
     resumed: bool = False
+    cpu_seconds: float = 0.0  # this thread's CPU, taken out of the flow's in-process CPU
     error: BaseException | None = None
-    spans: dict[str, float] = field(default_factory=dict)
 
     def run(self) -> None:
         try:
             self._work()
         except BaseException as exc:
             self.error = exc
+        finally:
+            self.cpu_seconds = time.thread_time()
 
     def _work(self) -> None:
         from uuid import UUID
@@ -316,6 +320,7 @@ def run_flow(folder: Path) -> dict[str, Any]:
     agent = Agent(done=threading.Event())
     thread = threading.Thread(target=agent.run, name="bench-agent", daemon=True)
     rss_before = peak_rss_mb()
+    cpu_before = _cpu_seconds()
     thread.start()
     start = time.perf_counter()
     try:
@@ -324,6 +329,7 @@ def run_flow(folder: Path) -> dict[str, Any]:
         total = time.perf_counter() - start
         agent.done.set()
         thread.join(timeout=60)
+    cpu = _cpu_seconds() - cpu_before - agent.cpu_seconds
     if agent.error is not None:
         raise RuntimeError("the scripted agent failed") from agent.error
     run_id = agent.flow_run_id
@@ -331,8 +337,13 @@ def run_flow(folder: Path) -> dict[str, Any]:
         with get_client(sync_client=True) as client:
             run_id = str(client.read_flow_runs(limit=1)[0].id)
     timeline = run_timeline(run_id)
-    return {"seconds": total, "result": result, "agent": agent, "timeline": timeline,
+    return {"seconds": total, "result": result, "agent": agent, "timeline": timeline, "cpu_seconds": cpu,
             "peak_rss_mb": peak_rss_mb(), "rss_before_flow_mb": rss_before}
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def target_rows(url: str) -> int:
@@ -395,9 +406,11 @@ def bench(records: int, review_fraction: float, root: Path) -> dict[str, Any]:
         "floor_peak_rss_mb": round(low["peak_rss_mb"]),
         "breakdown": {
             "floor_stages_seconds": low["stages"],
+            "floor_process_cpu_seconds": round(low["cpu_seconds"], 1),
             "flow_task_seconds": timeline["task_seconds"],
             "flow_task_runs": timeline["task_runs"],
             "flow_outside_tasks_seconds": round(net - sum(timeline["task_seconds"].values()), 3),
+            "flow_process_cpu_seconds": round(flow["cpu_seconds"], 1),
             "resume_to_next_task_seconds": timeline["resume_to_next_task_seconds"],
             "rss_before_flow_mb": round(flow["rss_before_flow_mb"]),
             "review_items": agent.resolved,

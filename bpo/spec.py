@@ -17,8 +17,9 @@ SPECS_DIR = Path(__file__).resolve().parent.parent / "flows" / "specs"
 
 FieldType = Literal["text", "name", "email", "phone", "date", "money", "postal_code", "enum", "integer"]
 
-# Flags a normalizer or the router may raise; each sends the record to review.
-Flag = Literal["ambiguous_date", "duplicate_key", "low_confidence_mapping"]
+# Flags the router may raise besides failed expectations. An ambiguous date (no value without a
+# person, or a spec's date_order) always goes to review; these go only where a spec routes them.
+Flag = Literal["duplicate_key", "low_confidence_mapping"]
 
 
 class FieldSpec(BaseModel):
@@ -54,8 +55,8 @@ class ReviewSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # which spec flags send a record to review (failed expectations always do)
-    route: list[Flag] = Field(default_factory=lambda: ["ambiguous_date", "duplicate_key", "low_confidence_mapping"])
+    # which flags send a record to review (failed expectations and unreadable values always do)
+    route: list[Flag] = Field(default_factory=lambda: ["duplicate_key", "low_confidence_mapping"])
     due_hours: float = 24.0
     on_timeout: Literal["escalate", "reject"] = "escalate"
 

@@ -53,8 +53,8 @@ def put_parquet(store: ArtifactStore, key: str, frame: pd.DataFrame) -> StoredOb
     return store.put_bytes(key, buf.getvalue(), "application/vnd.apache.parquet")
 
 
-def read_parquet(store: ArtifactStore, key: str) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(store.get_bytes(key)))
+def read_parquet(store: ArtifactStore, key: str, columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(store.get_bytes(key)), columns=columns)
 
 
 def put_json(store: ArtifactStore, key: str, data: Any) -> StoredObject:

@@ -49,38 +49,67 @@ def _proposed(row: pd.Series, raw: pd.Series, spec: ProcessSpec) -> dict[str, An
     return out
 
 
+CHECK_COLUMNS = ["row", "field", "check", "reason"]
+
+
+def duplicate_keys(keys: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Records (by ``_row``) whose natural key appears more than once in the batch."""
+    dup = keys[keys.duplicated(subset=key, keep=False) & keys[key].notna().all(axis=1)]
+    if dup.empty:
+        return pd.DataFrame(columns=CHECK_COLUMNS)
+    shown = dup[key].astype(str).agg(", ".join, axis=1)
+    return pd.DataFrame({"row": dup[ROW].to_numpy(), "field": key[0], "check": "duplicate_key",
+                         "reason": ("key " + shown + " appears more than once in this batch").to_numpy()},
+                        columns=CHECK_COLUMNS)
+
+
+def review_checks(data: pd.DataFrame, issues: pd.DataFrame, failures: pd.DataFrame, duplicates: pd.DataFrame,
+            fuzzy_columns: list[str], flagged: set[str]) -> pd.DataFrame:
+    """Every reason one chunk's records need a person, one row per (record, field, check)."""
+    # a low-confidence enum still has a value: it waits for a person only if the spec routes it;
+    # an ambiguous date has none, so it always does
+    issues = issues[(issues["check"] != "low_confidence_mapping") | ("low_confidence_mapping" in flagged)]
+    failed = failures[failures["row"].isin(data[ROW])]
+    # GX's "missing" on a value normalization could not read adds nothing to the reason already given
+    explained = failed.set_index(["row", "field"]).index.isin(issues.set_index(["row", "field"]).index)
+    frames = [issues, failed[~explained]]
+    if "duplicate_key" in flagged:
+        # a suite that checks uniqueness has said it already
+        told = failed.loc[failed["check"].str.contains("unique"), "row"]
+        frames.append(duplicates[duplicates["row"].isin(data[ROW]) & ~duplicates["row"].isin(told)])
+    if "low_confidence_mapping" in flagged:
+        for field in fuzzy_columns:
+            hit = data.loc[data[field].notna(), ROW]
+            frames.append(pd.DataFrame({"row": hit.to_numpy(), "field": field, "check": "low_confidence_mapping",
+                                        "reason": f"the column for {field} was recognized only approximately"}))
+    return pd.concat([f[CHECK_COLUMNS] for f in frames if not f.empty] or [pd.DataFrame(columns=CHECK_COLUMNS)],
+                     ignore_index=True)
+
+
 @task(retries=1, retry_delay_seconds=2, timeout_seconds=1800)
 def route_records(run: RunContext, spec: ProcessSpec, parts: list[Part], failures_key: str,
                   low_confidence: dict[str, list[str]]) -> Routed:
     """Send every record with a failed check or a routed flag to review; the rest pass straight through."""
     store = get_store()
     failures = read_parquet(store, failures_key)
+    key = spec.target.key
+    keys = [read_parquet(store, p.normalized, columns=[*key, ROW]) for p in parts]
+    duplicates = duplicate_keys(pd.concat(keys, ignore_index=True), key) if keys else pd.DataFrame(
+        columns=CHECK_COLUMNS)
     due = datetime.now(UTC) + timedelta(hours=spec.review.due_hours)
-    flagged = set(spec.review.route)
     review_rows: list[int] = []
     items: list[ReviewItem] = []
     for part in parts:
         data = read_parquet(store, part.normalized)
-        issues = read_parquet(store, part.issues)
-        issues = issues[~issues["check"].isin(["ambiguous_date", "low_confidence_mapping"])
-                        | issues["check"].isin(flagged)]
-        failed = failures[failures["row"].isin(data[ROW])]
-        # a value normalization could not read is already explained; GX's "missing" on it adds nothing
-        explained = failed.set_index(["row", "field"]).index.isin(issues.set_index(["row", "field"]).index)
-        checks = pd.concat([issues, failed[~explained]], ignore_index=True)
-        for field in low_confidence.get(part.file, []):
-            if "low_confidence_mapping" in flagged:
-                hit = data.loc[data[field].notna(), ROW] if field in data else pd.Series([], dtype=int)
-                checks = pd.concat([checks, pd.DataFrame({
-                    "row": hit.to_numpy(), "field": field, "check": "low_confidence_mapping",
-                    "reason": f"the column for {field} was recognized only approximately"})], ignore_index=True)
+        checks = review_checks(data, read_parquet(store, part.issues), failures, duplicates,
+                         low_confidence.get(part.file, []), set(spec.review.route))
         if checks.empty:
             continue
-        raw = read_parquet(store, part.raw).set_index(data.index)
-        by_row = data.set_index(ROW)
-        raw.index = data[ROW].to_numpy()
+        held = data[ROW].isin(checks["row"]).to_numpy()
+        rows = data[held].set_index(ROW)
+        raw = read_parquet(store, part.raw)[held].set_index(rows.index)
         for row_no, group in checks.groupby("row", sort=True):
-            row, src = by_row.loc[row_no], raw.loc[row_no]
+            row, src = rows.loc[row_no], raw.loc[row_no]
             items.append(ReviewItem(
                 flow_run_id=run.flow_run_id, process=run.spec, step=RECORDS_STEP, kind="record",
                 record_key=f"{src['_source_file']}:{int(src['_source_row'])}",
