@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from bpo.samples import make_records, to_csv, to_jsonl
 from bpo.settings import Settings
-from bpo.stack import deploy, start_worker, stop
+from bpo.stack import deploy, start_worker, stop, worker_env
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,8 +55,9 @@ def test_schedule_picks_up_inbox_batches_once_and_a_worker_completes_them(stack:
     store.put_bytes(store.key("inbox", "data-entry", "b-review", "forms.jsonl"), to_jsonl(needs_review))
 
     target = f"sqlite:///{tmp_path}/target.db"
+    # the worker persists task results in the S3 block, as `bpo stack up --worker` sets it up
     worker = start_worker(api_url=stack["api"], pool=settings.work_pool, log=tmp_path / "worker.log", cwd=ROOT, env={
-        "BPO_TARGET_DATABASE_URL": target, "BPO_INBOX_SETTLE_SECONDS": "0", "PREFECT_WORKER_QUERY_SECONDS": "1",
+        **worker_env(settings), "BPO_TARGET_DATABASE_URL": target, "BPO_INBOX_SETTLE_SECONDS": "0", "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "5"})
     try:
         from bpo.stack import configure_prefect
@@ -94,5 +95,6 @@ def test_schedule_picks_up_inbox_batches_once_and_a_worker_completes_them(stack:
         assert len(items) >= 3
         assert loaded == 40 + 30 - len(items)  # every record sent to review was rejected
         assert store.list_keys(store.key("inbox", "data-entry") + "/") == []
+        assert store.list_keys(store.key("prefect-results") + "/"), "task results persisted in the S3 block"
     finally:
         stop(worker)
