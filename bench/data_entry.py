@@ -373,6 +373,7 @@ def machine() -> dict[str, Any]:
 
 def bench(records: int, review_fraction: float, root: Path) -> dict[str, Any]:
     with ExitStack() as stack:
+        stack.callback(log, "services stopped")
         start_stack(root, stack)
         batch = root / "batch"
         t0 = time.perf_counter()
@@ -447,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+            log(f"removed {root}")
     print(json.dumps(report), flush=True)
     return 0
 

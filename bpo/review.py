@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bpo.db.models import AuditEvent, ReviewItem, Run
@@ -64,17 +64,26 @@ def json_safe(value: Any) -> Any:
 
 
 def add_items(session: Session, items: list[ReviewItem]) -> int:
-    """Insert items not already there (same run, step and record key); return how many were new."""
+    """Insert items not already there (same run, step and record key), in bulk; return how many were new."""
     if not items:
         return 0
     run_id, step = items[0].flow_run_id, items[0].step
     existing = set(session.scalars(select(ReviewItem.record_key).where(
         ReviewItem.flow_run_id == run_id, ReviewItem.step == step)))
     new = [i for i in items if i.record_key not in existing]
-    session.add_all(new)
-    session.flush()
-    session.add_all([AuditEvent(actor="system", action="created", item_id=i.id, flow_run_id=run_id,
-                                detail={"checks": [c["check"] for c in i.failed_checks]}) for i in new])
+    if not new:
+        return 0
+    columns = [c.key for c in ReviewItem.__table__.columns]
+    # unset attributes are left out so the columns' defaults apply
+    rows = [{k: v for k in columns if (v := getattr(i, k)) is not None} for i in new]
+    stmt = insert(ReviewItem).returning(ReviewItem.id, sort_by_parameter_order=True)
+    if len({frozenset(r) for r in rows}) == 1:
+        ids = list(session.execute(stmt, rows).scalars())
+    else:  # one batch needs one shape of row
+        ids = [session.execute(stmt, [r]).scalar_one() for r in rows]
+    session.execute(insert(AuditEvent), [
+        {"actor": "system", "action": "created", "item_id": item_id, "flow_run_id": run_id,
+         "detail": {"checks": [c["check"] for c in i.failed_checks]}} for item_id, i in zip(ids, new, strict=True)])
     return len(new)
 
 

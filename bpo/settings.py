@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # an inbox batch is taken once its newest file is this old (its upload has finished)
     inbox_settle_seconds: int = 30
     # records per chunk (one task run per chunk, one transaction per chunk on load)
-    chunk_rows: int = 50_000
+    chunk_rows: int = 200_000
 
     @field_validator("s3_secret_access_key")
     @classmethod

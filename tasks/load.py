@@ -66,8 +66,7 @@ def to_rows(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
             out[col.name] = pd.array(src.astype(object).where(src.notna(), None).tolist(), dtype="Int64")
         else:
             out[col.name] = src
-    out = out.astype(object).where(out.notna(), None)
-    return out
+    return out.astype(object).where(out.notna(), None)
 
 
 def upsert(engine: Engine, table: Table, rows: pd.DataFrame, key: list[str], *, chunk_rows: int = 50_000) -> int:
@@ -99,9 +98,14 @@ def _upsert_postgres(engine: Engine, table: Table, part: pd.DataFrame, key: list
     """COPY into a temporary table, then one INSERT … ON CONFLICT DO UPDATE from it."""
     from psycopg import sql
 
+    import pyarrow as pa
+    from pyarrow import csv as pa_csv
+
     cols = [c.name for c in table.columns]
-    buf = io.StringIO()
-    part[cols].to_csv(buf, index=False, header=False, na_rep="")
+    buf = io.BytesIO()
+    # nulls are written unquoted-empty (COPY's NULL), every string is quoted ("" stays an empty string)
+    pa_csv.write_csv(pa.Table.from_pandas(part[cols], preserve_index=False), buf,
+                     pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
     ident = sql.Identifier
     col_list = sql.SQL(", ").join(map(ident, cols))
     updates = sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(ident(c), ident(c)) for c in cols if c not in key)
@@ -110,7 +114,7 @@ def _upsert_postgres(engine: Engine, table: Table, part: pd.DataFrame, key: list
         cur.execute(sql.SQL("CREATE TEMP TABLE bpo_stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP")
                     .format(ident(table.name)))
         with cur.copy(sql.SQL("COPY bpo_stage ({}) FROM STDIN WITH (FORMAT csv)").format(col_list)) as copy:
-            copy.write(buf.getvalue())
+            copy.write(buf.getbuffer())
         cur.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM bpo_stage ON CONFLICT ({k}) DO UPDATE SET {u}")
                     .format(t=ident(table.name), c=col_list, k=sql.SQL(", ").join(map(ident, key)), u=updates))
 
