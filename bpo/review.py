@@ -8,6 +8,7 @@ item of a run's review step is resolved, the run is resumed.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -193,8 +194,12 @@ def resolve(settings: Settings, item_id: int, *, approve: bool, actor: str, sets
     return Resolution(item_id, "approved" if approve else "rejected", left, resumed)
 
 
-def resume_if_done(settings: Settings, flow_run_id: str, step: str) -> bool:
-    """Resume the run's paused review step when no item of it is open; True if it was resumed."""
+def resume_if_done(settings: Settings, flow_run_id: str, step: str, *, settle_seconds: float = 10.0) -> bool:
+    """Resume the run's paused review step when no item of it is open; True if it was resumed.
+
+    A run still running may be about to pause (it counted open items a moment before the last one
+    was resolved): it is given ``settle_seconds`` to get there, so that no run waits for nothing.
+    """
     with session_scope(settings.ops_database_url) as s:
         if open_count(s, flow_run_id, step):
             return False
@@ -206,12 +211,17 @@ def resume_if_done(settings: Settings, flow_run_id: str, step: str) -> bool:
     from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
-        try:
-            run = client.read_flow_run(UUID(flow_run_id))
-        except ObjectNotFound:  # the run is gone (deleted, server reset): nothing waits to be resumed
-            return False
-        if run.state is None or not run.state.is_paused():
-            return False
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            try:
+                run = client.read_flow_run(UUID(flow_run_id))
+            except ObjectNotFound:  # the run is gone (deleted, server reset): nothing waits to be resumed
+                return False
+            if run.state is not None and run.state.is_paused():
+                break
+            if run.state is None or not run.state.is_running() or time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
         client.resume_flow_run(UUID(flow_run_id), run_input={
             "approved": int(counts.get("approved", 0)), "rejected": int(counts.get("rejected", 0))})
     return True

@@ -7,6 +7,7 @@ Specs live in ``flows/specs/<name>.yaml``.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -100,5 +101,10 @@ def load_spec(name_or_path: str | Path) -> ProcessSpec:
     if not path.is_file():
         known = sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"no process spec {str(name_or_path)!r}; known specs: {', '.join(known) or 'none'}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return ProcessSpec.model_validate(data)
+    return _parse(path.resolve(), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _parse(path: Path, _mtime_ns: int) -> ProcessSpec:
+    """Parsed once per version of the file: an agent resolving thousands of items reads it once."""
+    return ProcessSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))

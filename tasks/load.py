@@ -96,9 +96,8 @@ def _upsert_generic(engine: Engine, table: Table, part: pd.DataFrame, key: list[
 
 def _upsert_postgres(engine: Engine, table: Table, part: pd.DataFrame, key: list[str]) -> None:
     """COPY into a temporary table, then one INSERT … ON CONFLICT DO UPDATE from it."""
-    from psycopg import sql
-
     import pyarrow as pa
+    from psycopg import sql
     from pyarrow import csv as pa_csv
 
     cols = [c.name for c in table.columns]

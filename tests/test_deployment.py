@@ -57,7 +57,8 @@ def test_schedule_picks_up_inbox_batches_once_and_a_worker_completes_them(stack:
     target = f"sqlite:///{tmp_path}/target.db"
     # the worker persists task results in the S3 block, as `bpo stack up --worker` sets it up
     worker = start_worker(api_url=stack["api"], pool=settings.work_pool, log=tmp_path / "worker.log", cwd=ROOT, env={
-        **worker_env(settings), "BPO_TARGET_DATABASE_URL": target, "BPO_INBOX_SETTLE_SECONDS": "0", "PREFECT_WORKER_QUERY_SECONDS": "1",
+        **worker_env(settings), "BPO_TARGET_DATABASE_URL": target, "BPO_INBOX_SETTLE_SECONDS": "0",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "5"})
     try:
         from bpo.stack import configure_prefect

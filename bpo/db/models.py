@@ -52,10 +52,11 @@ class ReviewItem(Base):
     __table_args__ = (
         UniqueConstraint("flow_run_id", "step", "record_key"),
         Index("ix_review_items_queue", "status", "queue", "due_at"),
+        Index("ix_review_items_run_step_status", "flow_run_id", "step", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    flow_run_id: Mapped[str] = mapped_column(String(36), index=True)
+    flow_run_id: Mapped[str] = mapped_column(String(36))
     process: Mapped[str] = mapped_column(String(100))
     step: Mapped[str] = mapped_column(String(100))  # the review step (its pause key) within the run
     kind: Mapped[str] = mapped_column(String(20))  # record | pair | candidates | gate

@@ -47,8 +47,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('flow_run_id', 'step', 'record_key')
     )
     with op.batch_alter_table('review_items', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_review_items_flow_run_id'), ['flow_run_id'], unique=False)
         batch_op.create_index('ix_review_items_queue', ['status', 'queue', 'due_at'], unique=False)
+        batch_op.create_index('ix_review_items_run_step_status', ['flow_run_id', 'step', 'status'], unique=False)
 
     op.create_table('runs',
     sa.Column('flow_run_id', sa.String(length=36), nullable=False),
@@ -85,7 +85,7 @@ def downgrade() -> None:
     op.drop_table('runs')
     with op.batch_alter_table('review_items', schema=None) as batch_op:
         batch_op.drop_index('ix_review_items_queue')
-        batch_op.drop_index(batch_op.f('ix_review_items_flow_run_id'))
+        batch_op.drop_index('ix_review_items_run_step_status')
 
     op.drop_table('review_items')
     op.drop_table('batches')
