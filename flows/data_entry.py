@@ -14,6 +14,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from bpo.spec import load_spec
 from tasks.artifacts import Part, batch_name, clear_inbox, open_run, publish_run, stage_inputs
@@ -29,20 +30,22 @@ def _run_name() -> str:
     return f"{params.get('process', 'customer_onboarding')}-{batch_name(params['batch'])}"
 
 
-@flow(name="data-entry", flow_run_name=_run_name, log_prints=False)
+@flow(name="data-entry", flow_run_name=_run_name, log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=2))
 def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, Any]:
     """Intake → normalize → validate → route → review → load → publish."""
     spec = load_spec(process)
     run = open_run(str(flow_run.get_id()), spec.name, spec.slug, batch)
     inputs = stage_inputs(run)
-    taken = [take_in_file(run, spec, obj) for obj in inputs]
+    # files, then chunks, run side by side: their I/O and pyarrow work overlap on the task runner's threads
+    taken = [f.result() for f in [take_in_file.submit(run, spec, obj) for obj in inputs]]
 
-    parts: list[Part] = []
+    chunks = []
     offset = 0
     for file in taken:
         for raw_key, rows in file.parts:
-            parts.append(normalize_chunk(run, spec, file.name, raw_key, rows, offset))
+            chunks.append(normalize_chunk.submit(run, spec, file.name, raw_key, rows, offset))
             offset += rows
+    parts: list[Part] = [c.result() for c in chunks]
 
     checked = validate_batch(run, spec, [p.normalized for p in parts])
     routed = route_records(run, spec, parts, checked["failures_key"],

@@ -41,8 +41,13 @@ def _suite_json(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def load_suite(name: str):  # -> gx.ExpectationSuite (GX is imported lazily: it is slow to import)
-    """Load ``expectations/<name>.json``; refuse a suite where GX dropped an unknown expectation."""
+def load_suite(name: str, *, date_columns: tuple[str, ...] = ()):  # -> gx.ExpectationSuite (imported lazily)
+    """Load ``expectations/<name>.json``; refuse a suite where GX dropped an unknown expectation.
+
+    Date bounds on ``date_columns`` ("2015-12-31") become midnight timestamps: GX parses a bare date
+    into a ``date``, which a datetime column cannot be compared with, while a timestamp bound lets
+    GX use its vectorized range check.
+    """
     import great_expectations as gx
 
     try:
@@ -52,6 +57,12 @@ def load_suite(name: str):  # -> gx.ExpectationSuite (GX is imported lazily: it 
     if not isinstance(data, dict) or any("type" not in e for e in data.get("expectations", [])):
         raise SuiteError(f"suite {name!r}: every expectation needs a 'type'")
     declared = len(data.get("expectations", []))
+    for e in data.get("expectations", []):
+        kwargs = e.get("kwargs", {})
+        if kwargs.get("column") in date_columns:
+            for bound in ("min_value", "max_value"):
+                if isinstance(kwargs.get(bound), str) and len(kwargs[bound]) == 10:
+                    kwargs[bound] += "T00:00:00"
     suite = gx.ExpectationSuite(**data)
     if len(suite.expectations) != declared:
         known = {e.expectation_type for e in suite.expectations}
@@ -60,19 +71,32 @@ def load_suite(name: str):  # -> gx.ExpectationSuite (GX is imported lazily: it 
     return suite
 
 
+def _date_columns(spec: ProcessSpec) -> tuple[str, ...]:
+    return tuple(n for n, f in spec.fields.items() if f.type == "date")
+
+
 def _frame_for_gx(df: pd.DataFrame, spec: ProcessSpec) -> pd.DataFrame:
-    """Dates as ``datetime.date`` objects so GX range checks compare like with like."""
-    out = df.copy()
+    """Columns in the types GX checks fastest: dates as datetime64[ns], money as float (ranges only)."""
+    out = df.copy(deep=False)
     for name, field in spec.fields.items():
-        if field.type == "date" and name in out:
-            out[name] = pd.to_datetime(out[name], format="%Y-%m-%d", errors="coerce").dt.date
-            out[name] = out[name].astype(object).where(out[name].notna(), None)
+        if name not in out:
+            continue
+        if field.type == "date":
+            out[name] = pd.to_datetime(out[name], format="%Y-%m-%d", errors="coerce").astype("datetime64[ns]")
+        elif field.type == "money":
+            out[name] = pd.to_numeric(out[name].astype(object), errors="coerce").astype("float64")
     return out
+
+
+def _plain(value: Any) -> str:
+    """A value as a person wrote it: a midnight timestamp is a date."""
+    text = str(value)
+    return text.removesuffix(" 00:00:00").removesuffix("T00:00:00")
 
 
 def _describe(check: str, kwargs: dict[str, Any], value: Any) -> str:
     """One line an agent understands for a failed expectation on one value."""
-    shown = "empty" if value is None or (isinstance(value, float) and pd.isna(value)) else f"'{value}'"
+    shown = "empty" if value is None or (isinstance(value, float) and pd.isna(value)) else f"'{_plain(value)}'"
     if check.endswith("not_be_null"):
         return "required value is missing"
     if check.endswith("be_unique"):
@@ -82,7 +106,7 @@ def _describe(check: str, kwargs: dict[str, Any], value: Any) -> str:
     if check.endswith("be_in_set"):
         return f"{shown} is not one of {', '.join(map(str, kwargs.get('value_set', [])))}"
     if check.endswith("be_between"):
-        return f"{shown} is outside {kwargs.get('min_value')} .. {kwargs.get('max_value')}"
+        return f"{shown} is outside {_plain(kwargs.get('min_value'))} .. {_plain(kwargs.get('max_value'))}"
     return f"{shown} fails {check}"
 
 
@@ -93,13 +117,14 @@ def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True) ->
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = context.suites.add(load_suite(spec.suite))
+    suite = context.suites.add(load_suite(spec.suite, date_columns=_date_columns(spec)))
     batch = (context.data_sources.add_pandas("records").add_dataframe_asset("batch")
              .add_batch_definition_whole_dataframe("whole")
              .get_batch(batch_parameters={"dataframe": _frame_for_gx(df, spec)}))
     result = batch.validate(suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW],
                                                   "return_unexpected_index_query": False})
     rows: list[tuple[int, str, str, str]] = []
+    original = df.set_index(ROW)
     for r in result.results:
         if r.success:
             continue
@@ -109,7 +134,10 @@ def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True) ->
             message = r.exception_info.get("exception_message")
             raise SuiteError(f"expectation {cfg.type} on {field!r} could not run: {message}")
         for hit in r.result.get("unexpected_index_list") or []:
-            rows.append((int(hit[ROW]), field, cfg.type, _describe(cfg.type, cfg.kwargs, hit.get(field))))
+            row = int(hit[ROW])
+            # the value as normalized, not as retyped for GX (money as Decimal, dates as dates)
+            value = original.at[row, field] if field in original.columns else hit.get(field)
+            rows.append((row, field, cfg.type, _describe(cfg.type, cfg.kwargs, value)))
     failures = pd.DataFrame(rows, columns=["row", "field", "check", "reason"])
     summary = _summary(result)
     return Validation(bool(result.success), failures, summary, _render_html(result) if docs else "")
