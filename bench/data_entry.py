@@ -30,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +47,39 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _status_mb(key: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """Peak resident set of this process so far, in MB."""
     # VmHWM covers this address space only; ru_maxrss of a spawned child would also count the
     # parent's pages at fork time (Linux carries the pre-exec high-water mark over).
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RssSampler(threading.Thread):
+    """Samples this process's RSS, to tell which task the peak falls in."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        super().__init__(name="bench-rss", daemon=True)
+        self.interval = interval
+        self.finished = threading.Event()
+        self.peak_mb = 0.0
+        self.peak_at: datetime | None = None
+
+    def run(self) -> None:
+        while not self.finished.wait(self.interval):
+            rss = _status_mb("VmRSS") or 0.0
+            if rss > self.peak_mb:
+                self.peak_mb, self.peak_at = rss, datetime.now(UTC)
 
 
 def in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
@@ -284,7 +306,7 @@ def _seconds(a: datetime | None, b: datetime | None) -> float | None:
 
 
 def run_timeline(flow_run_id: str) -> dict[str, Any]:
-    """From the Prefect API: the PAUSED span, seconds per task (summed by task name) and the time any task ran."""
+    """From the Prefect API: the PAUSED span, and per task name the wall time its runs covered and their sum."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -297,21 +319,24 @@ def run_timeline(flow_run_id: str) -> dict[str, Any]:
     for prev, state in zip(states, states[1:], strict=False):
         if prev.is_paused() and paused_at is None:
             paused_at, resumed_at = prev.timestamp, state.timestamp
-    per_task: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    spans: list[tuple[datetime, datetime]] = []
+    spans: dict[str, list[tuple[datetime, datetime]]] = {}
     load_start = None
     for run in tasks:
         name = run.name.rsplit("-", 1)[0]
-        per_task[name] = per_task.get(name, 0.0) + (_seconds(run.start_time, run.end_time) or 0.0)
-        counts[name] = counts.get(name, 0) + 1
         if run.start_time is not None and run.end_time is not None:
-            spans.append((run.start_time, run.end_time))
+            spans.setdefault(name, []).append((run.start_time, run.end_time))
         if name == "load_records":
             load_start = run.start_time
-    return {"paused_seconds": _seconds(paused_at, resumed_at), "resume_to_next_task_seconds": _seconds(
-        resumed_at, load_start), "task_seconds": {k: round(v, 3) for k, v in sorted(per_task.items())},
-        "task_runs": counts, "in_tasks_seconds": _covered(spans)}
+    return {
+        "paused_seconds": _seconds(paused_at, resumed_at),
+        "resume_to_next_task_seconds": _seconds(resumed_at, load_start),
+        "task_wall_seconds": {k: round(_covered(v), 3) for k, v in sorted(spans.items())},
+        "task_summed_seconds": {k: round(sum((b - a).total_seconds() for a, b in v), 3)
+                                for k, v in sorted(spans.items())},
+        "task_runs": {k: len(v) for k, v in sorted(spans.items())},
+        "in_tasks_seconds": _covered([span for v in spans.values() for span in v]),
+        "spans": spans,
+    }
 
 
 def _covered(spans: list[tuple[datetime, datetime]]) -> float:
@@ -337,13 +362,18 @@ def run_flow(folder: Path) -> dict[str, Any]:
     thread = threading.Thread(target=agent.run, name="bench-agent", daemon=True)
     rss_before = peak_rss_mb()
     cpu_before = _cpu_seconds()
+    sampler = RssSampler()
+    sampler.start()
     thread.start()
+    called_at = datetime.now(UTC)
     start = time.perf_counter()
     try:
         result = data_entry(batch=str(folder))
     finally:
         total = time.perf_counter() - start
+        returned_at = datetime.now(UTC)
         agent.done.set()
+        sampler.finished.set()
         thread.join(timeout=60)
     cpu = _cpu_seconds() - cpu_before - agent.cpu_seconds
     if agent.error is not None:
@@ -353,6 +383,14 @@ def run_flow(folder: Path) -> dict[str, Any]:
         with get_client(sync_client=True) as client:
             run_id = str(client.read_flow_runs(limit=1)[0].id)
     timeline = run_timeline(run_id)
+    spans = timeline.pop("spans")
+    at = sampler.peak_at
+    timeline["peak_rss_during"] = sorted(name for name, runs in spans.items()
+                                         if at is not None and any(a <= at <= b for a, b in runs))
+    every = [span for runs in spans.values() for span in runs]
+    if every:
+        timeline["before_first_task_seconds"] = round(_seconds(called_at, min(a for a, _ in every)) or 0.0, 3)
+        timeline["after_last_task_seconds"] = round(_seconds(max(b for _, b in every), returned_at) or 0.0, 3)
     return {"seconds": total, "result": result, "agent": agent, "timeline": timeline, "cpu_seconds": cpu,
             "peak_rss_mb": peak_rss_mb(), "rss_before_flow_mb": rss_before}
 
@@ -407,7 +445,8 @@ def bench(records: int, review_fraction: float, root: Path) -> dict[str, Any]:
         wait = timeline["paused_seconds"] or 0.0
         net = flow["seconds"] - wait
         loaded = target_rows(os.environ["BPO_TARGET_DATABASE_URL"])
-        log(f"flow: {flow['seconds']:.2f}s total, {wait:.2f}s paused for review, tasks {timeline['task_seconds']}")
+        log(f"flow: {flow['seconds']:.2f}s total, {wait:.2f}s paused for review")
+        log(f"flow: wall per task {timeline['task_wall_seconds']}")
         result = flow["result"]
     return {
         "records": records,
@@ -424,12 +463,16 @@ def bench(records: int, review_fraction: float, root: Path) -> dict[str, Any]:
         "breakdown": {
             "floor_stages_seconds": low["stages"],
             "floor_process_cpu_seconds": round(low["cpu_seconds"], 1),
-            "flow_task_seconds": timeline["task_seconds"],
+            "flow_task_wall_seconds": timeline["task_wall_seconds"],
+            "flow_task_summed_seconds": timeline["task_summed_seconds"],
             "flow_task_runs": timeline["task_runs"],
             "flow_outside_tasks_seconds": round(net - timeline["in_tasks_seconds"], 3),
+            "flow_before_first_task_seconds": timeline.get("before_first_task_seconds"),
+            "flow_after_last_task_seconds": timeline.get("after_last_task_seconds"),
             "flow_process_cpu_seconds": round(flow["cpu_seconds"], 1),
             "resume_to_next_task_seconds": timeline["resume_to_next_task_seconds"],
             "rss_before_flow_mb": round(flow["rss_before_flow_mb"]),
+            "peak_rss_during_tasks": timeline["peak_rss_during"],
             "review_items": agent.resolved,
             "agent_first_item_to_paused_seconds": _span(agent.first_item_at, agent.paused_seen_at),
             "agent_paused_to_resolved_seconds": _span(agent.paused_seen_at, agent.resolved_at),

@@ -413,13 +413,12 @@ def demo(records: int = typer.Option(200, help="Records in the sample batch.")) 
     if run.returncode != 0:
         fail(f"the demo run failed (exit {run.returncode})")
     result = json.loads(stdout)
-    from sqlalchemy import create_engine, text
-
+    from bpo.db.session import engine_for
     from bpo.spec import load_spec
+    from tasks.load import count_rows
 
     table = load_spec("customer_onboarding").target.table
-    with create_engine(s.target_database_url or "").connect() as conn:
-        rows = conn.scalar(text(f'SELECT count(*) FROM "{table}"'))  # noqa: S608 - table name from the spec
+    rows = count_rows(engine_for(s.target_database_url or ""), table)
     _print_summary(result)
     out.print(f"""
 [bold]where to look[/bold]

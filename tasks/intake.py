@@ -827,7 +827,9 @@ class FileTaken(BaseModel):
     objects: list[StoredObject] = []
 
 
-@task(retries=2, retry_delay_seconds=2, timeout_seconds=1800)
+# no timeout_seconds: it runs on the task runner's threads, where Prefect cannot enforce one;
+# its S3 calls carry botocore's connect/read timeouts
+@task(retries=2, retry_delay_seconds=2)
 def take_in_file(run: RunContext, spec: ProcessSpec, obj: StoredObject) -> FileTaken:
     """Read one staged file into raw-record parts; an unreadable file or row goes to quarantine with its reason."""
     from tasks.artifacts import get_store, put_parquet, quarantine

@@ -669,7 +669,8 @@ def normalize_frame(raw: pd.DataFrame, spec: ProcessSpec) -> NormalizedFrame:
     return NormalizedFrame(data=data, issues=_issues(raw.index, spec, results))
 
 
-@task(retries=1, retry_delay_seconds=2, timeout_seconds=1800)
+# no timeout_seconds: it runs on the task runner's threads, where Prefect cannot enforce one
+@task(retries=1, retry_delay_seconds=2)
 def normalize_chunk(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int, row_offset: int) -> Part:
     """Normalize one chunk of raw records; number them batch-wide so every later check maps back to a record."""
     from tasks.artifacts import get_store, put_parquet, read_parquet

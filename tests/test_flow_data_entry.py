@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bpo.samples import make_records, to_csv, to_jsonl, write_batch
+from tasks.load import count_rows
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +47,7 @@ def wait_for_items(expected: int, timeout: float = 120) -> list[dict[str, Any]]:
 
 
 def target_count(url: str, table: str = "customers") -> int:
-    with create_engine(url).connect() as conn:
-        return int(conn.scalar(text(f'SELECT count(*) FROM "{table}"')))
+    return count_rows(create_engine(url), table)
 
 
 def in_background(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -345,3 +345,12 @@ def test_a_column_recognized_only_approximately_sends_its_records_to_review(stac
     with create_engine(target_db).connect() as conn:
         emails = set(conn.scalars(text("SELECT email FROM customers")))
     assert emails == {r["email"].lower() for r in records}, "approved records load with their normalized values"
+
+
+def test_the_demo_runs_a_sample_batch_reviews_it_and_says_where_to_look(stack: dict[str, str], target_db: str) -> None:
+    res = subprocess.run([*BPO, "demo", "--records", "90"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "bpo review resolve" in res.stdout, "the demo resolves its items through the CLI"
+    assert "where to look" in res.stdout and "manifest.json" in res.stdout
+    assert target_count(target_db) > 80
