@@ -18,11 +18,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from bpo.spec import load_spec
 from tasks.artifacts import Part, batch_name, clear_inbox, open_run, publish_run, stage_inputs
-from tasks.intake import take_in_file
-from tasks.load import load_records
+from tasks.intake import FileTaken, take_in_file
+from tasks.load import Loaded, load_records
 from tasks.normalize import normalize_chunk
 from tasks.quality import validate_batch
-from tasks.review import await_review, route_records
+from tasks.review import Routed, await_review, route_records
 
 
 def _run_name() -> str:
@@ -30,7 +30,7 @@ def _run_name() -> str:
     return f"{params.get('process', 'customer_onboarding')}-{batch_name(params['batch'])}"
 
 
-@flow(name="data-entry", flow_run_name=_run_name, log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="data-entry", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=2))
 def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, Any]:
     """Intake → normalize → validate → route → review → load → publish."""
     spec = load_spec(process)
@@ -54,6 +54,16 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
         await_review(run, spec)
     loaded = load_records(run, spec, parts, routed.review_rows)
 
+    files, totals = reconcile(taken, routed, loaded)
+    objects = [*inputs, *(o for f in taken for o in f.objects), *(o for p in parts for o in p.objects),
+               *checked["objects"], *loaded.objects]
+    summary = publish_run(run, objects, files, totals)
+    clear_inbox(run)
+    return summary
+
+
+def reconcile(taken: list[FileTaken], routed: Routed, loaded: Loaded) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Where every record of every file ended: loaded, rejected by a reviewer, or quarantined."""
     files = [{
         "file": f.name, "status": "quarantined" if f.quarantined else "read", "reason": f.quarantined,
         "records_in": f.records + f.bad_rows, "loaded": loaded.loaded.get(f.name, 0),
@@ -61,12 +71,7 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
     } for f in taken]
     totals = {
         "files": len(taken), "files_quarantined": sum(1 for f in taken if f.quarantined),
-        "records_in": sum(f["records_in"] for f in files), "loaded": sum(f["loaded"] for f in files),
-        "rejected": sum(f["rejected"] for f in files), "quarantined": sum(f["quarantined"] for f in files),
+        **{k: sum(f[k] for f in files) for k in ("records_in", "loaded", "rejected", "quarantined")},
         "reviewed": routed.review, "approved": loaded.approved, "straight_through": routed.passed,
     }
-    objects = [*inputs, *(o for f in taken for o in f.objects), *(o for p in parts for o in p.objects),
-               *checked["objects"], *loaded.objects]
-    summary = publish_run(run, objects, files, totals)
-    clear_inbox(run)
-    return summary
+    return files, totals

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from dataclasses import dataclass
@@ -155,11 +156,33 @@ def _summary(result: Any) -> dict[str, Any]:
     return data
 
 
+UNEXPECTED_KEYS = ("unexpected_list", "partial_unexpected_list", "partial_unexpected_counts",
+                   "unexpected_index_list", "partial_unexpected_index_list")
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    return value
+
+
 def _render_html(result: Any) -> str:
-    """A Data Docs page for the validation, rendered locally (GX 1.x has no S3 docs store)."""
+    """A Data Docs page for the validation, rendered locally (GX 1.x has no S3 docs store).
+
+    GX's page template does not escape the failing values it shows, and those come from client
+    files: they are escaped here, so a value like ``<script>`` is shown, never run.
+    """
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
 
+    for r in result.results:
+        for key in UNEXPECTED_KEYS:
+            if r.result and key in r.result:
+                r.result[key] = _escaped(r.result[key])
     document = ValidationResultsPageRenderer().render(result)
     return str(DefaultJinjaPageView().render(document))
 

@@ -186,3 +186,17 @@ def test_data_docs_show_a_failing_validation(spec: ProcessSpec) -> None:
     assert checked.success is False
     assert spec.suite in checked.html
     assert "expect_column_values_to_be_in_set" in checked.html or "values must belong to this set" in checked.html
+
+
+def test_data_docs_escape_values_from_client_files() -> None:
+    from bpo.spec import load_spec
+
+    spec = load_spec("customer_onboarding")
+    frame = pd.DataFrame({ROW: [0, 1], "customer_id": ["C0000001", "<script>alert(1)</script>"],
+                          "first_name": ["A", "B"], "last_name": ["A", "B"], "email": ["a@b.co", "c@d.co"],
+                          "signup_date": ["2024-01-01", "2024-01-02"], "country": ["US", "US"],
+                          "plan": ["basic", "basic"]})
+    checked = validate_frame(frame, spec)
+    assert "<script>alert(1)</script>" in set(checked.failures["reason"].str.extract(r"'(.*)'")[0])
+    assert "<script>alert" not in checked.html
+    assert "&lt;script&gt;alert" in checked.html
