@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from prefect import task
 from pydantic import BaseModel
 from sqlalchemy import BigInteger, Column, Date, Engine, MetaData, Numeric, String, Table, Text, inspect, select
@@ -75,15 +78,25 @@ def upsert(engine: Engine, table: Table, rows: pd.DataFrame, key: list[str], *, 
         return 0
     # a statement may touch a key once: the last occurrence wins, as a later record would on re-entry
     rows = rows.drop_duplicates(subset=key, keep="last")
-    written = 0
+    if engine.dialect.name == "postgresql":
+        import pyarrow as pa
+
+        cols = [c.name for c in table.columns]
+        return upsert_arrow(engine, table, pa.Table.from_pandas(rows[cols], preserve_index=False), key,
+                            chunk_rows=chunk_rows)
     for start in range(0, len(rows), chunk_rows):
-        part = rows.iloc[start:start + chunk_rows]
-        if engine.dialect.name == "postgresql":
-            _upsert_postgres(engine, table, part, key)
-        else:
-            _upsert_generic(engine, table, part, key)
-        written += len(part)
-    return written
+        _upsert_generic(engine, table, rows.iloc[start:start + chunk_rows], key)
+    return len(rows)
+
+
+def upsert_arrow(engine: Engine, table: Table, rows: pa.Table, key: list[str], *, chunk_rows: int = 50_000) -> int:
+    """PostgreSQL: upsert an Arrow table with the target's columns, never through Python objects."""
+    keys = rows.select(key).to_pandas()
+    if keys.duplicated(keep="last").any():
+        rows = rows.filter(pa.array(~keys.duplicated(keep="last").to_numpy()))
+    for start in range(0, rows.num_rows, chunk_rows):
+        _upsert_postgres(engine, table, rows.slice(start, chunk_rows), key)
+    return rows.num_rows
 
 
 def _upsert_generic(engine: Engine, table: Table, part: pd.DataFrame, key: list[str]) -> None:
@@ -94,17 +107,15 @@ def _upsert_generic(engine: Engine, table: Table, part: pd.DataFrame, key: list[
         conn.execute(stmt, part.to_dict("records"))
 
 
-def _upsert_postgres(engine: Engine, table: Table, part: pd.DataFrame, key: list[str]) -> None:
+def _upsert_postgres(engine: Engine, table: Table, part: pa.Table, key: list[str]) -> None:
     """COPY into a temporary table, then one INSERT … ON CONFLICT DO UPDATE from it."""
-    import pyarrow as pa
     from psycopg import sql
     from pyarrow import csv as pa_csv
 
     cols = [c.name for c in table.columns]
     buf = io.BytesIO()
     # nulls are written unquoted-empty (COPY's NULL), every string is quoted ("" stays an empty string)
-    pa_csv.write_csv(pa.Table.from_pandas(part[cols], preserve_index=False), buf,
-                     pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    pa_csv.write_csv(part.select(cols), buf, pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
     ident = sql.Identifier
     col_list = sql.SQL(", ").join(map(ident, cols))
     updates = sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(ident(c), ident(c)) for c in cols if c not in key)
@@ -144,14 +155,21 @@ def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_r
     store = get_store()
     engine = engine_for(settings.target_database_url or "")
     table = ensure_table(engine, spec)
-    held = set(read_parquet(store, review_rows_key)[ROW].tolist())
+    held = pa.array(read_parquet(store, review_rows_key)[ROW], type=pa.int64())
     loaded: dict[str, int] = {}
     for part in parts:
-        data = read_parquet(store, part.normalized)
-        data = data[~data[ROW].isin(held)]
-        upsert(engine, table, to_rows(_with_provenance(data, run), table), spec.target.key,
-               chunk_rows=settings.chunk_rows)
-        loaded[part.file] = loaded.get(part.file, 0) + len(data)
+        if engine.dialect.name == "postgresql":
+            data = pq.read_table(io.BytesIO(store.get_bytes(part.normalized)))
+            data = data.filter(pc.invert(pc.is_in(data[ROW], value_set=held)))
+            upsert_arrow(engine, table, _arrow_rows(data, table, run), spec.target.key, chunk_rows=settings.chunk_rows)
+            count = data.num_rows
+        else:
+            frame = read_parquet(store, part.normalized)
+            frame = frame[~frame[ROW].isin(held.to_pylist())]
+            upsert(engine, table, to_rows(_with_provenance(frame, run), table), spec.target.key,
+                   chunk_rows=settings.chunk_rows)
+            count = len(frame)
+        loaded[part.file] = loaded.get(part.file, 0) + count
     rejected: dict[str, int] = {}
     with session_scope(settings.ops_database_url) as s:
         items = list(s.scalars(select(ReviewItem).where(ReviewItem.flow_run_id == run.flow_run_id,
@@ -172,6 +190,22 @@ def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_r
         "proposed": i.proposed, "decision": i.decision, "reason": i.reason, "decided_by": i.decided_by,
         "decided_at": i.decided_at} for i in items])
     return Loaded(loaded=loaded, rejected=rejected, approved=len(approved), objects=[decisions])
+
+
+def _arrow_rows(data: pa.Table, table: Table, run: RunContext) -> pa.Table:
+    """The target's columns from a normalized chunk; dates stay ISO text, which COPY reads as dates."""
+    n = data.num_rows
+    source = {"source_file": "_source_file", "source_row": "_source_row"}
+    arrays = []
+    for col in table.columns:
+        name = source.get(col.name, col.name)
+        if col.name == "flow_run_id":
+            arrays.append(pa.array([run.flow_run_id] * n, type=pa.string()))
+        elif name in data.column_names:
+            arrays.append(data[name])
+        else:
+            arrays.append(pa.nulls(n))
+    return pa.table(arrays, names=[c.name for c in table.columns])
 
 
 def _with_provenance(frame: pd.DataFrame, run: RunContext) -> pd.DataFrame:

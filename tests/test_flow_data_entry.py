@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,14 @@ def test_whole_flow_on_postgresql_with_review(stack: dict[str, str], postgres_ta
     assert "error" not in box, box.get("error")
     assert result["rejected"] == box["result"] >= 5
     assert result["loaded"] == 200 - box["result"] == target_count(postgres_target)
+    with create_engine(postgres_target).connect() as conn:
+        row = conn.execute(text("SELECT * FROM customers ORDER BY customer_id LIMIT 1")).one()
+    first = make_records(200, seed=9, review_fraction=0.03, start=30_000)[0]
+    assert row.customer_id == first["customer_id"] and row.email == first["email"].lower()
+    assert isinstance(row.signup_date, date) and row.opening_balance == Decimal(
+        first["opening_balance"].replace("$", "").replace("USD", "").replace(",", "").strip())
+    assert row.opening_balance_currency == "USD" and row.source_file == "forms.jsonl" and row.source_row == 1
+    assert row.flow_run_id == result["manifest"].split("/")[-2]
     thread, box = in_background(agent)  # a new run raises its own review items: reject them again
     again = data_entry(batch=str(batch))
     thread.join(timeout=10)
