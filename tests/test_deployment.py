@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from sqlalchemy import create_engine, text
 from bpo.samples import make_records, to_csv, to_jsonl
 from bpo.settings import Settings
 from bpo.stack import deploy, start_worker, stop, worker_env
+from tests.cli import bpo
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,10 +36,6 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
             return value
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def bpo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bpo.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_schedule_picks_up_inbox_batches_once_and_a_worker_completes_them(stack: dict[str, str],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,16 +18,9 @@ from sqlalchemy import create_engine, text
 
 from bpo.samples import make_records, to_csv, to_jsonl, write_batch
 from tasks.load import count_rows
+from tests.cli import BPO, bpo
 
 pytestmark = pytest.mark.slow
-
-BPO = [sys.executable, "-m", "bpo.cli"]
-
-
-def bpo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BPO, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=120)
-
 
 def open_items(run_id: str | None = None) -> list[dict[str, Any]]:
     args = ["review", "list", "--json"] + (["--run", run_id] if run_id else [])
