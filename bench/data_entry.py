@@ -47,14 +47,34 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _status_mb(key: str) -> float | None:
+def _status_mb(key: str, pid: int | str = "self", name: str = "status") -> float | None:
+    """A ``Key:  N kB`` line of /proc/<pid>/status (or smaps_rollup), in MB."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def _flow_processes() -> list[int]:
+    """This process and its descendants in its session: task-runner workers, not the services."""
+    me, parents, sessions = os.getpid(), {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)], sessions[int(entry.name)] = int(fields[1]), int(fields[3])
+    tree, grew = {me}, True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in tree and sessions[pid] == sessions.get(me)}
+        grew = not more <= tree
+        tree |= more
+    return sorted(tree)
 
 
 def peak_rss_mb() -> float:
@@ -66,20 +86,25 @@ def peak_rss_mb() -> float:
 
 
 class RssSampler(threading.Thread):
-    """Samples this process's RSS, to tell which task the peak falls in."""
+    """Samples the memory of this process plus its task-runner workers, and when it peaked."""
 
-    def __init__(self, interval: float = 0.1) -> None:
+    def __init__(self, interval: float = 0.2) -> None:
         super().__init__(name="bench-rss", daemon=True)
         self.interval = interval
         self.finished = threading.Event()
-        self.peak_mb = 0.0
+        self.peak_rss_mb = self.peak_pss_mb = 0.0
         self.peak_at: datetime | None = None
+        self.max_processes = 1
 
     def run(self) -> None:
         while not self.finished.wait(self.interval):
-            rss = _status_mb("VmRSS") or 0.0
-            if rss > self.peak_mb:
-                self.peak_mb, self.peak_at = rss, datetime.now(UTC)
+            pids = _flow_processes()
+            rss = sum(_status_mb("VmRSS", pid) or 0.0 for pid in pids)
+            pss = sum(_status_mb("Pss", pid, "smaps_rollup") or 0.0 for pid in pids)
+            self.max_processes = max(self.max_processes, len(pids))
+            self.peak_pss_mb = max(self.peak_pss_mb, pss)
+            if rss > self.peak_rss_mb:
+                self.peak_rss_mb, self.peak_at = rss, datetime.now(UTC)
 
 
 def in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
@@ -190,7 +215,9 @@ def generate(folder: str, records: int, review_fraction: float) -> dict[str, Any
 def floor(folder: str, dsn: str) -> dict[str, Any]:
     """Read (intake) + normalize + COPY into a fresh table, file by file: the same work minus orchestration."""
     import psycopg
+    import pyarrow as pa
     from psycopg import sql
+    from pyarrow import csv as pa_csv
     from sqlalchemy import Column, MetaData, Table
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
@@ -221,10 +248,12 @@ def floor(folder: str, dsn: str) -> dict[str, Any]:
             data = normalize_frame(read.frame, spec).data
             t2 = time.perf_counter()
             out = data.assign(source_file=data["_source_file"], source_row=data["_source_row"], flow_run_id=None)
-            buf = io.StringIO()
-            out[columns].to_csv(buf, index=False, header=False)
+            # CSV written by pyarrow, as the product's loader does: nulls unquoted (COPY's NULL), text quoted
+            buf = io.BytesIO()
+            pa_csv.write_csv(pa.Table.from_pandas(out[columns], preserve_index=False), buf,
+                             pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
             with conn.cursor().copy(copy_sql) as copy:
-                copy.write(buf.getvalue())
+                copy.write(buf.getbuffer())
             rows += len(out)
             stages["read"] += t1 - t0
             stages["normalize"] += t2 - t1
@@ -279,7 +308,7 @@ class Agent:
             self.done.wait(POLL_SECONDS)
         if self.flow_run_id is None:
             return
-        # resolving the last item before the run is PAUSED would leave it paused for good (see README)
+        # resolve only once PAUSED: the measured wait starts there, and no resume can come too early
         with get_client(sync_client=True) as client:
             while not self.done.is_set():
                 state = client.read_flow_run(UUID(self.flow_run_id)).state
@@ -392,12 +421,14 @@ def run_flow(folder: Path) -> dict[str, Any]:
         timeline["before_first_task_seconds"] = round(_seconds(called_at, min(a for a, _ in every)) or 0.0, 3)
         timeline["after_last_task_seconds"] = round(_seconds(max(b for _, b in every), returned_at) or 0.0, 3)
     return {"seconds": total, "result": result, "agent": agent, "timeline": timeline, "cpu_seconds": cpu,
-            "peak_rss_mb": peak_rss_mb(), "rss_before_flow_mb": rss_before}
+            "peak_rss_mb": max(peak_rss_mb(), sampler.peak_rss_mb), "peak_rss_main_mb": peak_rss_mb(),
+            "peak_pss_mb": sampler.peak_pss_mb, "processes": sampler.max_processes, "rss_before_flow_mb": rss_before}
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU of this process and of its children that have exited (task-runner workers; not the services)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def target_rows(url: str) -> int:
@@ -437,6 +468,8 @@ def bench(records: int, review_fraction: float, root: Path) -> dict[str, Any]:
 
         low = in_child(floor, str(batch), os.environ["BPO_TARGET_DATABASE_URL"].replace("+psycopg", ""))
         log(f"floor: {low['seconds']:.2f}s {low['stages']}, peak RSS {low['peak_rss_mb']:.0f} MB")
+        if low["copied"] != records:
+            raise RuntimeError(f"the floor copied {low['copied']} rows of {records}")
 
         log("flow: running")
         flow = run_flow(batch)
@@ -472,6 +505,9 @@ def bench(records: int, review_fraction: float, root: Path) -> dict[str, Any]:
             "flow_process_cpu_seconds": round(flow["cpu_seconds"], 1),
             "resume_to_next_task_seconds": timeline["resume_to_next_task_seconds"],
             "rss_before_flow_mb": round(flow["rss_before_flow_mb"]),
+            "peak_rss_main_process_mb": round(flow["peak_rss_main_mb"]),
+            "peak_pss_mb": round(flow["peak_pss_mb"]),
+            "flow_processes": flow["processes"],
             "peak_rss_during_tasks": timeline["peak_rss_during"],
             "review_items": agent.resolved,
             "agent_first_item_to_paused_seconds": _span(agent.first_item_at, agent.paused_seen_at),
