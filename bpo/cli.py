@@ -274,7 +274,7 @@ def review_list(
     if as_json:
         out.print_json(json.dumps([_item_dict(i) for i in items], default=str))
         return
-    table = Table("id", "process", "record", "checks", "status", "queue", "assignee", "due")
+    table = Table("id", "process", "record", "checks", "status", "queue", "assignee", "due (UTC)")
     for i in items:
         checks = ", ".join(sorted({f"{c['field']}:{c['check'].removeprefix('expect_column_values_to_')}"
                                    for c in i.failed_checks}))
@@ -297,7 +297,7 @@ def review_show(item_id: int, as_json: bool = typer.Option(False, "--json")) -> 
         out.print_json(json.dumps(_item_dict(item), default=str))
         return
     out.print(f"[bold]item {item.id}[/bold] · {item.process} · {item.record_key} · {item.status} · "
-              f"due {item.due_at:%Y-%m-%d %H:%M} · on timeout: {item.on_timeout}")
+              f"due {item.due_at:%Y-%m-%d %H:%M} UTC · on timeout: {item.on_timeout}")
     failed = {c["field"] for c in item.failed_checks}
     table = Table("field", "source", "proposed", "")
     for field, value in item.proposed.items():
@@ -379,7 +379,7 @@ def demo(records: int = typer.Option(200, help="Records in the sample batch.")) 
     """Drop a sample batch, run data entry on it, resolve its review items as an agent would, show where to look."""
     import re
     import subprocess
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from bpo.review import list_items
     from bpo.samples import write_batch
@@ -388,13 +388,15 @@ def demo(records: int = typer.Option(200, help="Records in the sample batch.")) 
     batch = (s.home / "demo" / f"batch-{datetime.now():%Y%m%d-%H%M%S}").resolve()
     counts = write_batch(batch, n=records, review_fraction=0.03)
     out.print(f"sample batch: {batch} — {counts}")
-    started = datetime.now().astimezone()
+    started = datetime.now(UTC)
     bpo = [sys.executable, "-m", "bpo.cli"]
     run = subprocess.Popen([*bpo, "run", "data-entry", str(batch), "--json"], stdout=subprocess.PIPE, text=True)
     resolved: set[int] = set()
     while run.poll() is None:
         for item in list_items(s, status="open"):
-            if item.id in resolved or item.created_at.astimezone() < started:
+            # SQLite gives back naive datetimes; every time stored here is UTC
+            created = item.created_at if item.created_at.tzinfo else item.created_at.replace(tzinfo=UTC)
+            if item.id in resolved or created < started:
                 continue
             checks = {c["check"] for c in item.failed_checks}
             raw_date = str(item.proposed.get("signup_date") or "")
