@@ -139,6 +139,10 @@ def count_rows(engine: Engine, table_name: str) -> int:
 
 
 
+DECISION_COLUMNS = ("id", "record_key", "status", "source", "failed_checks", "proposed", "decision", "reason",
+                    "decided_by", "decided_at")
+
+
 class Loaded(BaseModel):
     """Records that reached the target table (passed or approved) and those rejected, per input file."""
 
@@ -172,8 +176,9 @@ def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_r
         loaded[part.file] = loaded.get(part.file, 0) + count
     rejected: dict[str, int] = {}
     with session_scope(settings.ops_database_url) as s:
-        items = list(s.scalars(select(ReviewItem).where(ReviewItem.flow_run_id == run.flow_run_id,
-                                                        ReviewItem.step == RECORDS_STEP)))
+        # plain rows, not ORM objects: a run can hold tens of thousands of items
+        items = s.execute(select(*(getattr(ReviewItem, c) for c in DECISION_COLUMNS)).where(
+            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == RECORDS_STEP)).all()
     approved = [i for i in items if i.status == "approved"]
     for item in items:
         if item.status == "rejected":

@@ -58,7 +58,7 @@ def duplicate_keys(keys: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     dup = keys[keys.duplicated(subset=key, keep=False) & keys[key].notna().all(axis=1)]
     if dup.empty:
         return pd.DataFrame(columns=CHECK_COLUMNS)
-    shown = dup[key].astype(str).agg(", ".join, axis=1)
+    shown = dup[key[0]].astype(str) if len(key) == 1 else dup[key].astype(str).agg(", ".join, axis=1)
     return pd.DataFrame({"row": dup[ROW].to_numpy(), "field": key[0], "check": "duplicate_key",
                          "reason": ("key " + shown + " appears more than once in this batch").to_numpy()},
                         columns=CHECK_COLUMNS)
