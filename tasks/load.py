@@ -47,8 +47,9 @@ def target_table(spec: ProcessSpec, metadata: MetaData | None = None) -> Table:
 def ensure_table(engine: Engine, spec: ProcessSpec) -> Table:
     """Create the target table if it is missing; refuse one whose columns differ from the spec."""
     table = target_table(spec)
-    if inspect(engine).has_table(table.name):
-        existing = {c["name"] for c in inspect(engine).get_columns(table.name)}
+    inspector = inspect(engine)
+    if inspector.has_table(table.name):
+        existing = {c["name"] for c in inspector.get_columns(table.name)}
         missing = [c.name for c in table.columns if c.name not in existing]
         if missing:
             raise RuntimeError(f"target table {table.name!r} lacks columns {missing}; migrate it before loading")

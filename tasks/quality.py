@@ -144,20 +144,19 @@ def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True) ->
     return Validation(bool(result.success), failures, summary, _render_html(result) if docs else "")
 
 
-def _summary(result: Any) -> dict[str, Any]:
-    """The result without the per-row lists (those are in ``failures``), JSON-safe."""
-    out = result.describe_dict() if hasattr(result, "describe_dict") else {}
-    data = json.loads(json.dumps(result.to_json_dict(), default=str))
-    for r in data.get("results", []):
-        for key in ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
-                    "partial_unexpected_index_list", "partial_unexpected_counts"):
-            r.get("result", {}).pop(key, None)
-    data["describe"] = json.loads(json.dumps(out, default=str)) if out else {}
-    return data
-
-
 UNEXPECTED_KEYS = ("unexpected_list", "partial_unexpected_list", "partial_unexpected_counts",
                    "unexpected_index_list", "partial_unexpected_index_list")
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    """The result without the per-row lists (those are in ``failures``), JSON-safe."""
+    data = result.to_json_dict()
+    for r in data.get("results", []):
+        for key in UNEXPECTED_KEYS:
+            (r.get("result") or {}).pop(key, None)
+    data["describe"] = result.describe_dict() if hasattr(result, "describe_dict") else {}
+    # the lists are gone before the round trip: they are most of the result when many rows fail
+    return json.loads(json.dumps(data, default=str))
 
 
 def _escaped(value: Any) -> Any:
