@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     inbox_settle_seconds: int = 30
     # records per chunk (one task run per chunk, one transaction per chunk on load)
     chunk_rows: int = 200_000
+    # worker processes for the CPU-bound steps (intake, normalize, validate); 0 means one per CPU
+    workers: int = 0
 
     @field_validator("s3_secret_access_key")
     @classmethod
@@ -81,7 +83,17 @@ class Settings(BaseSettings):
         return self.prefect_api_url.removesuffix("/api")
 
 
+_given: Settings | None = None
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once (or the ones ``use_settings`` gave)."""
+    return _given or Settings()
+
+
+def use_settings(settings: Settings) -> None:
+    """Make ``settings`` this process's settings: a worker process takes its flow's."""
+    global _given
+    _given = settings
+    get_settings.cache_clear()

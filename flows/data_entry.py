@@ -10,18 +10,20 @@ Schedule: the ``data-entry`` deployment's ``dispatch_inbox`` flow starts one run
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from bpo.pool import warm_up_in_background
 from bpo.spec import load_spec
 from tasks.artifacts import Part, batch_name, clear_inbox, open_run, publish_run, stage_inputs
 from tasks.intake import FileTaken, take_in_file
 from tasks.load import Loaded, load_records
 from tasks.normalize import normalize_chunk
-from tasks.quality import validate_batch
+from tasks.quality import validate_batch, validate_chunk
 from tasks.review import Routed, await_review, route_records
 
 
@@ -30,10 +32,15 @@ def _run_name() -> str:
     return f"{params.get('process', 'customer_onboarding')}-{batch_name(params['batch'])}"
 
 
-@flow(name="data-entry", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=2))
+# the threads hand the CPU-bound steps to worker processes (bpo.pool) and wait for them
+THREADS = max(4, os.cpu_count() or 1)
+
+
+@flow(name="data-entry", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=THREADS))
 def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, Any]:
     """Intake → normalize → validate → route → review → load → publish."""
     spec = load_spec(process)
+    warm_up_in_background()  # the worker processes start while the inputs are staged
     run = open_run(str(flow_run.get_id()), spec.name, spec.slug, batch)
     inputs = stage_inputs(run)
     # files, then chunks, run side by side: their I/O and pyarrow work overlap on the task runner's threads
@@ -45,10 +52,11 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
         for raw_key, rows in file.parts:
             chunks.append(normalize_chunk.submit(run, spec, file.name, raw_key, rows, offset))
             offset += rows
+    # each chunk is validated as soon as it is normalized; then what only the whole batch can show
+    chunk_checks = [validate_chunk.submit(run, spec, c) for c in chunks]
     parts: list[Part] = [c.result() for c in chunks]
-
-    checked = validate_batch(run, spec, [p.normalized for p in parts])
-    routed = route_records(run, spec, parts, checked["failures_key"],
+    checked = validate_batch(run, spec, parts, [c.result() for c in chunk_checks])
+    routed = route_records(run, spec, parts, checked,
                            {f.name: f.low_confidence for f in taken if f.low_confidence})
     if routed.review:
         await_review(run, spec)

@@ -29,6 +29,7 @@ from openpyxl.utils import get_column_letter
 from prefect import get_run_logger, task
 from pydantic import BaseModel
 
+from bpo.pool import in_worker
 from bpo.settings import get_settings
 from bpo.spec import ProcessSpec
 from bpo.store import StoredObject
@@ -827,10 +828,7 @@ class FileTaken(BaseModel):
     objects: list[StoredObject] = []
 
 
-# no timeout_seconds: it runs on the task runner's threads, where Prefect cannot enforce one;
-# its S3 calls carry botocore's connect/read timeouts
-@task(retries=2, retry_delay_seconds=2)
-def take_in_file(run: RunContext, spec: ProcessSpec, obj: StoredObject) -> FileTaken:
+def take_in(run: RunContext, spec: ProcessSpec, obj: StoredObject) -> FileTaken:
     """Read one staged file into raw-record parts; an unreadable file or row goes to quarantine with its reason."""
     from tasks.artifacts import get_store, put_parquet, quarantine
 
@@ -840,7 +838,6 @@ def take_in_file(run: RunContext, spec: ProcessSpec, obj: StoredObject) -> FileT
     try:
         read = read_batch_file(name, data, spec)
     except UnreadableFile as exc:
-        get_run_logger().warning("quarantined %s: %s", name, exc.reason)
         return FileTaken(name=name, quarantined=exc.reason, objects=quarantine(run, name, data, exc.reason))
     objects: list[StoredObject] = []
     if read.bad_rows:
@@ -857,3 +854,16 @@ def take_in_file(run: RunContext, spec: ProcessSpec, obj: StoredObject) -> FileT
         parts.append((stored.key, min(chunk, len(frame) - start)))
     return FileTaken(name=name, records=len(frame), parts=parts, bad_rows=len(read.bad_rows),
                      low_confidence=read.low_confidence, unmapped=read.unmapped, objects=objects)
+
+
+# no timeout_seconds: it runs on the task runner's threads, where Prefect cannot enforce one;
+# its S3 calls carry botocore's connect/read timeouts
+@task(retries=2, retry_delay_seconds=2)
+def take_in_file(run: RunContext, spec: ProcessSpec, obj: StoredObject) -> FileTaken:
+    """Take one staged file in, in a worker process (see ``take_in``)."""
+    taken = in_worker(take_in, run, spec, obj)
+    if taken.quarantined:
+        get_run_logger().warning("quarantined %s: %s", taken.name, taken.quarantined)
+    if taken.bad_rows:
+        get_run_logger().warning("%s: %d row(s) quarantined", taken.name, taken.bad_rows)
+    return taken

@@ -22,6 +22,7 @@ from pandas.api.extensions import ExtensionArray
 from phonenumbers import PhoneMetadata, PhoneNumberDesc
 from prefect import task
 
+from bpo.pool import in_worker
 from bpo.spec import FieldSpec, ProcessSpec
 from tasks.artifacts import Part, RunContext
 
@@ -669,9 +670,7 @@ def normalize_frame(raw: pd.DataFrame, spec: ProcessSpec) -> NormalizedFrame:
     return NormalizedFrame(data=data, issues=_issues(raw.index, spec, results))
 
 
-# no timeout_seconds: it runs on the task runner's threads, where Prefect cannot enforce one
-@task(retries=1, retry_delay_seconds=2)
-def normalize_chunk(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int, row_offset: int) -> Part:
+def normalize_part(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int, row_offset: int) -> Part:
     """Normalize one chunk of raw records; number them batch-wide so every later check maps back to a record."""
     from tasks.artifacts import get_store, put_parquet, read_parquet
     from tasks.quality import ROW
@@ -686,3 +685,10 @@ def normalize_chunk(run: RunContext, spec: ProcessSpec, file: str, raw_key: str,
     objects = [put_parquet(store, base, data),
                put_parquet(store, base.replace(".parquet", ".issues.parquet"), issues)]
     return Part(file=file, raw=raw_key, normalized=objects[0].key, issues=objects[1].key, rows=rows, objects=objects)
+
+
+# no timeout_seconds: it runs on the task runner's threads, where Prefect cannot enforce one
+@task(retries=1, retry_delay_seconds=2)
+def normalize_chunk(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int, row_offset: int) -> Part:
+    """Normalize one chunk in a worker process (see ``normalize_part``)."""
+    return in_worker(normalize_part, run, spec, file, raw_key, rows, row_offset)

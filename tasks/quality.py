@@ -8,18 +8,28 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from prefect import task
+from pydantic import BaseModel
 
+from bpo.pool import in_worker
 from bpo.spec import ProcessSpec
-from tasks.artifacts import RunContext
+from bpo.store import StoredObject
+from tasks.artifacts import Part, RunContext
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
 ROW = "_row"  # the batch-wide record number every failure is mapped back to
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
+
+
+def _quiet_gx() -> None:
+    """Some GX modules set their own logger to INFO on import (one line per ephemeral context)."""
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("great_expectations.") and isinstance(logger, logging.Logger) and logger.level:
+            logger.setLevel(max(logger.level, logging.ERROR))
 
 
 class SuiteError(ValueError):
@@ -42,9 +52,33 @@ def _suite_json(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def load_suite(name: str, *, date_columns: tuple[str, ...] = ()):  # -> gx.ExpectationSuite (imported lazily)
+# Expectations whose verdict on a record depends on that record alone: they are checked chunk by
+# chunk, side by side. Every other one (uniqueness, aggregates, table-level checks, and any type not
+# listed here) is checked once over the whole batch, on just the columns it names.
+ROW_LOCAL = frozenset({
+    "expect_column_values_to_not_be_null", "expect_column_values_to_be_null",
+    "expect_column_values_to_match_regex", "expect_column_values_to_not_match_regex",
+    "expect_column_values_to_match_regex_list", "expect_column_values_to_not_match_regex_list",
+    "expect_column_values_to_match_like_pattern", "expect_column_values_to_not_match_like_pattern",
+    "expect_column_values_to_match_strftime_format", "expect_column_values_to_be_dateutil_parseable",
+    "expect_column_values_to_be_json_parseable", "expect_column_values_to_match_json_schema",
+    "expect_column_values_to_be_in_set", "expect_column_values_to_not_be_in_set",
+    "expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between",
+    "expect_column_value_lengths_to_equal", "expect_column_pair_values_to_be_equal",
+    "expect_column_pair_values_a_to_be_greater_than_b", "expect_column_pair_values_to_be_in_set",
+    "expect_select_column_values_to_be_unique_within_record", "expect_multicolumn_sum_to_equal",
+})
+Scope = Literal["all", "row", "batch"]
+
+
+def in_scope(expectation_type: str, scope: Scope) -> bool:
+    return scope == "all" or (expectation_type in ROW_LOCAL) == (scope == "row")
+
+
+def load_suite(name: str, *, date_columns: tuple[str, ...] = (), scope: Scope = "all"):  # -> gx.ExpectationSuite
     """Load ``expectations/<name>.json``; refuse a suite where GX dropped an unknown expectation.
 
+    ``scope`` keeps the row-local expectations (``"row"``), the others (``"batch"``) or all of them.
     Date bounds on ``date_columns`` ("2015-12-31") become midnight timestamps: GX parses a bare date
     into a ``date``, which a datetime column cannot be compared with, while a timestamp bound lets
     GX use its vectorized range check.
@@ -57,8 +91,9 @@ def load_suite(name: str, *, date_columns: tuple[str, ...] = ()):  # -> gx.Expec
         raise SuiteError(f"suite {name!r} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or any("type" not in e for e in data.get("expectations", [])):
         raise SuiteError(f"suite {name!r}: every expectation needs a 'type'")
-    declared = len(data.get("expectations", []))
-    for e in data.get("expectations", []):
+    data["expectations"] = [e for e in data.get("expectations", []) if in_scope(e["type"], scope)]
+    declared = len(data["expectations"])
+    for e in data["expectations"]:
         kwargs = e.get("kwargs", {})
         if kwargs.get("column") in date_columns:
             for bound in ("min_value", "max_value"):
@@ -111,14 +146,15 @@ def _describe(check: str, kwargs: dict[str, Any], value: Any) -> str:
     return f"{shown} fails {check}"
 
 
-def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True) -> Validation:
-    """Validate a normalized batch (with a ``_row`` column) against the spec's suite."""
+def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True, scope: Scope = "all") -> Validation:
+    """Validate normalized records (with a ``_row`` column) against the spec's suite, or its ``scope``."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    _quiet_gx()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = context.suites.add(load_suite(spec.suite, date_columns=_date_columns(spec)))
+    suite = context.suites.add(load_suite(spec.suite, date_columns=_date_columns(spec), scope=scope))
     batch = (context.data_sources.add_pandas("records").add_dataframe_asset("batch")
              .add_batch_definition_whole_dataframe("whole")
              .get_batch(batch_parameters={"dataframe": _frame_for_gx(df, spec)}))
@@ -186,21 +222,153 @@ def _render_html(result: Any) -> str:
     return str(DefaultJinjaPageView().render(document))
 
 
-@task(retries=1, retry_delay_seconds=2, timeout_seconds=3600)
-def validate_batch(run: RunContext, spec: ProcessSpec, normalized_keys: list[str]) -> dict[str, Any]:
-    """Validate the whole normalized batch (uniqueness is batch-wide); store result, Data Docs and failures."""
-    from tasks.artifacts import get_store, put_json, put_parquet, read_parquet
+FAILURE_TYPES = {"row": "int64", "field": str, "check": str, "reason": str}
+
+
+class Checked(BaseModel):
+    """One validation's outcome: the record-level failures and the stored result and Data Docs."""
+
+    name: str  # the chunk's name, or "batch"
+    scope: str
+    success: bool
+    failed_records: int
+    failures: str  # parquet: row, field, check, reason
+    result: str  # JSON: the GX result without its per-row lists
+    docs: str  # Data Docs HTML
+    objects: list[StoredObject]
+
+
+def _store_validation(run: RunContext, name: str, scope: Scope, checked: Validation) -> Checked:
+    from tasks.artifacts import get_store, put_json, put_parquet
 
     store = get_store()
-    frames = [read_parquet(store, k) for k in normalized_keys]
-    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({ROW: []})
-    checked = validate_frame(data, spec) if len(data) else Validation(True, pd.DataFrame(
-        columns=["row", "field", "check", "reason"]), {}, "")
     objects = [
-        put_json(store, run.key("validation", "result.json"), checked.result),
-        store.put_bytes(run.key("validation", "data-docs.html"), checked.html.encode(), "text/html; charset=utf-8"),
-        put_parquet(store, run.key("validation", "failures.parquet"), checked.failures.astype(
-            {"row": "int64", "field": str, "check": str, "reason": str})),
+        put_parquet(store, run.key("validation", f"{name}.failures.parquet"), checked.failures.astype(FAILURE_TYPES)),
+        put_json(store, run.key("validation", f"{name}.result.json"), checked.result),
+        store.put_bytes(run.key("validation", f"{name}.html"), checked.html.encode(), "text/html; charset=utf-8"),
     ]
-    return {"success": checked.success, "failed_records": int(checked.failures["row"].nunique()),
-            "failures_key": objects[2].key, "objects": objects}
+    return Checked(name=name, scope=scope, success=checked.success,
+                   failed_records=int(checked.failures["row"].nunique()), failures=objects[0].key,
+                   result=objects[1].key, docs=objects[2].key, objects=objects)
+
+
+def _nothing_to_check() -> Validation:
+    return Validation(True, pd.DataFrame(columns=list(FAILURE_TYPES)), {"success": True, "results": []}, "")
+
+
+def check_part(run: RunContext, spec: ProcessSpec, part: Part) -> Checked:
+    """Validate one normalized chunk against the suite's row-local expectations."""
+    from tasks.artifacts import get_store, read_parquet
+
+    name = part.normalized.rsplit("/", 1)[-1].removesuffix(".parquet")
+    data = read_parquet(get_store(), part.normalized)
+    if not len(data) or not _expectations(spec, "row"):
+        return _store_validation(run, name, "row", _nothing_to_check())
+    return _store_validation(run, name, "row", validate_frame(data, spec, scope="row"))
+
+
+def check_batch(run: RunContext, spec: ProcessSpec, parts: list[Part]) -> tuple[Checked, StoredObject]:
+    """What needs every record of the batch at once, on just the columns it reads.
+
+    The suite's batch-wide expectations (uniqueness, aggregates), and the records whose natural key
+    appears more than once (a routing rule of the spec, stored as ``review/duplicates.parquet``).
+    """
+    from tasks.artifacts import get_store, put_parquet, read_parquet
+    from tasks.review import duplicate_keys
+
+    expectations = _expectations(spec, "batch")
+    named = {c for e in expectations for c in _columns_of(e.get("kwargs", {}))} | set(spec.target.key)
+    columns = [c for c in dict.fromkeys([*spec.fields, *(f"{n}_currency" for n, f in spec.fields.items()
+                                                          if f.type == "money")]) if c in named]
+    store = get_store()
+    frames = [read_parquet(store, p.normalized, columns=[*columns, ROW]) for p in parts]
+    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*columns, ROW])
+    duplicates = put_parquet(store, run.key("review", "duplicates.parquet"), duplicate_keys(
+        data[[*spec.target.key, ROW]], spec.target.key).astype(FAILURE_TYPES))
+    if not len(data) or not expectations:
+        return _store_validation(run, "batch", "batch", _nothing_to_check()), duplicates
+    return _store_validation(run, "batch", "batch", validate_frame(data, spec, scope="batch")), duplicates
+
+
+def _expectations(spec: ProcessSpec, scope: Scope) -> list[dict[str, Any]]:
+    """The suite's expectations in ``scope``, as declared (``load_suite`` checks them when they run)."""
+    data = json.loads(_suite_json(spec.suite))
+    return [e for e in data.get("expectations", []) if isinstance(e, dict) and in_scope(str(e.get("type")), scope)]
+
+
+def _columns_of(kwargs: dict[str, Any]) -> list[str]:
+    named = [kwargs.get(k) for k in ("column", "column_A", "column_B")]
+    return [str(c) for c in [*named, *kwargs.get("column_list", [])] if c]
+
+
+# no timeout_seconds: it runs on the task runner's threads, where Prefect cannot enforce one
+@task(retries=1, retry_delay_seconds=2)
+def validate_chunk(run: RunContext, spec: ProcessSpec, part: Part) -> Checked:
+    """Row-local expectations on one chunk, in a worker process (see ``check_part``)."""
+    return in_worker(check_part, run, spec, part)
+
+
+@task(retries=1, retry_delay_seconds=2, timeout_seconds=3600)
+def validate_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], chunks: list[Checked]) -> dict[str, Any]:
+    """Batch-wide checks, then one result and one Data Docs index for the whole batch.
+
+    Returns the failures' parquet keys (``chunk_failures`` in the order of ``parts``, and
+    ``batch_failures``), the duplicate-key records (``duplicates``), ``success`` and the ``objects`` written.
+    """
+    from tasks.artifacts import get_store, put_json
+
+    batch, duplicates = in_worker(check_batch, run, spec, parts)
+    checks = [*chunks, batch]
+    store = get_store()
+    results = [json.loads(store.get_bytes(c.result)) for c in checks]
+    combined = combine_results(spec.suite, checks, results)
+    objects = [*(o for c in checks for o in c.objects), duplicates]
+    objects.append(put_json(store, run.key("validation", "result.json"), combined))
+    objects.append(store.put_bytes(run.key("validation", "data-docs.html"), docs_index(combined).encode(),
+                                   "text/html; charset=utf-8"))
+    return {"success": combined["success"], "chunk_failures": [c.failures for c in chunks],
+            "batch_failures": batch.failures, "duplicates": duplicates.key, "objects": objects}
+
+
+def combine_results(suite: str, checks: list[Checked], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batch's verdict per expectation, summed over the chunks that checked it."""
+    merged: dict[str, dict[str, Any]] = {}
+    for check, result in zip(checks, results, strict=True):
+        for r in result.get("results", []):
+            cfg = r.get("expectation_config") or {}
+            ident = json.dumps([cfg.get("type"), cfg.get("kwargs", {})], sort_keys=True, default=str)
+            counts = r.get("result") or {}
+            per = "per chunk" if check.scope == "row" else "whole batch"
+            m = merged.setdefault(ident, {"expectation": cfg.get("type"), "kwargs": cfg.get("kwargs", {}),
+                                          "checked": per, "success": True, "element_count": 0, "unexpected_count": 0})
+            m["success"] = m["success"] and bool(r.get("success"))
+            m["element_count"] += int(counts.get("element_count") or 0)
+            m["unexpected_count"] += int(counts.get("unexpected_count") or 0)
+    rows = list(merged.values())
+    return {
+        "suite": suite, "success": all(r["success"] for r in rows),
+        "statistics": {"evaluated_expectations": len(rows), "successful_expectations": sum(r["success"] for r in rows),
+                       "unsuccessful_expectations": sum(not r["success"] for r in rows)},
+        "results": rows,
+        "validations": [{"name": c.name, "checked": c.scope, "success": c.success, "failed_records": c.failed_records,
+                         "result": c.result, "data_docs": c.docs} for c in checks],
+    }
+
+
+def docs_index(combined: dict[str, Any]) -> str:
+    """The batch's Data Docs page: its verdict per expectation, and a link to each validation's own page."""
+    e = html.escape
+    lines = [f"<tr><td>{e(str(r['expectation']))}</td><td>{e(json.dumps(r['kwargs'], default=str))}</td>"
+             f"<td>{'passed' if r['success'] else '<b>failed</b>'}</td><td>{r['unexpected_count']}</td>"
+             f"<td>{r['element_count']}</td><td>{e(r['checked'])}</td></tr>" for r in combined["results"]]
+    links = [f"<li><a href=\"{e(v['data_docs'].rsplit('/', 1)[-1])}\">{e(v['name'])}</a>: "
+             f"{'passed' if v['success'] else 'failed'}, {v['failed_records']} record(s) failing</li>"
+             for v in combined["validations"]]
+    verdict = "passed" if combined["success"] else "failed"
+    return "\n".join([
+        "<!doctype html>", "<html><head><meta charset=\"utf-8\">",
+        f"<title>Validation of {e(combined['suite'])}</title></head><body>",
+        f"<h1>Suite {e(combined['suite'])}: {verdict}</h1>",
+        "<table border=\"1\"><tr><th>expectation</th><th>arguments</th><th>result</th><th>unexpected</th>"
+        "<th>values</th><th>checked per</th></tr>", *lines, "</table>",
+        "<h2>Data Docs of each validation</h2><ul>", *links, "</ul></body></html>"])

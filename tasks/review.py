@@ -12,8 +12,8 @@ from prefect import get_run_logger, task
 from prefect.input import RunInput
 from pydantic import BaseModel
 
-from bpo.db.models import ReviewItem
 from bpo.db.session import session_scope
+from bpo.pool import map_in_workers
 from bpo.review import add_items, json_safe, open_count, set_run_status
 from bpo.settings import get_settings
 from bpo.spec import ProcessSpec
@@ -87,47 +87,55 @@ def review_checks(data: pd.DataFrame, issues: pd.DataFrame, failures: pd.DataFra
                      ignore_index=True)
 
 
-@task(retries=1, retry_delay_seconds=2, timeout_seconds=1800)
-def route_records(run: RunContext, spec: ProcessSpec, parts: list[Part], failures_key: str,
-                  low_confidence: dict[str, list[str]]) -> Routed:
-    """Send every record with a failed check or a routed flag to review; the rest pass straight through."""
+def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: list[str], duplicates_key: str,
+               fuzzy_columns: list[str], due: datetime) -> tuple[list[dict[str, Any]], list[int]]:
+    """One chunk's review items (as rows of ``review_items``) and the ``_row`` numbers they hold back."""
     store = get_store()
-    failures = read_parquet(store, failures_key)
-    key = spec.target.key
-    keys = [read_parquet(store, p.normalized, columns=[*key, ROW]) for p in parts]
-    duplicates = duplicate_keys(pd.concat(keys, ignore_index=True), key) if keys else pd.DataFrame(
-        columns=CHECK_COLUMNS)
+    failures = pd.concat([read_parquet(store, k) for k in failures_keys], ignore_index=True)
+    data = read_parquet(store, part.normalized)
+    checks = review_checks(data, read_parquet(store, part.issues), failures, read_parquet(store, duplicates_key),
+                           fuzzy_columns, set(spec.review.route))
+    if checks.empty:
+        return [], []
+    # one pass over the held records (Series per record would cost ~1 ms each)
+    held = data[ROW].isin(checks["row"]).to_numpy()
+    rows = data[held].astype(object).where(data[held].notna(), None).to_dict("records")
+    raw_held = read_parquet(store, part.raw)[held]
+    raws = raw_held.astype(object).where(raw_held.notna(), None).to_dict("records")
+    checks = checks.sort_values("row", kind="stable")
+    found = checks[["field", "check", "reason"]].astype(str).to_dict("records")
+    row_numbers, starts = np.unique(checks["row"].to_numpy(), return_index=True)
+    ends = [*starts[1:], len(found)]
+    items = [{
+        "flow_run_id": run.flow_run_id, "process": run.spec, "step": RECORDS_STEP, "kind": "record",
+        "record_key": f"{src['_source_file']}:{int(src['_source_row'])}",
+        "source": {"file": str(src["_source_file"]), "row": int(src["_source_row"]),
+                   "values": {k: json_safe(v) for k, v in src.items() if not str(k).startswith("_")}},
+        "failed_checks": found[start:end], "proposed": _proposed(row, src, spec), "due_at": due,
+        "on_timeout": spec.review.on_timeout,
+    } for row, src, start, end in zip(rows, raws, starts, ends, strict=True)]
+    return items, [int(r) for r in row_numbers]
+
+
+@task(retries=1, retry_delay_seconds=2, timeout_seconds=1800)
+def route_records(run: RunContext, spec: ProcessSpec, parts: list[Part], checked: dict[str, Any],
+                  low_confidence: dict[str, list[str]]) -> Routed:
+    """Send every record with a failed check or a routed flag to review; the rest pass straight through.
+
+    ``checked`` is what ``validate_batch`` returned. The chunks are routed side by side in the worker
+    processes; the items are written here, in one transaction.
+    """
     due = datetime.now(UTC) + timedelta(hours=spec.review.due_hours)
-    review_rows: list[int] = []
-    items: list[ReviewItem] = []
-    for part in parts:
-        data = read_parquet(store, part.normalized)
-        checks = review_checks(data, read_parquet(store, part.issues), failures, duplicates,
-                         low_confidence.get(part.file, []), set(spec.review.route))
-        if checks.empty:
-            continue
-        # one pass over the held records (Series per record would cost ~1 ms each)
-        held = data[ROW].isin(checks["row"]).to_numpy()
-        rows = data[held].astype(object).where(data[held].notna(), None).to_dict("records")
-        raw_held = read_parquet(store, part.raw)[held]
-        raws = raw_held.astype(object).where(raw_held.notna(), None).to_dict("records")
-        checks = checks.sort_values("row", kind="stable")
-        found = checks[["field", "check", "reason"]].astype(str).to_dict("records")
-        row_numbers, starts = np.unique(checks["row"].to_numpy(), return_index=True)
-        ends = [*starts[1:], len(found)]
-        for row, src, start, end in zip(rows, raws, starts, ends, strict=True):
-            items.append(ReviewItem(
-                flow_run_id=run.flow_run_id, process=run.spec, step=RECORDS_STEP, kind="record",
-                record_key=f"{src['_source_file']}:{int(src['_source_row'])}",
-                source={"file": str(src["_source_file"]), "row": int(src["_source_row"]),
-                        "values": {k: json_safe(v) for k, v in src.items() if not str(k).startswith("_")}},
-                failed_checks=found[start:end], proposed=_proposed(row, src, spec), due_at=due,
-                on_timeout=spec.review.on_timeout))
-        review_rows.extend(int(r) for r in row_numbers)
+    routed = map_in_workers(route_part, [
+        (run, spec, part, [chunk_failures, checked["batch_failures"]], checked["duplicates"],
+         low_confidence.get(part.file, []), due)
+        for part, chunk_failures in zip(parts, checked["chunk_failures"], strict=True)])
+    items = [i for part_items, _ in routed for i in part_items]
+    review_rows = [r for _, rows in routed for r in rows]
     with session_scope(get_settings().ops_database_url) as s:
         add_items(s, items)
     key = run.key("review", "rows.parquet")
-    put_parquet(store, key, pd.DataFrame({ROW: pd.Series(review_rows, dtype="int64")}))
+    put_parquet(get_store(), key, pd.DataFrame({ROW: pd.Series(review_rows, dtype="int64")}))
     total = sum(p.rows for p in parts)
     return Routed(passed=total - len(review_rows), review=len(review_rows), review_rows=key)
 

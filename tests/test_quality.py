@@ -200,3 +200,74 @@ def test_data_docs_escape_values_from_client_files() -> None:
     assert "<script>alert(1)</script>" in set(checked.failures["reason"].str.extract(r"'(.*)'")[0])
     assert "<script>alert" not in checked.html
     assert "&lt;script&gt;alert" in checked.html
+
+
+# ---------------------------------------------------------------------------------------------
+# chunk by chunk, then the whole batch
+
+
+@pytest.mark.parametrize("path", SUITE_FILES, ids=lambda p: p.stem)
+def test_row_and_batch_scopes_split_a_suite_without_loss(path: Path) -> None:
+    whole = load_suite(path.stem)
+    row, batch = load_suite(path.stem, scope="row"), load_suite(path.stem, scope="batch")
+    types = sorted(e.expectation_type for e in whole.expectations)
+    assert sorted(e.expectation_type for e in [*row.expectations, *batch.expectations]) == types
+    # uniqueness needs every record of the batch at once
+    assert all("unique" not in e.expectation_type or "within_record" in e.expectation_type for e in row.expectations)
+
+
+def test_an_expectation_type_not_known_to_be_row_local_is_checked_batch_wide(suites_dir: Path) -> None:
+    (suites_dir / "s.json").write_text(json.dumps({"name": "s", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "a", "min_value": 0, "max_value": 1}},
+        {"type": "expect_column_values_to_be_increasing", "kwargs": {"column": "a"}}]}))
+    assert [e.expectation_type for e in load_suite("s", scope="row").expectations] == [
+        "expect_column_values_to_not_be_null"]
+    assert {e.expectation_type for e in load_suite("s", scope="batch").expectations} == {
+        "expect_column_mean_to_be_between", "expect_column_values_to_be_increasing"}
+
+
+def test_chunks_then_batch_find_what_one_validation_of_the_whole_finds(spec: ProcessSpec) -> None:
+    bad = clean_batch(spec, n=20)
+    col = bad.columns.get_loc
+    bad.iloc[15, col("customer_id")] = bad.iloc[2, col("customer_id")]  # the two records fall in different chunks
+    bad.iloc[3, col("plan")] = "platinum"
+    bad.iloc[12, col("email")] = "ann@localhost"
+    bad.iloc[18, col("last_name")] = pd.NA
+    whole = validate_frame(bad, spec, docs=False)
+
+    chunks = [validate_frame(bad.iloc[:10], spec, docs=False, scope="row"),
+              validate_frame(bad.iloc[10:], spec, docs=False, scope="row")]
+    batch = validate_frame(bad[["customer_id", ROW]], spec, docs=False, scope="batch")
+
+    assert found(pd.concat([c.failures for c in chunks] + [batch.failures])) == found(whole.failures)
+    assert found(batch.failures) == {(row_of(bad, 2), "customer_id", "expect_column_values_to_be_unique"),
+                                     (row_of(bad, 15), "customer_id", "expect_column_values_to_be_unique")}
+
+
+def test_chunk_results_combine_into_one_verdict_per_expectation() -> None:
+    def checked(name: str, scope: str, success: bool) -> quality.Checked:
+        return quality.Checked(name=name, scope=scope, success=success, failed_records=0 if success else 1,
+                               failures="f", result="r", docs=f"run/validation/{name}.html", objects=[])
+
+    def result(kind: str, column: str, elements: int, unexpected: int) -> dict[str, object]:
+        return {"expectation_config": {"type": kind, "kwargs": {"column": column}},
+                "success": unexpected == 0, "result": {"element_count": elements, "unexpected_count": unexpected}}
+
+    null, regex = "expect_column_values_to_not_be_null", "expect_column_values_to_match_regex"
+    combined = quality.combine_results("suite", [checked("a", "row", False), checked("b<i>", "row", True),
+                                                 checked("batch", "batch", True)], [
+        {"results": [result(null, "x", 10, 0), result(regex, "<script>", 10, 2)]},
+        {"results": [result(null, "x", 5, 0), result(regex, "<script>", 5, 0)]},
+        {"results": [result("expect_column_values_to_be_unique", "x", 15, 0)]}])
+
+    assert combined["success"] is False
+    by_type = {r["expectation"]: r for r in combined["results"]}
+    assert by_type[null] | {"kwargs": None} == {"expectation": null, "kwargs": None, "checked": "per chunk",
+                                                "success": True, "element_count": 15, "unexpected_count": 0}
+    assert (by_type[regex]["success"], by_type[regex]["unexpected_count"]) == (False, 2)
+    assert by_type["expect_column_values_to_be_unique"]["checked"] == "whole batch"
+    assert combined["statistics"] == {"evaluated_expectations": 3, "successful_expectations": 2,
+                                      "unsuccessful_expectations": 1}
+    page = quality.docs_index(combined)
+    assert "<script>" not in page and "&lt;script&gt;" in page and "b&lt;i&gt;.html" in page
