@@ -133,9 +133,9 @@ def db_upgrade() -> None:
 
 # --- runs ---
 
-STAGES = {"open_run": "open", "stage_inputs": "stage inputs", "take_in_file": "intake", "normalize_chunk": "normalize",
-          "validate_chunk": "validate chunks", "validate_batch": "validate batch",
-          "route_records": "route", "load_records": "load", "publish_run": "publish"}
+STAGES = {"open_run": "open", "list_inputs": "list inputs", "take_in_file": "intake",
+          "prepare_chunk": "normalize + validate", "validate_batch": "validate batch", "route_records": "route",
+          "load_records": "load", "publish_run": "publish"}
 
 
 @run_app.command("data-entry")

@@ -6,13 +6,14 @@ still runs on its thread (Prefect sees and retries it as usual) but hands its wo
 processes and waits. What crosses the process boundary is small: the run, the spec, S3 keys in;
 S3 keys and counts out. Data goes through S3, as between any two steps.
 
-The processes come from a fork server that imports the heavy libraries once, before any thread
-exists, so starting a worker is a cheap fork; they live as long as the flow's process. Each call
-carries the caller's settings, so a worker never acts on stale configuration.
+The workers are fresh interpreters (``spawn``: nothing inherited from a process that runs threads)
+that import the heavy libraries once when they start, side by side; they live as long as the flow's
+process. Each call carries the caller's settings, so a worker never acts on stale configuration.
 """
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import threading
@@ -25,7 +26,7 @@ from bpo.settings import Settings, get_settings, use_settings
 
 T = TypeVar("T")
 
-# imported by the fork server once; every worker forked from it starts with them loaded
+# imported by every worker as it starts, so the first call does not pay for them
 PRELOAD = ["pandas", "pyarrow.parquet", "pyarrow.compute", "boto3", "great_expectations",
            "tasks.intake", "tasks.normalize", "tasks.quality", "tasks.review", "tasks.load"]
 
@@ -42,14 +43,18 @@ def _get_pool() -> ProcessPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(PRELOAD)
-            _pool = ProcessPoolExecutor(max_workers=worker_count(), mp_context=ctx)
+            _pool = ProcessPoolExecutor(max_workers=worker_count(), mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_preload)
         return _pool
 
 
+def _preload() -> None:
+    for module in PRELOAD:
+        importlib.import_module(module)
+
+
 def warm_up() -> None:
-    """Start the fork server and the workers now (it takes a few seconds), not at the first call."""
+    """Start the workers now (their imports take a few seconds), not at the first call."""
     pool = _get_pool()
     for _ in range(worker_count()):
         pool.submit(os.getpid)
@@ -68,13 +73,11 @@ def warm_up_in_background() -> None:
 
 
 def _release_memory() -> None:
-    """Give a finished call's memory back to the system: an idle worker should not hold a chunk's peak."""
+    """Give a finished call's freed memory back to the system: an idle worker should not hold a chunk's peak."""
     import ctypes
-    import gc
 
     import pyarrow as pa
 
-    gc.collect()
     pa.default_memory_pool().release_unused()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)

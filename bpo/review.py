@@ -81,14 +81,16 @@ def add_items(session: Session, items: Sequence[ReviewItem | dict[str, Any]]) ->
     new = [r for r in rows if r["record_key"] not in existing]
     if not new:
         return 0
-    stmt = insert(ReviewItem).returning(ReviewItem.id, sort_by_parameter_order=True)
-    if len({frozenset(r) for r in new}) == 1:
-        ids = list(session.execute(stmt, new).scalars())
-    else:  # one batch needs one shape of row
-        ids = [session.execute(stmt, [r]).scalar_one() for r in new]
-    session.execute(insert(AuditEvent), [
-        {"actor": "system", "action": "created", "item_id": item_id, "flow_run_id": run_id,
-         "detail": {"checks": [c["check"] for c in r["failed_checks"]]}} for item_id, r in zip(ids, new, strict=True)])
+    by_shape: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for r in new:  # one executemany per shape of row
+        by_shape.setdefault(frozenset(r), []).append(r)
+    for rows_of_shape in by_shape.values():
+        session.execute(insert(ReviewItem.__table__), rows_of_shape)
+    ids = dict(session.execute(select(ReviewItem.record_key, ReviewItem.id).where(
+        ReviewItem.flow_run_id == run_id, ReviewItem.step == step)).tuples().all())
+    session.execute(insert(AuditEvent.__table__), [
+        {"actor": "system", "action": "created", "item_id": ids[r["record_key"]], "flow_run_id": run_id,
+         "detail": {"checks": [c["check"] for c in r["failed_checks"]]}} for r in new])
     return len(new)
 
 

@@ -19,11 +19,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from bpo.pool import warm_up_in_background
 from bpo.spec import load_spec
-from tasks.artifacts import Part, batch_name, clear_inbox, open_run, publish_run, stage_inputs
+from tasks.artifacts import Part, batch_name, clear_inbox, list_inputs, open_run, publish_run
 from tasks.intake import FileTaken, take_in_file
 from tasks.load import Loaded, load_records
-from tasks.normalize import normalize_chunk
-from tasks.quality import validate_batch, validate_chunk
+from tasks.normalize import prepare_chunk
+from tasks.quality import validate_batch
 from tasks.review import Routed, await_review, route_records
 
 
@@ -40,22 +40,21 @@ THREADS = max(4, os.cpu_count() or 1)
 def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, Any]:
     """Intake → normalize → validate → route → review → load → publish."""
     spec = load_spec(process)
-    warm_up_in_background()  # the worker processes start while the inputs are staged
+    warm_up_in_background()  # the worker processes start while the run is opened
     run = open_run(str(flow_run.get_id()), spec.name, spec.slug, batch)
-    inputs = stage_inputs(run)
-    # files, then chunks, run side by side: their I/O and pyarrow work overlap on the task runner's threads
-    taken = [f.result() for f in [take_in_file.submit(run, spec, obj) for obj in inputs]]
+    # files, then chunks, run side by side in the worker processes
+    taken = [f.result() for f in [take_in_file.submit(run, spec, source) for source in list_inputs(run)]]
 
     chunks = []
     offset = 0
     for file in taken:
         for raw_key, rows in file.parts:
-            chunks.append(normalize_chunk.submit(run, spec, file.name, raw_key, rows, offset))
+            chunks.append(prepare_chunk.submit(run, spec, file.name, raw_key, rows, offset))
             offset += rows
-    # each chunk is validated as soon as it is normalized; then what only the whole batch can show
-    chunk_checks = [validate_chunk.submit(run, spec, c) for c in chunks]
-    parts: list[Part] = [c.result() for c in chunks]
-    checked = validate_batch(run, spec, parts, [c.result() for c in chunk_checks])
+    prepared = [c.result() for c in chunks]
+    parts: list[Part] = [part for part, _ in prepared]
+    # what only the whole batch can show: uniqueness, aggregates, duplicate keys
+    checked = validate_batch(run, spec, parts, [check for _, check in prepared])
     routed = route_records(run, spec, parts, checked,
                            {f.name: f.low_confidence for f in taken if f.low_confidence})
     if routed.review:
@@ -63,8 +62,8 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
     loaded = load_records(run, spec, parts, routed.review_rows)
 
     files, totals = reconcile(taken, routed, loaded)
-    objects = [*inputs, *(o for f in taken for o in f.objects), *(o for p in parts for o in p.objects),
-               *checked["objects"], *loaded.objects]
+    objects = [*(f.staged for f in taken), *(o for f in taken for o in f.objects),
+               *(o for p in parts for o in p.objects), *checked["objects"], *loaded.objects]
     summary = publish_run(run, objects, files, totals)
     clear_inbox(run)
     return summary

@@ -81,11 +81,18 @@ def batch_name(batch: str) -> str:
     return batch.rstrip("/").rsplit("/", 1)[-1] or "batch"
 
 
+class Source(BaseModel):
+    """One file of a batch: a local path or an S3 key, and its name within the batch."""
+
+    name: str
+    path: str | None = None
+    key: str | None = None
+
+
 @task(retries=2, retry_delay_seconds=2, timeout_seconds=600)
-def stage_inputs(run: RunContext) -> list[StoredObject]:
-    """Copy the batch's files (a local folder or an S3 prefix) into the run's ``raw/`` folder."""
+def list_inputs(run: RunContext) -> list[Source]:
+    """The batch's files: a local folder's, or an S3 prefix's (in the artifacts bucket)."""
     store = get_store()
-    staged: list[StoredObject] = []
     if run.batch.startswith("s3://") or not Path(run.batch).exists():
         prefix = run.batch.removeprefix(f"s3://{store.bucket}/").rstrip("/") + "/"
         if run.batch.startswith("s3://") and not run.batch.startswith(f"s3://{store.bucket}/"):
@@ -93,15 +100,19 @@ def stage_inputs(run: RunContext) -> list[StoredObject]:
         keys = store.list_keys(prefix)
         if not keys:
             raise FileNotFoundError(f"batch {run.batch!r} is neither a local folder nor an S3 prefix with files")
-        for key in keys:
-            staged.append(store.put_bytes(run.key("raw", key[len(prefix):]), store.get_bytes(key)))
-    else:
-        folder = Path(run.batch)
-        if not folder.is_dir():
-            raise NotADirectoryError(f"batch {run.batch!r} is not a folder")
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            staged.append(store.put_bytes(run.key("raw", path.relative_to(folder).as_posix()), path.read_bytes()))
-    return staged
+        return [Source(name=key[len(prefix):], key=key) for key in keys]
+    folder = Path(run.batch)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"batch {run.batch!r} is not a folder")
+    return [Source(name=path.relative_to(folder).as_posix(), path=str(path))
+            for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))]
+
+
+def stage_input(run: RunContext, source: Source) -> tuple[bytes, StoredObject]:
+    """Copy one input file into the run's ``raw/`` folder; returns its bytes and the stored copy."""
+    store = get_store()
+    data = Path(source.path).read_bytes() if source.path else store.get_bytes(str(source.key))
+    return data, store.put_bytes(run.key("raw", source.name), data)
 
 
 def quarantine(run: RunContext, name: str, data: bytes, reason: str) -> list[StoredObject]:

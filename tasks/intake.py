@@ -33,7 +33,7 @@ from bpo.pool import in_worker
 from bpo.settings import get_settings
 from bpo.spec import ProcessSpec
 from bpo.store import StoredObject
-from tasks.artifacts import RunContext
+from tasks.artifacts import RunContext, Source
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx", ".json", ".jsonl", ".ndjson")
 _FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -819,6 +819,7 @@ class FileTaken(BaseModel):
     """One input file after intake: its raw record parts, or why it was quarantined."""
 
     name: str
+    staged: StoredObject  # the file as received, under the run's raw/
     records: int = 0
     parts: list[tuple[str, int]] = []  # (raw parquet key, rows)
     bad_rows: int = 0
@@ -828,17 +829,18 @@ class FileTaken(BaseModel):
     objects: list[StoredObject] = []
 
 
-def take_in(run: RunContext, spec: ProcessSpec, obj: StoredObject) -> FileTaken:
-    """Read one staged file into raw-record parts; an unreadable file or row goes to quarantine with its reason."""
-    from tasks.artifacts import get_store, put_parquet, quarantine
+def take_in(run: RunContext, spec: ProcessSpec, source: Source) -> FileTaken:
+    """Stage one input file, read it into raw-record parts; an unreadable file or row goes to quarantine."""
+    from tasks.artifacts import get_store, put_parquet, quarantine, stage_input
 
     store = get_store()
-    name = obj.key.split("/raw/", 1)[1]
-    data = store.get_bytes(obj.key)
+    name = source.name
+    data, staged = stage_input(run, source)
     try:
         read = read_batch_file(name, data, spec)
     except UnreadableFile as exc:
-        return FileTaken(name=name, quarantined=exc.reason, objects=quarantine(run, name, data, exc.reason))
+        return FileTaken(name=name, quarantined=exc.reason, staged=staged,
+                         objects=quarantine(run, name, data, exc.reason))
     objects: list[StoredObject] = []
     if read.bad_rows:
         lines = "\n".join(json.dumps({"row": b.row, "reason": b.reason, "raw": b.raw}) for b in read.bad_rows)
@@ -852,16 +854,16 @@ def take_in(run: RunContext, spec: ProcessSpec, obj: StoredObject) -> FileTaken:
                              frame.iloc[start:start + chunk])
         objects.append(stored)
         parts.append((stored.key, min(chunk, len(frame) - start)))
-    return FileTaken(name=name, records=len(frame), parts=parts, bad_rows=len(read.bad_rows),
+    return FileTaken(name=name, records=len(frame), parts=parts, bad_rows=len(read.bad_rows), staged=staged,
                      low_confidence=read.low_confidence, unmapped=read.unmapped, objects=objects)
 
 
 # no timeout_seconds: it runs on the task runner's threads, where Prefect cannot enforce one;
 # its S3 calls carry botocore's connect/read timeouts
 @task(retries=2, retry_delay_seconds=2)
-def take_in_file(run: RunContext, spec: ProcessSpec, obj: StoredObject) -> FileTaken:
-    """Take one staged file in, in a worker process (see ``take_in``)."""
-    taken = in_worker(take_in, run, spec, obj)
+def take_in_file(run: RunContext, spec: ProcessSpec, source: Source) -> FileTaken:
+    """Take one input file in, in a worker process (see ``take_in``)."""
+    taken = in_worker(take_in, run, spec, source)
     if taken.quarantined:
         get_run_logger().warning("quarantined %s: %s", taken.name, taken.quarantined)
     if taken.bad_rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pandas as pd
 import pyarrow as pa
@@ -19,7 +20,7 @@ from bpo.pool import map_in_workers
 from bpo.settings import get_settings
 from bpo.spec import ProcessSpec
 from bpo.store import StoredObject
-from tasks.artifacts import Part, RunContext, get_store, put_json, read_parquet
+from tasks.artifacts import Part, RunContext, get_store, read_parquet
 from tasks.quality import ROW
 from tasks.review import RECORDS_STEP
 
@@ -110,8 +111,13 @@ def _upsert_generic(engine: Engine, table: Table, part: pd.DataFrame, key: list[
 
 
 def _upsert_postgres(engine: Engine, table: Table, part: pa.Table, key: list[str]) -> None:
-    """COPY into a temporary table, then one INSERT … ON CONFLICT DO UPDATE from it."""
-    from psycopg import sql
+    """COPY straight into the table; if a key is already there, COPY into a temporary table and upsert from it.
+
+    A chunk of new records (the usual case: keys seen twice in a batch are held for review) costs one
+    COPY. A chunk that meets an existing key rolls its COPY back to a savepoint at the first conflict and
+    takes the INSERT … ON CONFLICT DO UPDATE path, so the outcome is an upsert either way.
+    """
+    from psycopg import errors, sql
     from pyarrow import csv as pa_csv
 
     cols = [c.name for c in table.columns]
@@ -123,6 +129,14 @@ def _upsert_postgres(engine: Engine, table: Table, part: pa.Table, key: list[str
     updates = sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(ident(c), ident(c)) for c in cols if c not in key)
     with engine.begin() as conn:
         cur = conn.connection.driver_connection.cursor()
+        cur.execute("SAVEPOINT bpo_copy")
+        try:
+            direct = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(ident(table.name), col_list)
+            with cur.copy(direct) as copy:
+                copy.write(buf.getbuffer())
+            return
+        except errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT bpo_copy")
         cur.execute(sql.SQL("CREATE TEMP TABLE bpo_stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP")
                     .format(ident(table.name)))
         with cur.copy(sql.SQL("COPY bpo_stage ({}) FROM STDIN WITH (FORMAT csv)").format(col_list)) as copy:
@@ -203,10 +217,12 @@ def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_r
                                  "_source_row": i.source["row"]} for i in approved], dtype=object)
         upsert(engine, table, to_rows(_with_provenance(decided, run), table), spec.target.key,
                chunk_rows=settings.chunk_rows)
-    decisions = put_json(store, run.key("review", "decisions.json"), [{
+    # JSON Lines, one decision a line: compact (json's indented output is its slow pure-Python encoder)
+    lines = "".join(json.dumps({
         "item": i.id, "record": i.record_key, "status": i.status, "failed_checks": i.failed_checks,
         "proposed": i.proposed, "decision": i.decision, "reason": i.reason, "decided_by": i.decided_by,
-        "decided_at": i.decided_at} for i in items])
+        "decided_at": i.decided_at}, default=str) + "\n" for i in items)
+    decisions = store.put_bytes(run.key("review", "decisions.jsonl"), lines.encode(), "application/x-ndjson")
     return Loaded(loaded=loaded, rejected=rejected, approved=len(approved), objects=[decisions])
 
 

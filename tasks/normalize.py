@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ from prefect import task
 from bpo.pool import in_worker
 from bpo.spec import FieldSpec, ProcessSpec
 from tasks.artifacts import Part, RunContext
+
+if TYPE_CHECKING:
+    from tasks.quality import Checked
 
 STRING = pd.StringDtype()
 
@@ -670,7 +674,8 @@ def normalize_frame(raw: pd.DataFrame, spec: ProcessSpec) -> NormalizedFrame:
     return NormalizedFrame(data=data, issues=_issues(raw.index, spec, results))
 
 
-def normalize_part(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int, row_offset: int) -> Part:
+def normalize_part(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int,
+                   row_offset: int) -> tuple[Part, pd.DataFrame]:
     """Normalize one chunk of raw records; number them batch-wide so every later check maps back to a record."""
     from tasks.artifacts import get_store, put_parquet, read_parquet
     from tasks.quality import ROW
@@ -684,11 +689,22 @@ def normalize_part(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, 
     base = raw_key.replace("/records/raw/", "/records/normalized/")
     objects = [put_parquet(store, base, data),
                put_parquet(store, base.replace(".parquet", ".issues.parquet"), issues)]
-    return Part(file=file, raw=raw_key, normalized=objects[0].key, issues=objects[1].key, rows=rows, objects=objects)
+    part = Part(file=file, raw=raw_key, normalized=objects[0].key, issues=objects[1].key, rows=rows, objects=objects)
+    return part, data
+
+
+def prepare_part(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int,
+                 row_offset: int) -> tuple[Part, Checked]:
+    """Normalize one chunk, then validate it against the suite's row-local expectations while it is at hand."""
+    from tasks.quality import check_part
+
+    part, data = normalize_part(run, spec, file, raw_key, rows, row_offset)
+    return part, check_part(run, spec, part, data)
 
 
 # no timeout_seconds: it runs on the task runner's threads, where Prefect cannot enforce one
 @task(retries=1, retry_delay_seconds=2)
-def normalize_chunk(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int, row_offset: int) -> Part:
-    """Normalize one chunk in a worker process (see ``normalize_part``)."""
-    return in_worker(normalize_part, run, spec, file, raw_key, rows, row_offset)
+def prepare_chunk(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int,
+                  row_offset: int) -> tuple[Part, Checked]:
+    """Normalize and validate one chunk in a worker process (see ``prepare_part``)."""
+    return in_worker(prepare_part, run, spec, file, raw_key, rows, row_offset)

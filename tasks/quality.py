@@ -256,12 +256,13 @@ def _nothing_to_check() -> Validation:
     return Validation(True, pd.DataFrame(columns=list(FAILURE_TYPES)), {"success": True, "results": []}, "")
 
 
-def check_part(run: RunContext, spec: ProcessSpec, part: Part) -> Checked:
-    """Validate one normalized chunk against the suite's row-local expectations."""
+def check_part(run: RunContext, spec: ProcessSpec, part: Part, data: pd.DataFrame | None = None) -> Checked:
+    """Validate one normalized chunk (``data``, or read from the part) against the suite's row-local expectations."""
     from tasks.artifacts import get_store, read_parquet
 
     name = part.normalized.rsplit("/", 1)[-1].removesuffix(".parquet")
-    data = read_parquet(get_store(), part.normalized)
+    if data is None:
+        data = read_parquet(get_store(), part.normalized)
     if not len(data) or not _expectations(spec, "row"):
         return _store_validation(run, name, "row", _nothing_to_check())
     return _store_validation(run, name, "row", validate_frame(data, spec, scope="row"))
@@ -299,13 +300,6 @@ def _expectations(spec: ProcessSpec, scope: Scope) -> list[dict[str, Any]]:
 def _columns_of(kwargs: dict[str, Any]) -> list[str]:
     named = [kwargs.get(k) for k in ("column", "column_A", "column_B")]
     return [str(c) for c in [*named, *kwargs.get("column_list", [])] if c]
-
-
-# no timeout_seconds: it runs on the task runner's threads, where Prefect cannot enforce one
-@task(retries=1, retry_delay_seconds=2)
-def validate_chunk(run: RunContext, spec: ProcessSpec, part: Part) -> Checked:
-    """Row-local expectations on one chunk, in a worker process (see ``check_part``)."""
-    return in_worker(check_part, run, spec, part)
 
 
 @task(retries=1, retry_delay_seconds=2, timeout_seconds=3600)

@@ -121,7 +121,7 @@ def test_rerun_of_the_same_batch_adds_no_rows_and_archives_everything(stack: dic
     assert manifest["reconciliation"]["balanced"] is True
     keys = [o["key"] for o in manifest["objects"]]
     for suffix in ("raw/forms.csv", "validation/result.json", "validation/data-docs.html",
-                   "validation/batch.failures.parquet", "review/decisions.json"):
+                   "validation/batch.failures.parquet", "review/decisions.jsonl"):
         assert any(k.endswith(suffix) for k in keys), suffix
     assert any("/records/normalized/" in k and k.endswith(".parquet") for k in keys)
     assert all(len(o["sha256"]) == 64 and o["size"] >= 0 for o in manifest["objects"])

@@ -181,7 +181,7 @@ def test_upsert_of_nothing_writes_nothing(spec: ProcessSpec, sqlite_engine: Engi
 
 
 # ---------------------------------------------------------------------------------------------
-# PostgreSQL: COPY into a staging table, then INSERT ... ON CONFLICT
+# PostgreSQL: COPY straight in; where a key exists, COPY into a staging table, then INSERT ... ON CONFLICT
 
 
 # Text that CSV and COPY treat specially, each of which must arrive exactly as written.
@@ -280,6 +280,21 @@ def test_upsert_postgres_copy_path_quotes_names_and_round_trips_values(pg_engine
                 **as_records(repeat, "Order Id")}
     assert read_all(pg_engine, table, "Order Id") == expected
     assert expected[rows.iloc[1]["Order Id"]]["select"] == "the last one wins"
+
+
+@pytest.mark.slow
+def test_upsert_postgres_chunk_whose_last_key_exists_leaves_no_half_copy(pg_engine: Engine) -> None:
+    """The direct COPY fails at the last row; its first rows are rolled back and the chunk is upserted."""
+    spec = order_spec(f"orders_{uuid.uuid4().hex[:8]}")
+    table = ensure_table(pg_engine, spec)
+    first = order_rows(table, 10)
+    upsert(pg_engine, table, first.iloc[:1], spec.target.key)
+    again = first.iloc[[0]].assign(select="updated", flow_run_id="run-2")
+    chunk = pd.concat([first.iloc[1:], to_rows(again, table)])  # nine new keys, then the existing one
+    assert upsert(pg_engine, table, chunk, spec.target.key, chunk_rows=100) == 10
+    stored = read_all(pg_engine, table, "Order Id")
+    assert stored == {**as_records(first, "Order Id"), **as_records(to_rows(again, table), "Order Id")}
+    assert stored[first.iloc[0]["Order Id"]]["select"] == "updated"
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ def suites_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 
 def clean_batch(spec: ProcessSpec, n: int = 12, seed: int = 11) -> pd.DataFrame:
-    """A normalized batch without problems, as normalize_chunk leaves it: batch-wide ``_row`` numbers that
+    """A normalized batch without problems, as prepare_chunk leaves it: batch-wide ``_row`` numbers that
     are neither positions nor index labels (rows 40, 43, 46, ... on a shuffled index)."""
     raw = pd.DataFrame(make_records(n, seed=seed, review_fraction=0), dtype=object)
     result = normalize_frame(raw, spec)
