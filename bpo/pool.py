@@ -1,14 +1,17 @@
-"""Worker processes for the CPU-bound steps of a flow: intake, normalization, validation.
+"""Run a flow's CPU-bound steps side by side: intake, normalization, validation, routing, loads.
 
 Those steps are pandas, pyarrow and Great Expectations code that holds Python's GIL most of the
 time, so the task runner's threads alone run them one at a time. A task that calls ``in_worker``
-still runs on its thread (Prefect sees and retries it as usual) but hands its work to one of these
-processes and waits. What crosses the process boundary is small: the run, the spec, S3 keys in;
-S3 keys and counts out. Data goes through S3, as between any two steps.
+still runs on its thread (Prefect sees and retries it as usual) but its work takes one of the
+*streams*: the flow's own process (one stream, used first: it has everything imported already) or
+one of the worker processes (the others). With ``BPO_WORKERS`` streams in all (default: one per
+CPU), that many steps really run at once.
 
-The workers are fresh interpreters (``spawn``: nothing inherited from a process that runs threads)
-that import the heavy libraries once when they start, side by side; they live as long as the flow's
-process. Each call carries the caller's settings, so a worker never acts on stale configuration.
+What crosses a process boundary is small: the run, the spec, S3 keys in; S3 keys and counts out.
+Data goes through S3, as between any two steps. Workers are fresh interpreters (``spawn``: nothing
+inherited from a process that runs threads) that import the heavy libraries once as they start;
+they live as long as the flow's process. Each call carries the caller's settings, so a worker never
+acts on stale configuration.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -32,20 +35,26 @@ PRELOAD = ["pandas", "pyarrow.parquet", "pyarrow.compute", "boto3", "great_expec
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
+_streams: threading.BoundedSemaphore | None = None
+_here = threading.Lock()  # the flow's own process runs one step at a time
 
 
-def worker_count(settings: Settings | None = None) -> int:
+def stream_count(settings: Settings | None = None) -> int:
+    """Steps that run at once: ``BPO_WORKERS``, or one per CPU; the flow's process is one of them."""
     configured = (settings or get_settings()).workers
     return configured if configured > 0 else (os.cpu_count() or 1)
 
 
-def _get_pool() -> ProcessPoolExecutor:
-    global _pool
+def _get_pool() -> tuple[ProcessPoolExecutor | None, threading.BoundedSemaphore]:
+    global _pool, _streams
     with _lock:
-        if _pool is None:
-            _pool = ProcessPoolExecutor(max_workers=worker_count(), mp_context=multiprocessing.get_context("spawn"),
+        streams = stream_count()
+        if _streams is None:
+            _streams = threading.BoundedSemaphore(streams)
+        if _pool is None and streams > 1:
+            _pool = ProcessPoolExecutor(max_workers=streams - 1, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_preload)
-        return _pool
+        return _pool, _streams
 
 
 def _preload() -> None:
@@ -53,27 +62,26 @@ def _preload() -> None:
         importlib.import_module(module)
 
 
-def warm_up() -> None:
-    """Start the workers now (their imports take a few seconds), not at the first call."""
-    pool = _get_pool()
-    for _ in range(worker_count()):
-        pool.submit(os.getpid)
-
-
-def shutdown() -> None:
-    global _pool
-    with _lock:
-        pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+def warm_up() -> list[Future[int]]:
+    """Start the worker processes now (their imports take a few seconds), not at the first call."""
+    pool, _ = _get_pool()
+    return [] if pool is None else [pool.submit(os.getpid) for _ in range(stream_count() - 1)]
 
 
 def warm_up_in_background() -> None:
     threading.Thread(target=warm_up, name="bpo-pool-warm-up", daemon=True).start()
 
 
+def shutdown() -> None:
+    global _pool, _streams
+    with _lock:
+        pool, _pool, _streams = _pool, None, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _release_memory() -> None:
-    """Give a finished call's freed memory back to the system: an idle worker should not hold a chunk's peak."""
+    """Give a finished step's freed memory back to the system: an idle stream should not hold a chunk's peak."""
     import ctypes
 
     import pyarrow as pa
@@ -94,25 +102,42 @@ def _call(settings: Settings, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
 
 
 def in_worker(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` in a worker process and return its result; its exception is raised here.
+    """Run ``fn(*args)`` on a free stream and return its result; its exception is raised here.
 
-    ``fn`` must be a module-level function, and its arguments and result picklable. A worker that
-    died (killed for memory, say) breaks the pool: the call raises, and the next call gets a new pool.
+    ``fn`` must be a module-level function, and its arguments and result picklable (it may run in a
+    worker process). A worker that died (killed for memory, say) breaks the pool: the call raises,
+    and the next call gets a new pool.
     """
-    return map_in_workers(fn, [args])[0]
+    global _pool
+    pool, streams = _get_pool()
+    with streams:  # a stream is free: this process's, or else a worker's
+        if pool is None:
+            return _here_now(fn, args)
+        if _here.acquire(blocking=False):
+            try:
+                return _here_now(fn, args)
+            finally:
+                _here.release()
+        try:
+            return pool.submit(_call, get_settings(), fn, args).result()
+        except BrokenProcessPool as exc:
+            with _lock:
+                if _pool is pool:
+                    _pool = None
+            raise RuntimeError(f"a worker process died while running {fn.__name__}; "
+                               "the step can be retried (a new pool is started)") from exc
+
+
+def _here_now(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    try:
+        return fn(*args)
+    finally:
+        _release_memory()
 
 
 def map_in_workers(fn: Callable[..., T], calls: list[tuple[Any, ...]]) -> list[T]:
-    """``fn(*args)`` for each ``args`` of ``calls``, side by side in the workers; results in order."""
-    global _pool
-    pool = _get_pool()
-    settings = get_settings()
-    try:
-        futures = [pool.submit(_call, settings, fn, args) for args in calls]
-        return [f.result() for f in futures]
-    except BrokenProcessPool as exc:
-        with _lock:
-            if _pool is pool:
-                _pool = None
-        raise RuntimeError(f"a worker process died while running {fn.__name__}; "
-                           "the step can be retried (a new pool is started)") from exc
+    """``fn(*args)`` for each ``args`` of ``calls``, side by side on the free streams; results in order."""
+    if len(calls) <= 1:
+        return [in_worker(fn, *args) for args in calls]
+    with ThreadPoolExecutor(max_workers=min(len(calls), stream_count()), thread_name_prefix="bpo-map") as threads:
+        return list(threads.map(lambda args: in_worker(fn, *args), calls))

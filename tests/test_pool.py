@@ -1,8 +1,11 @@
-"""Worker processes (bpo.pool): results and errors come back, settings travel, a dead worker is survived."""
+"""Streams of work (bpo.pool): this process and a worker process run steps side by side; results,
+errors and settings travel; a dead worker is survived."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -10,40 +13,66 @@ from bpo import pool
 from bpo.settings import get_settings
 
 
-def worker_pid_and_chunk_rows() -> tuple[int, int]:
+@pytest.fixture
+def two_streams(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process and one worker process, whatever the machine's CPU count."""
+    monkeypatch.setenv("BPO_WORKERS", "2")
+    monkeypatch.setenv("BPO_CHUNK_ROWS", "1234")
+    get_settings.cache_clear()
+    pool.shutdown()
+    yield
+    pool.shutdown()
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def pid_and_chunk_rows(pause: float) -> tuple[int, int]:
+    time.sleep(pause)
     return os.getpid(), get_settings().chunk_rows
 
 
-def raise_value_error(text: str) -> None:
+def fail_with(text: str) -> None:
+    time.sleep(0.3)
     raise ValueError(text)
 
 
-def die() -> None:
-    os._exit(9)
+def die_unless_in(pid: int) -> int:
+    """Kills a worker process; returns when run in the process ``pid``."""
+    time.sleep(0.3)
+    if os.getpid() != pid:
+        os._exit(9)
+    return pid
 
 
-def test_work_runs_in_another_process_with_the_callers_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BPO_CHUNK_ROWS", "1234")
+def test_two_steps_run_at_once_here_and_in_a_worker_with_the_callers_settings(two_streams: None) -> None:
+    assert all(f.result(timeout=60) != os.getpid() for f in pool.warm_up())  # the worker has started
+    started = time.perf_counter()
+    results = pool.map_in_workers(pid_and_chunk_rows, [(1.0,), (1.0,)])
+    assert time.perf_counter() - started < 1.8, "the two steps ran one after the other"
+    assert {pid for pid, _ in results} - {os.getpid()}, "no step ran in a worker process"
+    assert os.getpid() in {pid for pid, _ in results}, "this process's own stream was not used"
+    assert [rows for _, rows in results] == [1234, 1234]
+
+
+def test_an_error_is_raised_in_the_caller_wherever_the_step_ran(two_streams: None) -> None:
+    with pytest.raises(ValueError, match="bad value"):
+        pool.map_in_workers(fail_with, [("bad value",), ("bad value",)])
+
+
+def test_a_dead_worker_fails_its_call_clearly_and_the_next_call_gets_a_new_pool(two_streams: None) -> None:
+    with pytest.raises(RuntimeError, match="worker process died while running die_unless_in"):
+        pool.map_in_workers(die_unless_in, [(os.getpid(),), (os.getpid(),)])
+    results = pool.map_in_workers(pid_and_chunk_rows, [(0.5,), (0.5,)])
+    assert {pid for pid, _ in results} - {os.getpid()}
+
+
+def test_one_stream_runs_everything_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BPO_WORKERS", "1")
     get_settings.cache_clear()
+    pool.shutdown()
     try:
-        pid, rows = pool.in_worker(worker_pid_and_chunk_rows)
-        assert pid != os.getpid()
-        assert rows == 1234
-        monkeypatch.setenv("BPO_CHUNK_ROWS", "4321")
-        get_settings.cache_clear()
-        assert pool.in_worker(worker_pid_and_chunk_rows)[1] == 4321
+        assert {pid for pid, _ in pool.map_in_workers(pid_and_chunk_rows, [(0,), (0,), (0,)])} == {os.getpid()}
     finally:
+        pool.shutdown()
         monkeypatch.undo()
         get_settings.cache_clear()
-
-
-def test_an_error_in_the_worker_is_raised_in_the_caller() -> None:
-    with pytest.raises(ValueError, match="bad value"):
-        pool.in_worker(raise_value_error, "bad value")
-
-
-def test_a_dead_worker_fails_its_call_clearly_and_the_next_call_gets_a_new_pool() -> None:
-    with pytest.raises(RuntimeError, match="worker process died while running die"):
-        pool.in_worker(die)
-    pid, _ = pool.in_worker(worker_pid_and_chunk_rows)
-    assert pid != os.getpid()
