@@ -198,16 +198,20 @@ def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True, sc
 
 UNEXPECTED_KEYS = ("unexpected_list", "partial_unexpected_list", "partial_unexpected_counts",
                    "unexpected_index_list", "partial_unexpected_index_list")
+PER_ROW_KEYS = ("unexpected_list", "unexpected_index_list", "partial_unexpected_index_list")
+SAMPLE = 20  # failing values a Data Docs page shows per expectation, as GX's own sample
 
 
 def _summary(result: Any) -> dict[str, Any]:
-    """The result's verdicts and counts per expectation, JSON-safe; the per-row lists are in ``failures``.
+    """The result's verdicts, counts and sample of failing values per expectation, JSON-safe.
+
+    The per-row lists are left out: they are in ``failures``.
 
     Built from the result's fields: GX's own ``to_json_dict`` walks every value of the result
     (~0.4 s for a chunk of 200,000 records) to keep what this leaves out anyway.
     """
     def counts(r: Any) -> dict[str, Any]:
-        return {k: v for k, v in (r.result or {}).items() if k not in UNEXPECTED_KEYS}
+        return {k: v for k, v in (r.result or {}).items() if k not in PER_ROW_KEYS}
 
     data = {
         "success": bool(result.success), "suite_name": result.suite_name, "statistics": dict(result.statistics),
@@ -249,7 +253,7 @@ FAILURE_TYPES = {"row": "int64", "field": str, "check": str, "reason": str}
 
 
 class Checked(BaseModel):
-    """One validation's outcome: the record-level failures and the stored result and Data Docs."""
+    """One validation's outcome: the record-level failures and the stored result."""
 
     name: str  # the chunk's name, or "batch"
     scope: str
@@ -257,7 +261,6 @@ class Checked(BaseModel):
     failed_records: int
     failures: str  # parquet: row, field, check, reason
     result: str  # JSON: the GX result without its per-row lists
-    docs: str  # Data Docs HTML
     objects: list[StoredObject]
 
 
@@ -268,11 +271,10 @@ def _store_validation(run: RunContext, name: str, scope: Scope, checked: Validat
     objects = [
         put_parquet(store, run.key("validation", f"{name}.failures.parquet"), checked.failures.astype(FAILURE_TYPES)),
         put_json(store, run.key("validation", f"{name}.result.json"), checked.result),
-        store.put_bytes(run.key("validation", f"{name}.html"), checked.html.encode(), "text/html; charset=utf-8"),
     ]
     return Checked(name=name, scope=scope, success=checked.success,
                    failed_records=int(checked.failures["row"].nunique()), failures=objects[0].key,
-                   result=objects[1].key, docs=objects[2].key, objects=objects)
+                   result=objects[1].key, objects=objects)
 
 
 def _nothing_to_check() -> Validation:
@@ -288,7 +290,7 @@ def check_part(run: RunContext, spec: ProcessSpec, part: Part, data: pd.DataFram
         data = read_parquet(get_store(), part.normalized)
     if not len(data) or not _expectations(spec, "row"):
         return _store_validation(run, name, "row", _nothing_to_check())
-    return _store_validation(run, name, "row", validate_frame(data, spec, scope="row"))
+    return _store_validation(run, name, "row", validate_frame(data, spec, scope="row", docs=False))
 
 
 def check_batch(run: RunContext, spec: ProcessSpec, parts: list[Part]) -> tuple[Checked, StoredObject]:
@@ -311,7 +313,7 @@ def check_batch(run: RunContext, spec: ProcessSpec, parts: list[Part]) -> tuple[
         data[[*spec.target.key, ROW]], spec.target.key).astype(FAILURE_TYPES))
     if not len(data) or not expectations:
         return _store_validation(run, "batch", "batch", _nothing_to_check()), duplicates
-    return _store_validation(run, "batch", "batch", validate_frame(data, spec, scope="batch")), duplicates
+    return _store_validation(run, "batch", "batch", validate_frame(data, spec, scope="batch", docs=False)), duplicates
 
 
 def _expectations(spec: ProcessSpec, scope: Scope) -> list[dict[str, Any]]:
@@ -327,7 +329,7 @@ def _columns_of(kwargs: dict[str, Any]) -> list[str]:
 
 @task(retries=1, retry_delay_seconds=2, timeout_seconds=3600)
 def validate_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], chunks: list[Checked]) -> dict[str, Any]:
-    """Batch-wide checks, then one result and one Data Docs index for the whole batch.
+    """Batch-wide checks, then one result and one Data Docs page for the whole batch.
 
     Returns the failures' parquet keys (``chunk_failures`` in the order of ``parts``, and
     ``batch_failures``), the duplicate-key records (``duplicates``), ``success`` and the ``objects`` written.
@@ -341,51 +343,68 @@ def validate_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], chunks
     combined = combine_results(spec.suite, checks, results)
     objects = [*(o for c in checks for o in c.objects), duplicates]
     objects.append(put_json(store, run.key("validation", "result.json"), combined))
-    objects.append(store.put_bytes(run.key("validation", "data-docs.html"), docs_index(combined).encode(),
+    objects.append(store.put_bytes(run.key("validation", "data-docs.html"), render_docs(combined).encode(),
                                    "text/html; charset=utf-8"))
     return {"success": combined["success"], "chunk_failures": [c.failures for c in chunks],
             "batch_failures": batch.failures, "duplicates": duplicates.key, "objects": objects}
 
 
 def combine_results(suite: str, checks: list[Checked], results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The batch's verdict per expectation, summed over the chunks that checked it."""
+    """The batch's result per expectation: counts summed over the chunks that checked it, samples merged."""
     merged: dict[str, dict[str, Any]] = {}
     for check, result in zip(checks, results, strict=True):
         for r in result.get("results", []):
             cfg = r.get("expectation_config") or {}
             ident = json.dumps([cfg.get("type"), cfg.get("kwargs", {})], sort_keys=True, default=str)
-            counts = r.get("result") or {}
-            per = "per chunk" if check.scope == "row" else "whole batch"
-            m = merged.setdefault(ident, {"expectation": cfg.get("type"), "kwargs": cfg.get("kwargs", {}),
-                                          "checked": per, "success": True, "element_count": 0, "unexpected_count": 0})
+            got = r.get("result") or {}
+            m = merged.setdefault(ident, {
+                "expectation_config": {"type": cfg.get("type"), "kwargs": cfg.get("kwargs", {})}, "success": True,
+                "checked": "per chunk" if check.scope == "row" else "whole batch",
+                "result": {"element_count": 0, "missing_count": 0, "unexpected_count": 0,
+                           "partial_unexpected_list": [], "partial_unexpected_counts": []}})
             m["success"] = m["success"] and bool(r.get("success"))
-            m["element_count"] += int(counts.get("element_count") or 0)
-            m["unexpected_count"] += int(counts.get("unexpected_count") or 0)
+            out = m["result"]
+            for key in ("element_count", "missing_count", "unexpected_count"):
+                out[key] += int(got.get(key) or 0)
+            out["partial_unexpected_list"] = [*out["partial_unexpected_list"],
+                                              *(got.get("partial_unexpected_list") or [])][:SAMPLE]
+            counts = {json.dumps(c["value"], default=str): c for c in out["partial_unexpected_counts"]}
+            for c in got.get("partial_unexpected_counts") or []:
+                seen = counts.setdefault(json.dumps(c["value"], default=str), {"value": c["value"], "count": 0})
+                seen["count"] += int(c["count"])
+            out["partial_unexpected_counts"] = sorted(counts.values(), key=lambda c: -c["count"])[:SAMPLE]
     rows = list(merged.values())
+    for r in rows:
+        out = r["result"]
+        present = out["element_count"] - out["missing_count"]
+        out["unexpected_percent"] = 100.0 * out["unexpected_count"] / present if present else 0.0
+        out["unexpected_percent_total"] = (100.0 * out["unexpected_count"] / out["element_count"]
+                                           if out["element_count"] else 0.0)
+    passed = sum(r["success"] for r in rows)
     return {
-        "suite": suite, "success": all(r["success"] for r in rows),
-        "statistics": {"evaluated_expectations": len(rows), "successful_expectations": sum(r["success"] for r in rows),
-                       "unsuccessful_expectations": sum(not r["success"] for r in rows)},
+        "suite_name": suite, "success": passed == len(rows),
+        "statistics": {"evaluated_expectations": len(rows), "successful_expectations": passed,
+                       "unsuccessful_expectations": len(rows) - passed,
+                       "success_percent": 100.0 * passed / len(rows) if rows else 100.0},
         "results": rows,
         "validations": [{"name": c.name, "checked": c.scope, "success": c.success, "failed_records": c.failed_records,
-                         "result": c.result, "data_docs": c.docs} for c in checks],
+                         "result": c.result} for c in checks],
     }
 
 
-def docs_index(combined: dict[str, Any]) -> str:
-    """The batch's Data Docs page: its verdict per expectation, and a link to each validation's own page."""
-    e = html.escape
-    lines = [f"<tr><td>{e(str(r['expectation']))}</td><td>{e(json.dumps(r['kwargs'], default=str))}</td>"
-             f"<td>{'passed' if r['success'] else '<b>failed</b>'}</td><td>{r['unexpected_count']}</td>"
-             f"<td>{r['element_count']}</td><td>{e(r['checked'])}</td></tr>" for r in combined["results"]]
-    links = [f"<li><a href=\"{e(v['data_docs'].rsplit('/', 1)[-1])}\">{e(v['name'])}</a>: "
-             f"{'passed' if v['success'] else 'failed'}, {v['failed_records']} record(s) failing</li>"
-             for v in combined["validations"]]
-    verdict = "passed" if combined["success"] else "failed"
-    return "\n".join([
-        "<!doctype html>", "<html><head><meta charset=\"utf-8\">",
-        f"<title>Validation of {e(combined['suite'])}</title></head><body>",
-        f"<h1>Suite {e(combined['suite'])}: {verdict}</h1>",
-        "<table border=\"1\"><tr><th>expectation</th><th>arguments</th><th>result</th><th>unexpected</th>"
-        "<th>values</th><th>checked per</th></tr>", *lines, "</table>",
-        "<h2>Data Docs of each validation</h2><ul>", *links, "</ul></body></html>"])
+def render_docs(combined: dict[str, Any]) -> str:
+    """One GX Data Docs page for the whole batch, from the combined result (values from client files escaped)."""
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    result = ExpectationSuiteValidationResult(
+        success=combined["success"], suite_name=combined["suite_name"], statistics=combined["statistics"],
+        results=[ExpectationValidationResult(
+            success=r["success"], result=dict(r["result"]),
+            expectation_config=ExpectationConfiguration(type=r["expectation_config"]["type"],
+                                                        kwargs=r["expectation_config"]["kwargs"]))
+            for r in combined["results"]])
+    return _render_html(result)

@@ -245,29 +245,55 @@ def test_chunks_then_batch_find_what_one_validation_of_the_whole_finds(spec: Pro
                                      (row_of(bad, 15), "customer_id", "expect_column_values_to_be_unique")}
 
 
-def test_chunk_results_combine_into_one_verdict_per_expectation() -> None:
+def test_chunk_results_combine_into_one_verdict_per_expectation_and_one_data_docs_page() -> None:
     def checked(name: str, scope: str, success: bool) -> quality.Checked:
         return quality.Checked(name=name, scope=scope, success=success, failed_records=0 if success else 1,
-                               failures="f", result="r", docs=f"run/validation/{name}.html", objects=[])
+                               failures="f", result=f"run/validation/{name}.result.json", objects=[])
 
-    def result(kind: str, column: str, elements: int, unexpected: int) -> dict[str, object]:
-        return {"expectation_config": {"type": kind, "kwargs": {"column": column}},
-                "success": unexpected == 0, "result": {"element_count": elements, "unexpected_count": unexpected}}
+    def result(kind: str, column: str, elements: int, bad: list[str]) -> dict[str, object]:
+        return {"expectation_config": {"type": kind, "kwargs": {"column": column}}, "success": not bad,
+                "result": {"element_count": elements, "missing_count": 0, "unexpected_count": len(bad),
+                           "partial_unexpected_list": bad,
+                           "partial_unexpected_counts": [{"value": v, "count": bad.count(v)} for v in set(bad)]}}
 
     null, regex = "expect_column_values_to_not_be_null", "expect_column_values_to_match_regex"
-    combined = quality.combine_results("suite", [checked("a", "row", False), checked("b<i>", "row", True),
+    combined = quality.combine_results("suite", [checked("a", "row", False), checked("b", "row", False),
                                                  checked("batch", "batch", True)], [
-        {"results": [result(null, "x", 10, 0), result(regex, "<script>", 10, 2)]},
-        {"results": [result(null, "x", 5, 0), result(regex, "<script>", 5, 0)]},
-        {"results": [result("expect_column_values_to_be_unique", "x", 15, 0)]}])
+        {"results": [result(null, "x", 10, []), result(regex, "email", 10, ["<script>x</script>", "bad"])]},
+        {"results": [result(null, "x", 5, []), result(regex, "email", 5, ["bad"])]},
+        {"results": [result("expect_column_values_to_be_unique", "x", 15, [])]}])
 
     assert combined["success"] is False
-    by_type = {r["expectation"]: r for r in combined["results"]}
-    assert by_type[null] | {"kwargs": None} == {"expectation": null, "kwargs": None, "checked": "per chunk",
-                                                "success": True, "element_count": 15, "unexpected_count": 0}
-    assert (by_type[regex]["success"], by_type[regex]["unexpected_count"]) == (False, 2)
+    by_type = {r["expectation_config"]["type"]: r for r in combined["results"]}
+    assert by_type[null]["success"] is True
+    assert by_type[null]["result"]["element_count"] == 15
+    assert by_type[null]["checked"] == "per chunk"
+    merged = by_type[regex]["result"]
+    assert by_type[regex]["success"] is False
+    assert (merged["element_count"], merged["unexpected_count"]) == (15, 3)
+    assert merged["unexpected_percent"] == pytest.approx(20.0)
+    assert merged["partial_unexpected_list"] == ["<script>x</script>", "bad", "bad"]
+    assert merged["partial_unexpected_counts"][0] == {"value": "bad", "count": 2}
     assert by_type["expect_column_values_to_be_unique"]["checked"] == "whole batch"
-    assert combined["statistics"] == {"evaluated_expectations": 3, "successful_expectations": 2,
-                                      "unsuccessful_expectations": 1}
-    page = quality.docs_index(combined)
-    assert "<script>" not in page and "&lt;script&gt;" in page and "b&lt;i&gt;.html" in page
+    assert combined["statistics"]["evaluated_expectations"] == 3
+    assert combined["statistics"]["unsuccessful_expectations"] == 1
+    assert [v["name"] for v in combined["validations"]] == ["a", "b", "batch"]
+    json.dumps(combined)
+
+    page = quality.render_docs(combined)
+    assert "suite" in page and "email" in page
+    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+
+
+def test_samples_of_failing_values_stop_at_twenty() -> None:
+    check = quality.Checked(name="a", scope="row", success=False, failed_records=30, failures="f", result="r",
+                            objects=[])
+    many = {"expectation_config": {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "plan"}},
+            "success": False, "result": {"element_count": 30, "unexpected_count": 30,
+                                         "partial_unexpected_list": [f"v{i}" for i in range(20)],
+                                         "partial_unexpected_counts": [{"value": f"v{i}", "count": 1}
+                                                                       for i in range(20)]}}
+    combined = quality.combine_results("suite", [check, check], [{"results": [many]}, {"results": [many]}])
+    merged = combined["results"][0]["result"]
+    assert len(merged["partial_unexpected_list"]) == 20
+    assert len(merged["partial_unexpected_counts"]) == 20 and merged["partial_unexpected_counts"][0]["count"] == 2
