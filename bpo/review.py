@@ -209,8 +209,6 @@ def resume_if_done(settings: Settings, flow_run_id: str, step: str, *, settle_se
     with session_scope(settings.ops_database_url) as s:
         if open_count(s, flow_run_id, step):
             return False
-        counts = dict(s.execute(select(ReviewItem.status, func.count()).where(
-            ReviewItem.flow_run_id == flow_run_id, ReviewItem.step == step).group_by(ReviewItem.status)).all())
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -228,6 +226,12 @@ def resume_if_done(settings: Settings, flow_run_id: str, step: str, *, settle_se
             if run.state is None or not run.state.is_running() or time.monotonic() > deadline:
                 return False
             time.sleep(0.2)
+        # counted again now that the run waits: items written after the first count are seen
+        with session_scope(settings.ops_database_url) as s:
+            if open_count(s, flow_run_id, step):
+                return False
+            counts = dict(s.execute(select(ReviewItem.status, func.count()).where(
+                ReviewItem.flow_run_id == flow_run_id, ReviewItem.step == step).group_by(ReviewItem.status)).all())
         client.resume_flow_run(UUID(flow_run_id), run_input={
             "approved": int(counts.get("approved", 0)), "rejected": int(counts.get("rejected", 0))})
     return True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -11,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import task
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Column, Date, Engine, MetaData, Numeric, String, Table, Text, inspect, select
+from sqlalchemy import BigInteger, Column, Date, Engine, MetaData, Numeric, Row, String, Table, Text, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bpo.db.models import ReviewItem
@@ -190,22 +192,21 @@ def load_part(run: RunContext, spec: ProcessSpec, part: Part, review_rows_key: s
 def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str) -> Loaded:
     """Upsert the records that passed and the ones a reviewer approved; a re-run adds no rows."""
     settings = get_settings()
-    store = get_store()
     engine = engine_for(settings.target_database_url or "")
     table = ensure_table(engine, spec)
-    if engine.dialect.name == "postgresql":
-        # chunks hold disjoint keys (a key seen twice in the batch is held for review): they load side by side
-        counts = map_in_workers(load_part, [(run, spec, part, review_rows_key) for part in parts])
-    else:  # SQLite takes one writer at a time
-        counts = [load_part(run, spec, part, review_rows_key) for part in parts]
+    # the decisions are archived while the chunks load (this process's work beside the database's)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bpo-decisions") as background:
+        archived = background.submit(_archive_decisions, run)
+        if engine.dialect.name == "postgresql":
+            # chunks hold disjoint keys (a key seen twice in the batch is held for review): they load side by side
+            counts = map_in_workers(load_part, [(run, spec, part, review_rows_key) for part in parts])
+        else:  # SQLite takes one writer at a time
+            counts = [load_part(run, spec, part, review_rows_key) for part in parts]
+        items, decisions = archived.result()
     loaded: dict[str, int] = {}
     for part, count in zip(parts, counts, strict=True):
         loaded[part.file] = loaded.get(part.file, 0) + count
     rejected: dict[str, int] = {}
-    with session_scope(settings.ops_database_url) as s:
-        # plain rows, not ORM objects: a run can hold tens of thousands of items
-        items = s.execute(select(*(getattr(ReviewItem, c) for c in DECISION_COLUMNS)).where(
-            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == RECORDS_STEP)).all()
     approved = [i for i in items if i.status == "approved"]
     for item in items:
         if item.status == "rejected":
@@ -217,13 +218,21 @@ def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_r
                                  "_source_row": i.source["row"]} for i in approved], dtype=object)
         upsert(engine, table, to_rows(_with_provenance(decided, run), table), spec.target.key,
                chunk_rows=settings.chunk_rows)
+    return Loaded(loaded=loaded, rejected=rejected, approved=len(approved), objects=[decisions])
+
+
+def _archive_decisions(run: RunContext) -> tuple[list[Row[Any]], StoredObject]:
+    """The run's review items and their decisions, and ``review/decisions.jsonl`` written from them."""
+    with session_scope(get_settings().ops_database_url) as s:
+        # plain rows, not ORM objects: a run can hold tens of thousands of items
+        items = list(s.execute(select(*(getattr(ReviewItem, c) for c in DECISION_COLUMNS)).where(
+            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == RECORDS_STEP)).all())
     # JSON Lines, one decision a line: compact (json's indented output is its slow pure-Python encoder)
     lines = "".join(json.dumps({
         "item": i.id, "record": i.record_key, "status": i.status, "failed_checks": i.failed_checks,
         "proposed": i.proposed, "decision": i.decision, "reason": i.reason, "decided_by": i.decided_by,
         "decided_at": i.decided_at}, default=str) + "\n" for i in items)
-    decisions = store.put_bytes(run.key("review", "decisions.jsonl"), lines.encode(), "application/x-ndjson")
-    return Loaded(loaded=loaded, rejected=rejected, approved=len(approved), objects=[decisions])
+    return items, get_store().put_bytes(run.key("review", "decisions.jsonl"), lines.encode(), "application/x-ndjson")
 
 
 def _arrow_rows(data: pa.Table, table: Table, run: RunContext) -> pa.Table:

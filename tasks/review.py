@@ -100,8 +100,11 @@ def _records(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: list[str], duplicates_key: str,
-               fuzzy_columns: list[str], due: datetime) -> tuple[list[dict[str, Any]], list[int]]:
-    """One chunk's review items (as rows of ``review_items``) and the ``_row`` numbers they hold back."""
+               fuzzy_columns: list[str], due: datetime) -> list[int]:
+    """Write one chunk's review items; returns the ``_row`` numbers they hold back.
+
+    Items already written for the same records (a retried step) are not written again.
+    """
     store = get_store()
     failures = pd.concat([read_parquet(store, k) for k in failures_keys], ignore_index=True)
     table = _parquet(store, part.normalized)
@@ -109,7 +112,7 @@ def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: li
     checks = review_checks(data, read_parquet(store, part.issues), failures, read_parquet(store, duplicates_key),
                            fuzzy_columns, set(spec.review.route))
     if checks.empty:
-        return [], []
+        return []
     # only the held records become Python values, in one pass (a Series per record would cost ~1 ms each)
     held = np.flatnonzero(data[ROW].isin(checks["row"]).to_numpy())
     rows = _records(table.take(held))
@@ -126,7 +129,9 @@ def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: li
         "failed_checks": found[start:end], "proposed": _proposed(row, src, spec), "due_at": due,
         "on_timeout": spec.review.on_timeout,
     } for row, src, start, end in zip(rows, raws, starts, ends, strict=True)]
-    return items, [int(r) for r in row_numbers]
+    with session_scope(get_settings().ops_database_url) as s:
+        add_items(s, items)
+    return [int(r) for r in row_numbers]
 
 
 @task(retries=1, retry_delay_seconds=2, timeout_seconds=1800)
@@ -134,18 +139,15 @@ def route_records(run: RunContext, spec: ProcessSpec, parts: list[Part], checked
                   low_confidence: dict[str, list[str]]) -> Routed:
     """Send every record with a failed check or a routed flag to review; the rest pass straight through.
 
-    ``checked`` is what ``validate_batch`` returned. The chunks are routed side by side in the worker
-    processes; the items are written here, in one transaction.
+    ``checked`` is what ``validate_batch`` returned. The chunks are routed, and their items written,
+    side by side (``bpo.pool``); the run pauses only after all of them are written.
     """
     due = datetime.now(UTC) + timedelta(hours=spec.review.due_hours)
     routed = map_in_workers(route_part, [
         (run, spec, part, [chunk_failures, checked["batch_failures"]], checked["duplicates"],
          low_confidence.get(part.file, []), due)
         for part, chunk_failures in zip(parts, checked["chunk_failures"], strict=True)])
-    items = [i for part_items, _ in routed for i in part_items]
-    review_rows = [r for _, rows in routed for r in rows]
-    with session_scope(get_settings().ops_database_url) as s:
-        add_items(s, items)
+    review_rows = [r for rows in routed for r in rows]
     key = run.key("review", "rows.parquet")
     put_parquet(get_store(), key, pd.DataFrame({ROW: pd.Series(review_rows, dtype="int64")}))
     total = sum(p.rows for p in parts)

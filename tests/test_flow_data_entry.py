@@ -94,13 +94,29 @@ def test_batch_with_review_pauses_resumes_and_loads(stack: dict[str, str], targe
     assert result["rejected"] == len(work["items"]) - 1 and result["files_quarantined"] == 1
     assert target_count(target_db) == result["loaded"]
 
+    # the decisions are archived, one line each, with who decided and why
+    manifest = read_manifest(result)
+    key = next(o["key"] for o in manifest["objects"] if o["key"].endswith("review/decisions.jsonl"))
+    decisions = [json.loads(line) for line in read_object(key).decode().splitlines()]
+    assert len(decisions) == len(work["items"])
+    assert sorted(d["status"] for d in decisions) == ["approved"] + ["rejected"] * (len(work["items"]) - 1)
+    assert {d["decided_by"] for d in decisions} == {"agent-1", "agent-2"}
+    assert next(d for d in decisions if d["status"] == "approved")["decision"]["signup_date"] == "2024-03-04"
+    # one Data Docs page for the batch, whose failing values are those the agent saw
+    docs = read_object(next(o["key"] for o in manifest["objects"] if o["key"].endswith("data-docs.html"))).decode()
+    assert "expect_column_values_to_be_unique" in docs or "values must be unique" in docs
 
-def read_manifest(result: dict[str, Any]) -> dict[str, Any]:
+
+def read_object(key: str) -> bytes:
     from bpo.settings import Settings
     from bpo.store import ArtifactStore
 
     store = ArtifactStore(Settings())
-    return json.loads(store.get_bytes(result["manifest"].removeprefix(f"s3://{store.bucket}/")))
+    return store.get_bytes(key.removeprefix(f"s3://{store.bucket}/"))
+
+
+def read_manifest(result: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(read_object(result["manifest"]))
 
 
 def test_rerun_of_the_same_batch_adds_no_rows_and_archives_everything(stack: dict[str, str], target_db: str,

@@ -8,6 +8,7 @@ tests therefore keep one extra item of the same run and step open (``keep_open``
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from bpo.review import (
     get_item,
     list_items,
     resolve,
+    resume_if_done,
 )
 from bpo.settings import Settings
 from bpo.spec import load_spec
@@ -397,3 +399,41 @@ def test_expire_overdue_rejects_last_item_of_a_run_prefect_does_not_know(stack: 
         item = get_item(settings, iid)
         assert (item.status, item.reason) == ("rejected", "review timed out")
     assert done == {"escalated": 0, "rejected": 1, "resumed": 0}
+
+
+# ---------------------------------------------------------------------------------------------
+# resume
+
+
+@pytest.mark.slow
+def test_a_run_is_not_resumed_while_items_written_just_before_its_pause_are_open(
+        prefect_api: str, settings: Settings) -> None:
+    """Items are written chunk by chunk: a count of none open, taken before the last chunk's items
+    arrived, must not resume the run once it pauses."""
+    import threading
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Paused, Running
+
+    @flow(name="awaits-review")
+    def awaits_review() -> None:
+        return None
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(awaits_review, state=Running())
+        outcome: dict[str, bool] = {}
+        waiting = threading.Thread(target=lambda: outcome.setdefault(
+            "resumed", resume_if_done(settings, str(run.id), "records", settle_seconds=15)))
+        waiting.start()  # nothing open yet: it waits for the run to pause
+        time.sleep(1.0)
+        store(settings.ops_database_url, [make_item(str(run.id), 1)])
+        client.set_flow_run_state(run.id, Paused(), force=True)
+        waiting.join(30)
+        assert outcome == {"resumed": False}
+        assert client.read_flow_run(run.id).state.is_paused()
+
+        # once that item is resolved, the run is resumed
+        resolved = resolve(settings, item_id(settings, str(run.id), 1), approve=False, reason="test", actor="t")
+        assert resolved.resumed is True
+        assert not client.read_flow_run(run.id).state.is_paused()
