@@ -173,6 +173,9 @@ def run_flow_with_progress(flow_name: str, parameters: dict[str, Any], *, quiet:
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
 
+    from bpo.pool import warm_up_in_background
+
+    warm_up_in_background()  # the worker processes start while the flow run is created
     flow = getattr(import_module(f"flows.{flow_name}"), flow_name)
     s = settings()
     with get_client(sync_client=True) as client:

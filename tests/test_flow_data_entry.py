@@ -107,6 +107,57 @@ def test_batch_with_review_pauses_resumes_and_loads(stack: dict[str, str], targe
     assert "expect_column_values_to_be_unique" in docs or "values must be unique" in docs
 
 
+def test_a_batch_in_many_chunks_finds_duplicates_across_chunks(stack: dict[str, str], target_db: str,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks are normalized and validated side by side; what needs the whole batch still sees it whole."""
+    from bpo.review import list_items, resolve
+    from bpo.settings import Settings, get_settings
+    from flows.data_entry import data_entry
+
+    monkeypatch.setenv("BPO_CHUNK_ROWS", "40")
+    get_settings.cache_clear()
+    records = make_records(150, seed=21, review_fraction=0.0, start=50_000)
+    records[120]["customer_id"] = records[5]["customer_id"]  # chunk 3 repeats a key of chunk 0
+    records[77]["email"] = "not-an-email"  # a row-local failure in chunk 1
+    batch = tmp_path / "chunks"
+    batch.mkdir()
+    (batch / "a.csv").write_bytes(to_csv(records[:100]))
+    (batch / "b.csv").write_bytes(to_csv(records[100:]))
+
+    def agent() -> list[Any]:
+        settings = Settings()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            items = list_items(settings, process="customer_onboarding")
+            items = [i for i in items if i.record_key.split(":")[0] in ("a.csv", "b.csv")
+                     and i.source["values"].get("customer_id", "").startswith("C0050")]
+            if len(items) >= 3:
+                time.sleep(1)
+                for item in items:
+                    resolve(settings, item.id, approve=False, reason="checked by hand", actor="agent")
+                return items
+            time.sleep(0.3)
+        raise AssertionError("the review items did not appear")
+
+    thread, box = in_background(agent)
+    try:
+        result = data_entry(batch=str(batch))
+    finally:
+        thread.join(timeout=30)
+        get_settings.cache_clear()
+    assert "error" not in box, box.get("error")
+    held = {(i.record_key, c["check"]) for i in box["result"] for c in i.failed_checks}
+    assert ("a.csv:7", "expect_column_values_to_be_unique") in held  # row 5 of the file is line 7
+    assert ("b.csv:22", "expect_column_values_to_be_unique") in held
+    assert any(key == "a.csv:79" and "email" in check for key, check in held), held
+    assert result["reviewed"] == 3 and result["rejected"] == 3
+    assert result["loaded"] == 147 == target_count(target_db)
+    assert result["records_in"] == 150
+    keys = [o["key"] for o in read_manifest(result)["objects"]]
+    assert sum(k.endswith(".parquet") and "/records/normalized/" in k and "issues" not in k for k in keys) == 4
+    assert sum(k.endswith(".failures.parquet") for k in keys) == 4 + 1  # a validation per chunk, one for the batch
+
+
 def read_object(key: str) -> bytes:
     from bpo.settings import Settings
     from bpo.store import ArtifactStore

@@ -591,3 +591,22 @@ def test_unreadable_reason_attribute() -> None:
     error = UnreadableFile("empty file")
     assert error.reason == "empty file"
     assert str(error) == "empty file"
+
+
+# ---------------------------------------------------------------------------------------------
+# chunks
+
+
+@pytest.mark.parametrize(("rows", "size", "bounds"), [
+    (0, 200, []),
+    (1, 200, [(0, 1)]),
+    (200, 200, [(0, 200)]),
+    (250, 200, [(0, 250)]),  # a tail under half a chunk joins the last chunk
+    (300, 200, [(0, 200), (200, 300)]),  # half a chunk or more is a chunk of its own
+    (450, 200, [(0, 200), (200, 450)]),
+    (1000, 200, [(0, 200), (200, 400), (400, 600), (600, 800), (800, 1000)]),
+])
+def test_chunk_bounds_cover_every_record_once(rows: int, size: int, bounds: list[tuple[int, int]]) -> None:
+    assert intake.chunk_bounds(rows, size) == bounds
+    covered = [i for start, end in bounds for i in range(start, end)]
+    assert covered == list(range(rows))
