@@ -94,11 +94,9 @@ def _release_memory() -> None:
 
 
 def _call(settings: Settings, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """A step in a worker process, under the caller's settings."""
     use_settings(settings)
-    try:
-        return fn(*args)
-    finally:
-        _release_memory()
+    return _here_now(fn, args)
 
 
 def in_worker(fn: Callable[..., T], *args: Any) -> T:
