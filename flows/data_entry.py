@@ -32,7 +32,7 @@ def _run_name() -> str:
     return f"{params.get('process', 'customer_onboarding')}-{batch_name(params['batch'])}"
 
 
-# the threads hand the CPU-bound steps to worker processes (bpo.pool) and wait for them
+# the task runner's threads hand the CPU-bound steps to bpo.pool's streams (this process and its workers)
 THREADS = max(4, os.cpu_count() or 1)
 
 
@@ -42,7 +42,7 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
     spec = load_spec(process)
     warm_up_in_background()  # the worker processes start while the run is opened
     run = open_run(str(flow_run.get_id()), spec.name, spec.slug, batch)
-    # files, then chunks, run side by side in the worker processes
+    # files, then chunks, run side by side on the streams
     taken = [f.result() for f in [take_in_file.submit(run, spec, source) for source in list_inputs(run)]]
 
     chunks = []
@@ -59,7 +59,7 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
                            {f.name: f.low_confidence for f in taken if f.low_confidence})
     if routed.review:
         await_review(run, spec)
-    loaded = load_records(run, spec, parts, routed.review_rows)
+    loaded = load_records(run, spec, parts, routed.review_rows, checked["duplicates"])
 
     files, totals = reconcile(taken, routed, loaded)
     objects = [*(f.staged for f in taken), *(o for f in taken for o in f.objects),

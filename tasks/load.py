@@ -189,19 +189,26 @@ def load_part(run: RunContext, spec: ProcessSpec, part: Part, review_rows_key: s
 
 
 @task(retries=2, retry_delay_seconds=5, timeout_seconds=3600)
-def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str) -> Loaded:
-    """Upsert the records that passed and the ones a reviewer approved; a re-run adds no rows."""
+def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str,
+                 duplicates_key: str | None = None) -> Loaded:
+    """Upsert the records that passed and the ones a reviewer approved; a re-run adds no rows.
+
+    ``duplicates_key`` names the records whose key appears more than once in the batch: unless all of
+    them are held for review, the chunks load one after the other, so the later record wins, as always.
+    """
     settings = get_settings()
     engine = engine_for(settings.target_database_url or "")
     table = ensure_table(engine, spec)
     # the decisions are archived while the chunks load (this process's work beside the database's)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bpo-decisions") as background:
         archived = background.submit(_archive_decisions, run)
-        if engine.dialect.name == "postgresql":
-            # chunks hold disjoint keys (a key seen twice in the batch is held for review): they load side by side
-            counts = map_in_workers(load_part, [(run, spec, part, review_rows_key) for part in parts])
-        else:  # SQLite takes one writer at a time
-            counts = [load_part(run, spec, part, review_rows_key) for part in parts]
+        calls = [(run, spec, part, review_rows_key) for part in parts]
+        # side by side only on PostgreSQL (SQLite takes one writer at a time), and only when no two chunks
+        # load the same key (the spec routes duplicate keys to review, as both shipped specs do)
+        if engine.dialect.name == "postgresql" and _disjoint(review_rows_key, duplicates_key):
+            counts = map_in_workers(load_part, calls)
+        else:
+            counts = [load_part(*call) for call in calls]
         items, decisions = archived.result()
     loaded: dict[str, int] = {}
     for part, count in zip(parts, counts, strict=True):
@@ -219,6 +226,15 @@ def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_r
         upsert(engine, table, to_rows(_with_provenance(decided, run), table), spec.target.key,
                chunk_rows=settings.chunk_rows)
     return Loaded(loaded=loaded, rejected=rejected, approved=len(approved), objects=[decisions])
+
+
+def _disjoint(review_rows_key: str, duplicates_key: str | None) -> bool:
+    """True when every record whose key appears twice in the batch is held for review."""
+    if duplicates_key is None:
+        return False
+    store = get_store()
+    duplicated = read_parquet(store, duplicates_key, columns=["row"])["row"]
+    return bool(duplicated.isin(read_parquet(store, review_rows_key)[ROW]).all())
 
 
 def _archive_decisions(run: RunContext) -> tuple[list[Row[Any]], StoredObject]:
