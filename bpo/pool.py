@@ -103,8 +103,8 @@ def in_worker(fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` on a free stream and return its result; its exception is raised here.
 
     ``fn`` must be a module-level function, and its arguments and result picklable (it may run in a
-    worker process). A worker that died (killed for memory, say) breaks the pool: the call raises,
-    and the next call gets a new pool.
+    worker process); it must not call ``in_worker`` itself (it holds a stream). A worker that died
+    (killed for memory, say) breaks the pool: the call raises, and the next call gets a new pool.
     """
     global _pool
     pool, streams = _get_pool()
