@@ -16,6 +16,7 @@ acts on stale configuration.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import multiprocessing
 import os
@@ -80,17 +81,24 @@ def shutdown() -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _release_memory() -> None:
-    """Give a finished step's freed memory back to the system: an idle stream should not hold a chunk's peak."""
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
     import ctypes
 
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def _release_memory() -> None:
+    """Give a finished step's freed memory back to the system: an idle stream should not hold a chunk's peak."""
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _call(settings: Settings, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

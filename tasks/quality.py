@@ -261,6 +261,7 @@ class Checked(BaseModel):
     failed_records: int
     failures: str  # parquet: row, field, check, reason
     result: str  # JSON: the GX result without its per-row lists
+    summary: dict[str, Any]  # that result (small: counts and ≤ 20 failing values per expectation)
     objects: list[StoredObject]
 
 
@@ -274,20 +275,16 @@ def _store_validation(run: RunContext, name: str, scope: Scope, checked: Validat
     ]
     return Checked(name=name, scope=scope, success=checked.success,
                    failed_records=int(checked.failures["row"].nunique()), failures=objects[0].key,
-                   result=objects[1].key, objects=objects)
+                   result=objects[1].key, summary=checked.result, objects=objects)
 
 
 def _nothing_to_check() -> Validation:
     return Validation(True, pd.DataFrame(columns=list(FAILURE_TYPES)), {"success": True, "results": []}, "")
 
 
-def check_part(run: RunContext, spec: ProcessSpec, part: Part, data: pd.DataFrame | None = None) -> Checked:
-    """Validate one normalized chunk (``data``, or read from the part) against the suite's row-local expectations."""
-    from tasks.artifacts import get_store, read_parquet
-
+def check_part(run: RunContext, spec: ProcessSpec, part: Part, data: pd.DataFrame) -> Checked:
+    """Validate one normalized chunk (``data``, as just written to ``part``) against the row-local expectations."""
     name = part.normalized.rsplit("/", 1)[-1].removesuffix(".parquet")
-    if data is None:
-        data = read_parquet(get_store(), part.normalized)
     if not len(data) or not _expectations(spec, "row"):
         return _store_validation(run, name, "row", _nothing_to_check())
     return _store_validation(run, name, "row", validate_frame(data, spec, scope="row", docs=False))
@@ -339,8 +336,7 @@ def validate_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], chunks
     batch, duplicates = in_worker(check_batch, run, spec, parts)
     checks = [*chunks, batch]
     store = get_store()
-    results = [json.loads(store.get_bytes(c.result)) for c in checks]
-    combined = combine_results(spec.suite, checks, results)
+    combined = combine_results(spec.suite, checks)
     objects = [*(o for c in checks for o in c.objects), duplicates]
     objects.append(put_json(store, run.key("validation", "result.json"), combined))
     objects.append(store.put_bytes(run.key("validation", "data-docs.html"), render_docs(combined).encode(),
@@ -349,11 +345,11 @@ def validate_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], chunks
             "batch_failures": batch.failures, "duplicates": duplicates.key, "objects": objects}
 
 
-def combine_results(suite: str, checks: list[Checked], results: list[dict[str, Any]]) -> dict[str, Any]:
+def combine_results(suite: str, checks: list[Checked]) -> dict[str, Any]:
     """The batch's result per expectation: counts summed over the chunks that checked it, samples merged."""
     merged: dict[str, dict[str, Any]] = {}
-    for check, result in zip(checks, results, strict=True):
-        for r in result.get("results", []):
+    for check in checks:
+        for r in check.summary.get("results", []):
             cfg = r.get("expectation_config") or {}
             ident = json.dumps([cfg.get("type"), cfg.get("kwargs", {})], sort_keys=True, default=str)
             got = r.get("result") or {}

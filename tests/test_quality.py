@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -246,9 +247,10 @@ def test_chunks_then_batch_find_what_one_validation_of_the_whole_finds(spec: Pro
 
 
 def test_chunk_results_combine_into_one_verdict_per_expectation_and_one_data_docs_page() -> None:
-    def checked(name: str, scope: str, success: bool) -> quality.Checked:
+    def checked(name: str, scope: str, success: bool, summary: dict[str, Any]) -> quality.Checked:
         return quality.Checked(name=name, scope=scope, success=success, failed_records=0 if success else 1,
-                               failures="f", result=f"run/validation/{name}.result.json", objects=[])
+                               failures="f", result=f"run/validation/{name}.result.json", summary=summary,
+                               objects=[])
 
     def result(kind: str, column: str, elements: int, bad: list[str]) -> dict[str, object]:
         return {"expectation_config": {"type": kind, "kwargs": {"column": column}}, "success": not bad,
@@ -257,11 +259,11 @@ def test_chunk_results_combine_into_one_verdict_per_expectation_and_one_data_doc
                            "partial_unexpected_counts": [{"value": v, "count": bad.count(v)} for v in set(bad)]}}
 
     null, regex = "expect_column_values_to_not_be_null", "expect_column_values_to_match_regex"
-    combined = quality.combine_results("suite", [checked("a", "row", False), checked("b", "row", False),
-                                                 checked("batch", "batch", True)], [
-        {"results": [result(null, "x", 10, []), result(regex, "email", 10, ["<script>x</script>", "bad"])]},
-        {"results": [result(null, "x", 5, []), result(regex, "email", 5, ["bad"])]},
-        {"results": [result("expect_column_values_to_be_unique", "x", 15, [])]}])
+    combined = quality.combine_results("suite", [
+        checked("a", "row", False, {"results": [result(null, "x", 10, []),
+                                                result(regex, "email", 10, ["<script>x</script>", "bad"])]}),
+        checked("b", "row", False, {"results": [result(null, "x", 5, []), result(regex, "email", 5, ["bad"])]}),
+        checked("batch", "batch", True, {"results": [result("expect_column_values_to_be_unique", "x", 15, [])]})])
 
     assert combined["success"] is False
     by_type = {r["expectation_config"]["type"]: r for r in combined["results"]}
@@ -286,14 +288,14 @@ def test_chunk_results_combine_into_one_verdict_per_expectation_and_one_data_doc
 
 
 def test_samples_of_failing_values_stop_at_twenty() -> None:
-    check = quality.Checked(name="a", scope="row", success=False, failed_records=30, failures="f", result="r",
-                            objects=[])
     many = {"expectation_config": {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "plan"}},
             "success": False, "result": {"element_count": 30, "unexpected_count": 30,
                                          "partial_unexpected_list": [f"v{i}" for i in range(20)],
                                          "partial_unexpected_counts": [{"value": f"v{i}", "count": 1}
                                                                        for i in range(20)]}}
-    combined = quality.combine_results("suite", [check, check], [{"results": [many]}, {"results": [many]}])
+    check = quality.Checked(name="a", scope="row", success=False, failed_records=30, failures="f", result="r",
+                            summary={"results": [many]}, objects=[])
+    combined = quality.combine_results("suite", [check, check])
     merged = combined["results"][0]["result"]
     assert len(merged["partial_unexpected_list"]) == 20
     assert len(merged["partial_unexpected_counts"]) == 20 and merged["partial_unexpected_counts"][0]["count"] == 2
