@@ -222,10 +222,10 @@ def floor(folder: str, dsn: str) -> dict[str, Any]:
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
 
+    from bpo.intake import read_batch_file
+    from bpo.normalize import normalize_frame
     from bpo.spec import load_spec
-    from tasks.intake import read_batch_file
-    from tasks.load import target_table
-    from tasks.normalize import normalize_frame
+    from bpo.target import target_table
 
     spec = load_spec("customer_onboarding")
     # the target table's columns and types, without its primary key: the floor does not deduplicate

@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 # imported by every worker as it starts, so the first call does not pay for them
 PRELOAD = ["pandas", "pyarrow.parquet", "pyarrow.compute", "boto3", "great_expectations",
-           "tasks.intake", "tasks.normalize", "tasks.quality", "tasks.review", "tasks.load"]
+           "bpo.intake", "bpo.prepare", "bpo.quality", "bpo.routing", "bpo.target"]
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None

@@ -15,11 +15,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bpo.db.models import AuditEvent, ReviewItem, Run
 from bpo.db.session import session_scope
+from bpo.normalize import normalize_frame
+from bpo.quality import validate_frame
+from bpo.schema import ROW
 from bpo.settings import Settings
 from bpo.spec import ProcessSpec, load_spec
 
@@ -53,13 +57,8 @@ def json_safe(value: Any) -> Any:
         return str(value)
     if isinstance(value, float) and value != value:  # NaN
         return None
-    try:
-        import pandas as pd
-
-        if value is pd.NA or value is pd.NaT:
-            return None
-    except ImportError:  # pragma: no cover
-        pass
+    if value is pd.NA or value is pd.NaT:
+        return None
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return value
@@ -145,11 +144,6 @@ def _open_item(s: Session, item_id: int) -> ReviewItem:
 
 def revalidate(spec: ProcessSpec, values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Normalize and validate one record as the flow would; return accepted values and failures."""
-    import pandas as pd
-
-    from tasks.normalize import normalize_frame
-    from tasks.quality import ROW, validate_frame
-
     raw = pd.DataFrame([{name: (None if values.get(name) is None else str(values.get(name)))
                          for name in spec.fields}], dtype=object)
     normalized = normalize_frame(raw, spec)

@@ -18,13 +18,15 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from bpo.pool import warm_up_in_background
+from bpo.reconcile import reconcile
+from bpo.run import Part, batch_name
 from bpo.spec import load_spec
-from tasks.artifacts import Part, batch_name, clear_inbox, list_inputs, open_run, publish_run
-from tasks.intake import FileTaken, take_in_file
-from tasks.load import Loaded, load_records
+from tasks.artifacts import clear_inbox, list_inputs, open_run, publish_run
+from tasks.intake import take_in_file
+from tasks.load import load_records
 from tasks.normalize import prepare_chunk
 from tasks.quality import validate_batch
-from tasks.review import Routed, await_review, route_records
+from tasks.review import await_review, route_records
 
 
 def _run_name() -> str:
@@ -59,26 +61,10 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
                            {f.name: f.low_confidence for f in taken if f.low_confidence})
     if routed.review:
         await_review(run, spec)
-    loaded = load_records(run, spec, parts, routed.review_rows, checked["duplicates"])
+    loaded = load_records(run, spec, parts, routed.review_rows, checked.duplicates)
 
-    files, totals = reconcile(taken, routed, loaded)
     objects = [*(f.staged for f in taken), *(o for f in taken for o in f.objects),
-               *(o for p in parts for o in p.objects), *checked["objects"], *loaded.objects]
-    summary = publish_run(run, objects, files, totals)
+               *(o for p in parts for o in p.objects), *checked.objects, *loaded.objects]
+    summary = publish_run(run, objects, reconcile(taken, routed, loaded))
     clear_inbox(run)
     return summary
-
-
-def reconcile(taken: list[FileTaken], routed: Routed, loaded: Loaded) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Where every record of every file ended: loaded, rejected by a reviewer, or quarantined."""
-    files = [{
-        "file": f.name, "status": "quarantined" if f.quarantined else "read", "reason": f.quarantined,
-        "records_in": f.records + f.bad_rows, "loaded": loaded.loaded.get(f.name, 0),
-        "rejected": loaded.rejected.get(f.name, 0), "quarantined": f.bad_rows,
-    } for f in taken]
-    totals = {
-        "files": len(taken), "files_quarantined": sum(1 for f in taken if f.quarantined),
-        **{k: sum(f[k] for f in files) for k in ("records_in", "loaded", "rejected", "quarantined")},
-        "reviewed": routed.review, "approved": loaded.approved, "straight_through": routed.passed,
-    }
-    return files, totals

@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 
 from bpo.db.models import Batch
 from bpo.db.session import session_scope, upgrade
+from bpo.run import get_store
 from bpo.settings import get_settings
-from tasks.artifacts import get_store
 
 
 @task(retries=2, retry_delay_seconds=5, timeout_seconds=120)

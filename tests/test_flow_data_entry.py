@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bpo.samples import make_records, to_csv, to_jsonl, write_batch
-from tasks.load import count_rows
+from bpo.target import count_rows
 from tests.cli import BPO, bpo
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Tests for tasks.intake: every format, encoding, header rule and bad-input case, inputs built in code."""
+"""Tests for bpo.intake: every format, encoding, header rule and bad-input case, inputs built in code."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 from openpyxl import Workbook
 
-from bpo.spec import ProcessSpec, load_spec
-from tasks import intake
-from tasks.intake import (
+from bpo import intake
+from bpo.intake import (
     SUPPORTED_SUFFIXES,
     BadRow,
     FileRead,
@@ -25,6 +24,7 @@ from tasks.intake import (
     match_headers,
     read_batch_file,
 )
+from bpo.spec import ProcessSpec, load_spec
 
 HEADERS = ["Customer ID", "First Name", "Surname", "E-mail Address", "Phone", "Plan", "Notes"]
 FIELDS = ["customer_id", "first_name", "last_name", "email", "phone", "plan"]

@@ -1,4 +1,4 @@
-"""Loading into the target table (tasks.load): table shape, idempotent upserts on SQLite and PostgreSQL."""
+"""Loading into the target table (bpo.target): table shape, idempotent upserts on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ from sqlalchemy import (
     text,
 )
 
+from bpo.normalize import normalize_frame
 from bpo.samples import make_records
 from bpo.spec import ProcessSpec, load_spec
-from tasks.load import PROVENANCE, count_rows, ensure_table, target_table, to_rows, upsert
-from tasks.normalize import normalize_frame
+from bpo.target import PROVENANCE, count_rows, ensure_table, target_table, to_rows, upsert
 
 
 @pytest.fixture(scope="module")
@@ -370,9 +370,9 @@ def test_approved_decisions_with_a_blank_integer_load_into_postgres(pg_engine: E
 
 @pytest.mark.slow
 def test_chunks_load_side_by_side_only_when_no_two_share_a_key(s3: dict[str, str]) -> None:
-    from tasks.artifacts import get_store, put_parquet
-    from tasks.load import _disjoint
-    from tasks.quality import ROW
+    from bpo.run import get_store, put_parquet
+    from bpo.schema import ROW
+    from bpo.target import _disjoint
 
     store = get_store()
     base = f"tests/disjoint-{uuid.uuid4().hex[:8]}"

@@ -1,4 +1,4 @@
-"""Tests for tasks.normalize: one block per field type, then normalize_frame on the onboarding spec."""
+"""Tests for bpo.normalize: one block per field type, then normalize_frame on the onboarding spec."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import phonenumbers
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
+from bpo import normalize as nz
+from bpo.normalize import NORMALIZERS, Normalized, normalize_frame
 from bpo.spec import FieldSpec, FieldType, ProcessSpec, load_spec
-from tasks import normalize as nz
-from tasks.normalize import NORMALIZERS, Normalized, normalize_frame
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Expectation suites and validate_frame (tasks.quality) with Great Expectations, no mocks."""
+"""Expectation suites and validate_frame (bpo.quality) with Great Expectations, no mocks."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import tasks.quality as quality
+import bpo.quality as quality
+from bpo.normalize import normalize_frame
+from bpo.quality import ROW, SuiteError, load_suite, validate_frame
 from bpo.samples import make_records
 from bpo.spec import ProcessSpec, load_spec
-from tasks.normalize import normalize_frame
-from tasks.quality import ROW, SuiteError, load_suite, validate_frame
 
 SUITE_FILES = sorted(quality.EXPECTATIONS_DIR.glob("*.json"))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tasks.quality import ROW
-from tasks.review import CHECK_COLUMNS, duplicate_keys, review_checks
+from bpo.quality import duplicate_keys
+from bpo.routing import review_checks
+from bpo.schema import CHECK_COLUMNS, ROW
 
 
 def frame(rows: list[tuple[int, str, str]]) -> pd.DataFrame:

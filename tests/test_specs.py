@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bpo.quality import EXPECTATIONS_DIR, load_suite
 from bpo.spec import SPECS_DIR, load_spec
-from tasks.quality import EXPECTATIONS_DIR, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))

@@ -1,0 +1,9 @@
+"""``bpo``: the one command a person types — stack, runs, review, database.
+
+Each group of commands lives in its own module; importing them here registers them on ``app``.
+"""
+
+from bpo.cli import demo, review, runs, stack  # noqa: F401  (registers the commands)
+from bpo.cli.common import app
+
+__all__ = ["app"]

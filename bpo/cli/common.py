@@ -1,0 +1,48 @@
+"""What every ``bpo`` command shares: the apps, the consoles, the settings and how a command fails."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.console import Console
+
+from bpo.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="``bpo``: the one command a person types — stack, runs, review, database.")
+stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Prefect server and SeaweedFS on 127.0.0.1.")
+review_app = typer.Typer(no_args_is_help=True, help="Review items: list, show, claim, resolve, expire.")
+db_app = typer.Typer(no_args_is_help=True, help="The ops database.")
+run_app = typer.Typer(no_args_is_help=True, help="Run a process once against the stack.")
+app.add_typer(stack_app, name="stack")
+app.add_typer(review_app, name="review")
+app.add_typer(db_app, name="db")
+app.add_typer(run_app, name="run")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def settings() -> Settings:
+    from bpo.settings import get_settings
+
+    return get_settings()
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main() -> None:
+    """Point Prefect at the stack before anything imports it."""
+    try:
+        s = settings()
+    except Exception as exc:  # a settings error is the user's to fix: say it plainly
+        fail(str(exc))
+    os.environ.setdefault("PREFECT_API_URL", s.prefect_api_url)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # the run's own log lines go to the Prefect UI; the terminal shows progress and the summary
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")

@@ -1,0 +1,134 @@
+"""``bpo run``: run a process once against the stack, with a progress bar per stage."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from bpo.cli.common import err, fail, out, run_app, settings
+
+STAGES = {"open_run": "open", "list_inputs": "list inputs", "take_in_file": "intake",
+          "prepare_chunk": "normalize + validate", "validate_batch": "validate batch", "route_records": "route",
+          "load_records": "load", "publish_run": "publish"}
+
+
+@run_app.command("data-entry")
+def run_data_entry(
+    batch: str = typer.Argument(..., help="A folder, or an S3 prefix such as inbox/data-entry/<batch>/."),
+    process: str = typer.Option("customer_onboarding", "--process", "-p", help="The process spec to apply."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Run the data-entry flow once on a batch; waits while review items are open."""
+    from bpo.db.session import upgrade
+    from bpo.spec import load_spec
+
+    s = settings()
+    try:
+        load_spec(process)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    local = Path(batch)
+    if not local.exists() and not batch.startswith(("s3://", "inbox/", s.s3_prefix + "/")):
+        fail(f"batch {batch!r} is not a folder or an S3 prefix")
+    if local.exists():
+        batch = str(local.resolve())
+    elif not batch.startswith("s3://") and not batch.startswith(s.s3_prefix + "/"):
+        batch = f"{s.s3_prefix}/{batch}"
+    upgrade(s.ops_database_url or "")
+    result = run_flow_with_progress("data_entry", {"batch": batch, "process": process}, quiet=as_json)
+    if as_json:
+        out.print_json(json.dumps(result, default=str))
+
+
+def run_flow_with_progress(flow_name: str, parameters: dict[str, Any], *, quiet: bool = False) -> dict[str, Any]:
+    """Run a flow in this process; show a progress bar per stage from the Prefect API while it runs."""
+    from importlib import import_module
+
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+
+    from bpo.pool import warm_up_in_background
+
+    warm_up_in_background()  # the worker processes start while the flow run is created
+    flow = getattr(import_module(f"flows.{flow_name}"), flow_name)
+    s = settings()
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run(flow, parameters=parameters)
+    url = f"{s.prefect_ui_url}/runs/flow-run/{flow_run.id}"
+    if not quiet:
+        out.print(f"flow run [bold]{flow_run.name}[/bold]: {url}")
+    # the flow runs in the main thread (Prefect's task timeouts need it); progress is watched beside it
+    finished = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(flow_run.id, finished), kwargs={"quiet": quiet}, daemon=True)
+    watcher.start()
+    try:
+        state = run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+    finally:
+        finished.set()
+        watcher.join(timeout=5)
+    if not state.is_completed():
+        fail(f"run ended {state.type.value}: {state.message or ''} — see {url}")
+    result = state.result()
+    if not quiet:
+        print_summary(result)
+    return {"flow_run_id": str(flow_run.id), "url": url, **result}
+
+
+def _watch(flow_run_id: Any, finished: threading.Event, *, quiet: bool) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bpo.db.session import session_scope
+    from bpo.review import open_count
+
+    s = settings()
+    announced_pause = False
+    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=quiet or not sys.stderr.isatty(), transient=False) as progress:
+        bars: dict[str, Any] = {}
+        with get_client(sync_client=True) as client:
+            while not finished.is_set():
+                runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+                counts: dict[str, list[int]] = {}
+                for tr in runs:
+                    task_name = tr.name.rsplit("-", 1)[0]  # task runs are named "<task>-<suffix>"
+                    stage = STAGES.get(task_name, task_name)
+                    done_total = counts.setdefault(stage, [0, 0])
+                    done_total[1] += 1
+                    done_total[0] += int(bool(tr.state and tr.state.is_final()))
+                order = list(STAGES.values())
+                for stage in sorted(counts, key=lambda st: order.index(st) if st in order else len(order)):
+                    done, total = counts[stage]
+                    if stage not in bars:
+                        bars[stage] = progress.add_task(stage, total=total)
+                    progress.update(bars[stage], completed=done, total=total)
+                fr = client.read_flow_run(flow_run_id)
+                if fr.state and fr.state.is_paused() and not announced_pause:
+                    with session_scope(s.ops_database_url or "") as sess:
+                        waiting = open_count(sess, str(flow_run_id), "records")
+                    msg = (f"waiting for review: {waiting} items open — resolve them with `bpo review list` / "
+                           f"`bpo review resolve ID`; the run resumes when the last one is resolved")
+                    if quiet:
+                        err.print(msg)
+                    else:
+                        progress.console.print(f"[yellow]{msg}[/yellow]")
+                    announced_pause = True
+                elif fr.state and not fr.state.is_paused():
+                    announced_pause = False
+                finished.wait(timeout=0.5)
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    table = Table("records in", "loaded", "rejected", "quarantined", "reviewed", "straight-through",
+                  "files quarantined")
+    table.add_row(*(str(result.get(k)) for k in ("records_in", "loaded", "rejected", "quarantined", "reviewed")),
+                  f"{result.get('straight_through_rate', 0):.1%}", str(result.get("files_quarantined")))
+    out.print(table)
+    out.print(f"manifest: {result.get('manifest')}")

@@ -1,0 +1,270 @@
+"""Target tables: the table a spec describes, and upserts of accepted records keyed by the natural key."""
+
+from __future__ import annotations
+
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+from sqlalchemy import BigInteger, Column, Date, Engine, MetaData, Numeric, Row, String, Table, Text, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bpo.db.models import ReviewItem
+from bpo.db.session import engine_for, session_scope
+from bpo.pool import map_in_workers
+from bpo.routing import RECORDS_STEP
+from bpo.run import Part, RunContext, get_store, read_parquet
+from bpo.schema import ROW
+from bpo.settings import get_settings
+from bpo.spec import ProcessSpec
+from bpo.store import StoredObject
+
+PROVENANCE = ["source_file", "source_row", "flow_run_id"]
+
+
+def target_table(spec: ProcessSpec, metadata: MetaData | None = None) -> Table:
+    """The target table a spec describes: one column per field, the natural key as primary key."""
+    metadata = metadata or MetaData()
+    cols: list[Column] = []
+    for name, field in spec.fields.items():
+        key = name in spec.target.key
+        if field.type == "date":
+            cols.append(Column(name, Date, primary_key=key))
+        elif field.type == "money":
+            cols.append(Column(name, Numeric(18, 2)))
+            cols.append(Column(f"{name}_currency", String(3)))
+        elif field.type == "integer":
+            cols.append(Column(name, BigInteger, primary_key=key))
+        else:
+            cols.append(Column(name, String(field.max_length or 320) if key else Text, primary_key=key))
+    cols += [Column("source_file", Text), Column("source_row", BigInteger), Column("flow_run_id", String(36))]
+    return Table(spec.target.table, metadata, *cols)
+
+
+def ensure_table(engine: Engine, spec: ProcessSpec) -> Table:
+    """Create the target table if it is missing; refuse one whose columns differ from the spec."""
+    table = target_table(spec)
+    inspector = inspect(engine)
+    if inspector.has_table(table.name):
+        existing = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in existing]
+        if missing:
+            raise RuntimeError(f"target table {table.name!r} lacks columns {missing}; migrate it before loading")
+    else:
+        table.create(engine)
+    return table
+
+
+def to_rows(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Select and type the table's columns from a normalized frame."""
+    out = pd.DataFrame(index=frame.index)
+    for col in table.columns:
+        src = frame[col.name] if col.name in frame else pd.Series(None, index=frame.index, dtype=object)
+        if isinstance(col.type, Date):
+            out[col.name] = pd.to_datetime(src, format="%Y-%m-%d", errors="coerce").dt.date
+        elif isinstance(col.type, BigInteger):
+            # never through float: integers beyond 2**53 must stay exact
+            out[col.name] = pd.array(src.astype(object).where(src.notna(), None).tolist(), dtype="Int64")
+        else:
+            out[col.name] = src
+    return out.astype(object).where(out.notna(), None)
+
+
+def upsert(engine: Engine, table: Table, rows: pd.DataFrame, key: list[str], *, chunk_rows: int = 50_000) -> int:
+    """Insert or update ``rows`` by ``key``; one transaction per chunk; returns rows written."""
+    if rows.empty:
+        return 0
+    # a statement may touch a key once: the last occurrence wins, as a later record would on re-entry
+    rows = rows.drop_duplicates(subset=key, keep="last")
+    if engine.dialect.name == "postgresql":
+        import pyarrow as pa
+
+        cols = [c.name for c in table.columns]
+        return upsert_arrow(engine, table, pa.Table.from_pandas(rows[cols], preserve_index=False), key,
+                            chunk_rows=chunk_rows)
+    for start in range(0, len(rows), chunk_rows):
+        _upsert_generic(engine, table, rows.iloc[start:start + chunk_rows], key)
+    return len(rows)
+
+
+def upsert_arrow(engine: Engine, table: Table, rows: pa.Table, key: list[str], *, chunk_rows: int = 50_000) -> int:
+    """PostgreSQL: upsert an Arrow table with the target's columns, never through Python objects."""
+    keys = rows.select(key).to_pandas()
+    if keys.duplicated(keep="last").any():
+        rows = rows.filter(pa.array(~keys.duplicated(keep="last").to_numpy()))
+    for start in range(0, rows.num_rows, chunk_rows):
+        _upsert_postgres(engine, table, rows.slice(start, chunk_rows), key)
+    return rows.num_rows
+
+
+def _upsert_generic(engine: Engine, table: Table, part: pd.DataFrame, key: list[str]) -> None:
+    insert = sqlite.insert(table) if engine.dialect.name == "sqlite" else postgresql.insert(table)
+    updates = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in key}
+    stmt = insert.on_conflict_do_update(index_elements=key, set_=updates)
+    with engine.begin() as conn:
+        conn.execute(stmt, part.to_dict("records"))
+
+
+def _upsert_postgres(engine: Engine, table: Table, part: pa.Table, key: list[str]) -> None:
+    """COPY straight into the table; if a key is already there, COPY into a temporary table and upsert from it.
+
+    A chunk of new records (the usual case: keys seen twice in a batch are held for review) costs one
+    COPY. A chunk that meets an existing key rolls its COPY back to a savepoint at the first conflict and
+    takes the INSERT … ON CONFLICT DO UPDATE path, so the outcome is an upsert either way.
+    """
+    from psycopg import errors, sql
+    from pyarrow import csv as pa_csv
+
+    cols = [c.name for c in table.columns]
+    buf = io.BytesIO()
+    # nulls are written unquoted-empty (COPY's NULL), every string is quoted ("" stays an empty string)
+    pa_csv.write_csv(part.select(cols), buf, pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    ident = sql.Identifier
+    col_list = sql.SQL(", ").join(map(ident, cols))
+    updates = sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(ident(c), ident(c)) for c in cols if c not in key)
+    with engine.begin() as conn:
+        cur = conn.connection.driver_connection.cursor()
+        cur.execute("SAVEPOINT bpo_copy")
+        try:
+            direct = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(ident(table.name), col_list)
+            with cur.copy(direct) as copy:
+                copy.write(buf.getbuffer())
+            return
+        except errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT bpo_copy")
+        cur.execute(sql.SQL("CREATE TEMP TABLE bpo_stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP")
+                    .format(ident(table.name)))
+        with cur.copy(sql.SQL("COPY bpo_stage ({}) FROM STDIN WITH (FORMAT csv)").format(col_list)) as copy:
+            copy.write(buf.getbuffer())
+        cur.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM bpo_stage ON CONFLICT ({k}) DO UPDATE SET {u}")
+                    .format(t=ident(table.name), c=col_list, k=sql.SQL(", ").join(map(ident, key)), u=updates))
+
+
+def count_rows(engine: Engine, table_name: str) -> int:
+    from sqlalchemy import func
+
+    table = Table(table_name, MetaData(), autoload_with=engine)
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(table)) or 0)
+
+
+
+
+DECISION_COLUMNS = ("id", "record_key", "status", "source", "failed_checks", "proposed", "decision", "reason",
+                    "decided_by", "decided_at")
+
+
+class Loaded(BaseModel):
+    """Records that reached the target table (passed or approved) and those rejected, per input file."""
+
+    loaded: dict[str, int]
+    rejected: dict[str, int]
+    approved: int
+    objects: list[StoredObject]
+
+
+def load_part(run: RunContext, spec: ProcessSpec, part: Part, review_rows_key: str) -> int:
+    """Upsert one chunk's records that were not held for review; returns how many."""
+    settings = get_settings()
+    store = get_store()
+    engine = engine_for(settings.target_database_url or "")
+    table = target_table(spec)
+    held = pa.array(read_parquet(store, review_rows_key)[ROW], type=pa.int64())
+    if engine.dialect.name == "postgresql":
+        data = pq.read_table(io.BytesIO(store.get_bytes(part.normalized)))
+        data = data.filter(pc.invert(pc.is_in(data[ROW], value_set=held)))
+        upsert_arrow(engine, table, _arrow_rows(data, table, run), spec.target.key, chunk_rows=settings.chunk_rows)
+        return data.num_rows
+    frame = read_parquet(store, part.normalized)
+    frame = frame[~frame[ROW].isin(held.to_pylist())]
+    upsert(engine, table, to_rows(_with_provenance(frame, run), table), spec.target.key, chunk_rows=settings.chunk_rows)
+    return len(frame)
+
+
+def load_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str,
+                 duplicates_key: str | None = None) -> Loaded:
+    """Upsert the records that passed and the ones a reviewer approved; a re-run adds no rows.
+
+    ``duplicates_key`` names the records whose key appears more than once in the batch: unless all of
+    them are held for review, the chunks load one after the other, so the later record wins, as always.
+    """
+    settings = get_settings()
+    engine = engine_for(settings.target_database_url or "")
+    table = ensure_table(engine, spec)
+    # the decisions are archived while the chunks load (this process's work beside the database's)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bpo-decisions") as background:
+        archived = background.submit(_archive_decisions, run)
+        calls = [(run, spec, part, review_rows_key) for part in parts]
+        # side by side only on PostgreSQL (SQLite takes one writer at a time), and only when no two chunks
+        # load the same key (the spec routes duplicate keys to review, as both shipped specs do)
+        if engine.dialect.name == "postgresql" and _disjoint(review_rows_key, duplicates_key):
+            counts = map_in_workers(load_part, calls)
+        else:
+            counts = [load_part(*call) for call in calls]
+        items, decisions = archived.result()
+    loaded: dict[str, int] = {}
+    for part, count in zip(parts, counts, strict=True):
+        loaded[part.file] = loaded.get(part.file, 0) + count
+    rejected: dict[str, int] = {}
+    approved = [i for i in items if i.status == "approved"]
+    for item in items:
+        if item.status == "rejected":
+            rejected[item.source["file"]] = rejected.get(item.source["file"], 0) + 1
+        elif item.status == "approved":
+            loaded[item.source["file"]] = loaded.get(item.source["file"], 0) + 1
+    if approved:
+        decided = pd.DataFrame([{**(i.decision or {}), "_source_file": i.source["file"],
+                                 "_source_row": i.source["row"]} for i in approved], dtype=object)
+        upsert(engine, table, to_rows(_with_provenance(decided, run), table), spec.target.key,
+               chunk_rows=settings.chunk_rows)
+    return Loaded(loaded=loaded, rejected=rejected, approved=len(approved), objects=[decisions])
+
+
+def _disjoint(review_rows_key: str, duplicates_key: str | None) -> bool:
+    """True when every record whose key appears twice in the batch is held for review."""
+    if duplicates_key is None:
+        return False
+    store = get_store()
+    duplicated = read_parquet(store, duplicates_key, columns=["row"])["row"]
+    return bool(duplicated.isin(read_parquet(store, review_rows_key)[ROW]).all())
+
+
+def _archive_decisions(run: RunContext) -> tuple[list[Row[Any]], StoredObject]:
+    """The run's review items and their decisions, and ``review/decisions.jsonl`` written from them."""
+    with session_scope(get_settings().ops_database_url) as s:
+        # plain rows, not ORM objects: a run can hold tens of thousands of items
+        items = list(s.execute(select(*(getattr(ReviewItem, c) for c in DECISION_COLUMNS)).where(
+            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == RECORDS_STEP)).all())
+    # JSON Lines, one decision a line: compact (json's indented output is its slow pure-Python encoder)
+    lines = "".join(json.dumps({
+        "item": i.id, "record": i.record_key, "status": i.status, "failed_checks": i.failed_checks,
+        "proposed": i.proposed, "decision": i.decision, "reason": i.reason, "decided_by": i.decided_by,
+        "decided_at": i.decided_at}, default=str) + "\n" for i in items)
+    return items, get_store().put_bytes(run.key("review", "decisions.jsonl"), lines.encode(), "application/x-ndjson")
+
+
+def _arrow_rows(data: pa.Table, table: Table, run: RunContext) -> pa.Table:
+    """The target's columns from a normalized chunk; dates stay ISO text, which COPY reads as dates."""
+    n = data.num_rows
+    source = {"source_file": "_source_file", "source_row": "_source_row"}
+    arrays = []
+    for col in table.columns:
+        name = source.get(col.name, col.name)
+        if col.name == "flow_run_id":
+            arrays.append(pa.array([run.flow_run_id] * n, type=pa.string()))
+        elif name in data.column_names:
+            arrays.append(data[name])
+        else:
+            arrays.append(pa.nulls(n))
+    return pa.table(arrays, names=[c.name for c in table.columns])
+
+
+def _with_provenance(frame: pd.DataFrame, run: RunContext) -> pd.DataFrame:
+    return frame.assign(source_file=frame["_source_file"], source_row=frame["_source_row"],
+                        flow_run_id=run.flow_run_id)
