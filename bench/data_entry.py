@@ -223,7 +223,7 @@ def floor(folder: str, dsn: str) -> dict[str, Any]:
     from sqlalchemy.schema import CreateTable
 
     from bpo.intake import read_batch_file
-    from bpo.normalize import normalize_frame
+    from bpo.normalizers import normalize_frame
     from bpo.spec import load_spec
     from bpo.target import target_table
 

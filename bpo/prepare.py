@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bpo.normalize import normalize_frame
+from bpo.normalizers import normalize_frame
 from bpo.quality import ROW, Checked, check_part
 from bpo.run import Part, RunContext, get_store, put_parquet, read_parquet
 from bpo.spec import ProcessSpec

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from bpo.db.models import AuditEvent, ReviewItem, Run
 from bpo.db.session import session_scope
-from bpo.normalize import normalize_frame
+from bpo.normalizers import normalize_frame
 from bpo.quality import validate_frame
 from bpo.schema import ROW
 from bpo.settings import Settings

@@ -28,7 +28,7 @@ from sqlalchemy import (
     text,
 )
 
-from bpo.normalize import normalize_frame
+from bpo.normalizers import normalize_frame
 from bpo.samples import make_records
 from bpo.spec import ProcessSpec, load_spec
 from bpo.target import PROVENANCE, count_rows, ensure_table, target_table, to_rows, upsert

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import bpo.quality as quality
-from bpo.normalize import normalize_frame
+from bpo.normalizers import normalize_frame
 from bpo.quality import ROW, SuiteError, load_suite, validate_frame
 from bpo.samples import make_records
 from bpo.spec import ProcessSpec, load_spec
