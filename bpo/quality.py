@@ -65,8 +65,9 @@ def _suite_json(name: str) -> str:
 
 
 # Expectations whose verdict on a record depends on that record alone: they are checked chunk by
-# chunk, side by side. Every other one (uniqueness, aggregates, table-level checks, and any type not
-# listed here) is checked once over the whole batch, on just the columns it names.
+# chunk, side by side. Every other one (uniqueness, aggregates, table-level checks, any type not
+# listed here, and any with a ``mostly`` below 1, whose verdict is the whole batch's share of good
+# values) is checked once over the whole batch, on just the columns it names.
 ROW_LOCAL = frozenset({
     "expect_column_values_to_not_be_null", "expect_column_values_to_be_null",
     "expect_column_values_to_match_regex", "expect_column_values_to_not_match_regex",
@@ -83,8 +84,13 @@ ROW_LOCAL = frozenset({
 Scope = Literal["all", "row", "batch"]
 
 
-def in_scope(expectation_type: str, scope: Scope) -> bool:
-    return scope == "all" or (expectation_type in ROW_LOCAL) == (scope == "row")
+def in_scope(expectation_type: str, scope: Scope, kwargs: dict[str, Any] | None = None) -> bool:
+    """Whether an expectation is checked in ``scope``: chunk by chunk (``"row"``) or over the whole batch."""
+    if scope == "all":
+        return True
+    mostly = (kwargs or {}).get("mostly", 1)
+    row_local = expectation_type in ROW_LOCAL and not (isinstance(mostly, int | float) and mostly < 1)
+    return row_local == (scope == "row")
 
 
 def load_suite(name: str, *, date_columns: tuple[str, ...] = (), scope: Scope = "all"):  # -> gx.ExpectationSuite
@@ -103,7 +109,7 @@ def load_suite(name: str, *, date_columns: tuple[str, ...] = (), scope: Scope = 
         raise SuiteError(f"suite {name!r} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or any("type" not in e for e in data.get("expectations", [])):
         raise SuiteError(f"suite {name!r}: every expectation needs a 'type'")
-    data["expectations"] = [e for e in data.get("expectations", []) if in_scope(e["type"], scope)]
+    data["expectations"] = [e for e in data.get("expectations", []) if in_scope(e["type"], scope, e.get("kwargs"))]
     declared = len(data["expectations"])
     for e in data["expectations"]:
         kwargs = e.get("kwargs", {})
@@ -320,7 +326,8 @@ def check_batch(run: RunContext, spec: ProcessSpec, parts: list[Part]) -> tuple[
 def _expectations(spec: ProcessSpec, scope: Scope) -> list[dict[str, Any]]:
     """The suite's expectations in ``scope``, as declared (``load_suite`` checks them when they run)."""
     data = json.loads(_suite_json(spec.suite))
-    return [e for e in data.get("expectations", []) if isinstance(e, dict) and in_scope(str(e.get("type")), scope)]
+    return [e for e in data.get("expectations", [])
+            if isinstance(e, dict) and in_scope(str(e.get("type")), scope, e.get("kwargs"))]
 
 
 def _columns_of(kwargs: dict[str, Any]) -> list[str]:
@@ -353,7 +360,11 @@ def publish_validation(run: RunContext, spec: ProcessSpec, chunks: list[Checked]
 
 
 def combine_results(suite: str, checks: list[Checked]) -> dict[str, Any]:
-    """The batch's result per expectation: counts summed over the chunks that checked it, samples merged."""
+    """The batch's result per expectation: counts summed over the chunks that checked it, samples merged.
+
+    A verdict is every chunk's verdict, except for an expectation with ``mostly``: that one is GX's
+    rule applied to the summed counts, as one validation of the whole batch would decide.
+    """
     merged: dict[str, dict[str, Any]] = {}
     for check in checks:
         for r in check.summary.get("results", []):
@@ -362,10 +373,11 @@ def combine_results(suite: str, checks: list[Checked]) -> dict[str, Any]:
             got = r.get("result") or {}
             m = merged.setdefault(ident, {
                 "expectation_config": {"type": cfg.get("type"), "kwargs": cfg.get("kwargs", {})}, "success": True,
-                "checked": "per chunk" if check.scope == "row" else "whole batch",
+                "checked": "per chunk" if check.scope == "row" else "whole batch", "raised": False,
                 "result": {"element_count": 0, "missing_count": 0, "unexpected_count": 0,
                            "partial_unexpected_list": [], "partial_unexpected_counts": []}})
             m["success"] = m["success"] and bool(r.get("success"))
+            m["raised"] = m["raised"] or bool((r.get("exception_info") or {}).get("raised_exception"))
             out = m["result"]
             for key in ("element_count", "missing_count", "unexpected_count"):
                 out[key] += int(got.get(key) or 0)
@@ -381,6 +393,12 @@ def combine_results(suite: str, checks: list[Checked]) -> dict[str, Any]:
         out = r["result"]
         present = out["element_count"] - out["missing_count"]
         out["unexpected_percent"] = 100.0 * out["unexpected_count"] / present if present else 0.0
+        mostly = r["expectation_config"]["kwargs"].get("mostly")
+        if isinstance(mostly, int | float) and not r["raised"]:
+            # GX's rule over the batch, not the chunks' verdicts: the share of non-missing values
+            # that pass, vacuously true when there are none.
+            r["success"] = present == 0 or (present - out["unexpected_count"]) / present >= mostly
+        del r["raised"]
         out["unexpected_percent_total"] = (100.0 * out["unexpected_count"] / out["element_count"]
                                            if out["element_count"] else 0.0)
     passed = sum(r["success"] for r in rows)

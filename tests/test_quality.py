@@ -299,3 +299,68 @@ def test_samples_of_failing_values_stop_at_twenty() -> None:
     merged = combined["results"][0]["result"]
     assert len(merged["partial_unexpected_list"]) == 20
     assert len(merged["partial_unexpected_counts"]) == 20 and merged["partial_unexpected_counts"][0]["count"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# mostly: the verdict is the whole batch's
+
+
+def as_checked(name: str, scope: str, validation: quality.Validation) -> quality.Checked:
+    """A validation as check_part or check_batch would hand it on (without storing it)."""
+    return quality.Checked(name=name, scope=scope, success=validation.success,
+                           failed_records=int(validation.failures["row"].nunique()), failures=f"{name}.parquet",
+                           result=f"{name}.json", summary=validation.result, objects=[])
+
+
+@pytest.fixture
+def mostly_batch(spec: ProcessSpec, suites_dir: Path) -> tuple[ProcessSpec, pd.DataFrame]:
+    """A suite asking that mostly 80% of emails look like emails, and 20 records of which 3 do not,
+    all three in the first chunk of ten: that chunk fails alone (70%), the batch passes (85%)."""
+    (suites_dir / "mostly.json").write_text(json.dumps({"name": "mostly", "meta": {"grain": "one row per record"},
+                                                        "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "customer_id"}},
+        {"type": "expect_column_values_to_match_regex",
+         "kwargs": {"column": "email", "regex": "^[^@]+@[^@]+$", "mostly": 0.8}}]}))
+    data = clean_batch(spec, n=20)
+    for position in (1, 4, 7):
+        data.iloc[position, data.columns.get_loc("email")] = "not an email"
+    return spec.model_copy(update={"suite": "mostly"}), data
+
+
+def test_mostly_summed_over_chunks_gives_the_whole_batch_verdict(mostly_batch) -> None:
+    spec, data = mostly_batch
+    whole = validate_frame(data, spec, docs=False)
+    first, second = (validate_frame(data.iloc[:10], spec, docs=False), validate_frame(data.iloc[10:], spec, docs=False))
+    assert whole.success is True and first.success is False and second.success is True
+
+    combined = quality.combine_results("mostly", [as_checked("a", "row", first), as_checked("b", "row", second)])
+    assert combined["success"] is whole.success
+    by_type = {r["expectation_config"]["type"]: r for r in combined["results"]}
+    regex = by_type["expect_column_values_to_match_regex"]
+    assert regex["success"] is True
+    assert regex["result"]["unexpected_percent"] == pytest.approx(15.0)
+
+
+def test_mostly_below_the_threshold_over_the_batch_still_fails(mostly_batch) -> None:
+    spec, data = mostly_batch
+    data.iloc[12, data.columns.get_loc("email")] = "nope"
+    data.iloc[15, data.columns.get_loc("email")] = "nope"  # 5 of 20: 75% < 80%
+    chunks = [validate_frame(data.iloc[:10], spec, docs=False), validate_frame(data.iloc[10:], spec, docs=False)]
+    combined = quality.combine_results("mostly", [as_checked(str(i), "row", c) for i, c in enumerate(chunks)])
+    assert combined["success"] is validate_frame(data, spec, docs=False).success is False
+
+
+def test_a_mostly_expectation_is_checked_over_the_whole_batch(mostly_batch) -> None:
+    """Chunks, then the batch, flag the records and give the verdict one validation of the whole gives."""
+    spec, data = mostly_batch
+    whole = validate_frame(data, spec, docs=False)
+    assert [e.expectation_type for e in load_suite("mostly", scope="batch").expectations] == [
+        "expect_column_values_to_match_regex"]
+    chunks = [validate_frame(data.iloc[:10], spec, docs=False, scope="row"),
+              validate_frame(data.iloc[10:], spec, docs=False, scope="row")]
+    batch = validate_frame(data[["email", ROW]], spec, docs=False, scope="batch")
+
+    assert found(pd.concat([c.failures for c in chunks] + [batch.failures])) == found(whole.failures) == set()
+    combined = quality.combine_results("mostly", [as_checked("a", "row", chunks[0]), as_checked("b", "row", chunks[1]),
+                                                  as_checked("batch", "batch", batch)])
+    assert combined["success"] is whole.success is True
