@@ -9,9 +9,9 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import phonenumbers
-from phonenumbers import PhoneNumberFormat
 import pytest
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers import PhoneNumberFormat
 
 from bpo.normalizers import NORMALIZERS, Normalized, normalize_frame
 from bpo.normalizers.phone import canonical_phone, fast_e164, library_e164, normalize_phone
@@ -100,6 +100,51 @@ def test_text_collapses_whitespace_and_checks_length(spec: ProcessSpec):
 )
 def test_name_casing(raw: str, expected: str, spec: ProcessSpec):
     assert one("name", raw, spec) == (expected, None, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "word"),
+    [
+        ("<b>Ann</b>", "markup"),
+        ("Ann[/b]", "markup"),
+        ("[b]Ann", "markup"),
+        ("[url=http://x.example]Ann[/url]", "markup"),
+        ("Ann <script>x</script>", "markup"),
+        ("Ann&nbsp;Lee", "markup"),
+        ("=1+2", "formula"),
+        ("=HYPERLINK(\"http://x.example\")", "formula"),
+        ("+SUM(A1:A2)", "formula"),
+        ("@SUM(A1)", "formula"),
+        ("-2+3", "formula"),
+        ("-HYPERLINK(x)", "formula"),
+        ("J0hn", "digits"),
+        ("Ann 2", "digits"),
+        ("Lee ٣", "digits"),
+    ],
+)
+def test_name_refuses_what_no_name_holds(raw: str, word: str, spec: ProcessSpec):
+    value, reason, flag = one("name", raw, spec)
+    assert pd.isna(value)
+    assert word in reason and raw not in reason  # the reason names the problem, not the value
+    assert flag is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["O'Neil", "D’Angelo", "Mary-Jane", "Jean-Luc Picard", "José", "Zoë", "Ó Briain", "St. John", "Smith Jr.",
+     "李小龍", "Владимир", "محمد", "Nguyễn Văn An", "Αλέξανδρος", "Henry VIII", "al-Sayed", "N'Golo"],
+)
+def test_name_keeps_real_names(raw: str, spec: ProcessSpec):
+    value, reason, flag = one("name", raw, spec)
+    assert (reason, flag) == (None, None)
+    assert value.casefold() == raw.casefold()
+
+
+def test_name_refusal_is_an_issue_that_sends_the_record_to_review(spec: ProcessSpec):
+    raw = pd.DataFrame({"customer_id": ["C1", "C2"], "first_name": ["[/b]", "Ann"], "last_name": ["Lee", "=1+2"]})
+    issues = normalize_frame(raw, spec).issues
+    assert list(issues[["row", "field", "check"]].itertuples(index=False, name=None)) == [
+        (0, "first_name", "normalize_name"), (1, "last_name", "normalize_name")]
 
 
 @pytest.mark.parametrize(
@@ -458,6 +503,46 @@ def test_money_bad(raw: str, word: str, spec: ProcessSpec):
     assert word in result.reasons.iloc[0]
 
 
+@pytest.mark.parametrize(
+    ("raw", "default", "currency"),
+    [
+        ("$10", "CAD", "CAD"),
+        ("$10", "AUD", "AUD"),
+        ("$10", "MXN", "MXN"),
+        ("$10", "USD", "USD"),
+        ("$10", "EUR", "USD"),  # the euro is not written "$": English's reading
+        ("¥500", "CNY", "CNY"),
+        ("¥500", "JPY", "JPY"),
+        ("￥500", "CNY", "CNY"),  # fullwidth yen sign, as Chinese and Japanese keyboards type it
+        ("¥500", "USD", "JPY"),
+        ("kr 10", "SEK", "SEK"),
+        ("10 kr", "NOK", "NOK"),
+        ("10 kr.", "DKK", "DKK"),
+        ("kr10", "ISK", "ISK"),
+        ("€10", "USD", "EUR"),
+        ("£10", "CAD", "GBP"),
+        ("₹10", "USD", "INR"),
+        ("CA$10", "USD", "CAD"),
+        ("$10 CAD", "USD", "CAD"),  # the code beside a symbol settles it
+        ("$10 AUD", "EUR", "AUD"),
+        ("10 zł", "PLN", "PLN"),
+        ("R$ 10", "USD", "BRL"),
+    ],
+)
+def test_money_ambiguous_symbol_means_the_default_currency(raw: str, default: str, currency: str, spec: ProcessSpec):
+    result = run("money", [raw], spec, default_currency=default)
+    assert result.reasons.iloc[0] is None, result.reasons.iloc[0]
+    assert result.values.iloc[0] == Decimal("".join(ch for ch in raw if ch.isdigit()))
+    assert result.extra["f_currency"].iloc[0] == currency
+
+
+@pytest.mark.parametrize(("raw", "default"), [("kr 10", "USD"), ("kr 10", None), ("₽10", "USD"), ("10 XYZ", "USD"), ("€10 USD", "USD")])
+def test_money_symbol_nothing_settles_is_refused(raw: str, default: str | None, spec: ProcessSpec):
+    result = run("money", [raw], spec, default_currency=default)
+    assert pd.isna(result.values.iloc[0]) and pd.isna(result.extra["f_currency"].iloc[0])
+    assert "currenc" in result.reasons.iloc[0]
+
+
 def test_money_without_currency_or_default(spec: ProcessSpec):
     result = run("money", ["10", "10 gbp"], spec)
     assert pd.isna(result.values.iloc[0])
@@ -516,6 +601,47 @@ def test_postal_bad(country: str, raw: str, spec: ProcessSpec):
     assert reason == f"{raw!r} is not a {country} postal code"
 
 
+@pytest.mark.parametrize(
+    ("country", "raw", "expected"),
+    [
+        ("BR", "01310100", "01310-100"),
+        ("BR", "01310-100", "01310-100"),
+        ("PL", "00950", "00-950"),
+        ("IE", "a65f4e2", "A65 F4E2"),
+        ("JP", "100 0001", "100-0001"),
+        ("SE", "114 55", "11455"),  # written as the address data writes its examples
+        ("CH", "8001", "8001"),
+        ("AR", "c1425dba", "C1425DBA"),
+    ],
+)
+def test_postal_every_country_from_the_address_data(country: str, raw: str, expected: str, spec: ProcessSpec):
+    assert one("postal_code", raw, spec, country=country) == (expected, None, None)
+
+
+@pytest.mark.parametrize(("country", "raw"), [("BR", "0131010"), ("PL", "00 95"), ("SE", "1145"), ("CH", "80011")])
+def test_postal_bad_in_other_countries(country: str, raw: str, spec: ProcessSpec):
+    value, reason, _ = one("postal_code", raw, spec, country=country)
+    assert pd.isna(value)
+    assert reason == f"{raw!r} is not a {country} postal code"
+
+
+@pytest.mark.parametrize("country", ["XX", "ZZ", "USA", "Frnace"])
+def test_postal_unknown_country_is_refused_with_its_reason(country: str, spec: ProcessSpec):
+    value, reason, _ = one("postal_code", "12345", spec, country=country)
+    assert pd.isna(value)
+    assert reason == f"unknown country {country.upper()!r}: its postal codes cannot be checked"
+
+
+def test_postal_codes_checked_once_per_distinct_country_and_code(spec: ProcessSpec):
+    countries = ["US", "CA", "US", "BR", "US", "XX"] * 1000
+    codes = ["123456789", "k1a0b1", "12345", "01310100", "1234", "1"] * 1000
+    frame = pd.DataFrame({"country": pd.array(countries, dtype="string")})
+    field = FieldSpec(name="postal_code", type="postal_code", country_field="country")
+    result = normalize_postal_code(pd.Series(codes), field, frame, spec)
+    assert result.values.iloc[:6].tolist() == ["12345-6789", "K1A 0B1", "12345", "01310-100", pd.NA, pd.NA]
+    assert result.values.iloc[6:12].tolist() == result.values.iloc[:6].tolist()
+
+
 def test_postal_country_comes_from_the_frame(spec: ProcessSpec):
     frame = pd.DataFrame({"country": pd.array(["US", "CA", None, "GB", "US"], dtype="string")}, index=[5, 6, 7, 8, 9])
     raw = pd.Series(["123456789", "k1a0b1", "k1a0b1", "12345", "1234"], index=frame.index)
@@ -562,6 +688,19 @@ def test_enum_fuzzy_is_mapped_and_flagged(raw: str, expected: str, spec: Process
     assert value == expected
     assert flag == "low_confidence_mapping"
     assert reason == f"{raw!r} mapped to {expected!r} with low confidence"
+
+
+def test_enum_near_miss_between_two_spellings_goes_to_the_first_declared(spec: ProcessSpec):
+    settings = {"values": {"first": ["standard"], "second": ["standart"]}}
+    assert one("enum", "standarx", spec, **settings) == (
+        "first", "'standarx' mapped to 'first' with low confidence", "low_confidence_mapping")
+
+
+def test_enum_exact_and_near_misses_mixed(spec: ProcessSpec):
+    result = run("enum", ["Premum", "pro", "Standrd", "platinum", None] * 3, spec, **PLAN)
+    assert result.values.tolist() == ["premium", "premium", "standard", pd.NA, pd.NA] * 3
+    assert result.flags.tolist() == ["low_confidence_mapping", None, "low_confidence_mapping", None, None] * 3
+    assert result.reasons.iloc[3] == "'platinum' is not one of the allowed values: basic, standard, premium"
 
 
 def test_enum_no_match(spec: ProcessSpec):

@@ -5,7 +5,8 @@ is the dollar of a dozen countries and ``kr`` the krona or krone of four. A symb
 field's ``default_currency`` when people of the countries using that currency write it so (``$``
 for CAD in Canada, ``¥`` for CNY in China, ``kr`` for NOK in Norway), as the code written beside
 it when there is one (``$10 CAD``), else as English writes it (``$`` USD, ``¥`` JPY); a symbol
-none of these settle (``kr`` with a USD default) is refused with its reason.
+none of these settle (``kr`` with a USD default), or a code ISO 4217 does not have, is refused
+with its reason.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 from babel import Locale, localedata
+from babel.numbers import list_currencies
 from babel.core import get_global
 
 from bpo.normalizers.common import STRING, Normalized, clean, distinct, extract, mask, nones, result
@@ -38,6 +40,12 @@ def _symbol_key(symbol: str) -> str:
 def _usable(symbol: str, code: str) -> bool:
     """A symbol a person types: not the ISO code itself, no spaces or invisible marks."""
     return bool(symbol) and symbol != code and symbol.isprintable() and " " not in symbol and code != "XXX"
+
+
+@lru_cache(maxsize=1)
+def _codes() -> frozenset[str]:
+    """The ISO 4217 codes CLDR knows."""
+    return frozenset(list_currencies())
 
 
 @lru_cache(maxsize=1)
@@ -64,17 +72,19 @@ def _local_symbols(code: str) -> frozenset[str]:
 
 
 def _currency_pattern(default: str | None) -> str:
-    """Regex alternatives for a currency token: known symbols (longest first), an ISO code, any currency sign."""
+    """Regex alternatives for a currency token: known symbols (longest first), a code, any currency sign or word."""
     symbols = set(_english_symbols()) | (_local_symbols(default) if default else set())
     spelled = sorted({v for s in symbols for v in (s, s + ".")}, key=lambda s: (-len(s), s))
-    return "|".join([*(re.escape(s) for s in spelled), _CODE, r"\p{Sc}"])
+    # Any other currency sign or short word is taken as a token too, so that it is refused by name
+    # ("kr" with a USD default) rather than making the whole value unreadable.
+    return "|".join([*(re.escape(s) for s in spelled), _CODE, r"\p{Sc}", r"\p{L}{1,4}\.?"])
 
 
 def _meaning(token: object, other: object, default: str | None) -> str | None:
     """The ISO code a currency token stands for beside the ``other`` token, or None where nothing settles it."""
     if not isinstance(token, str):
         return None
-    if re.fullmatch(_CODE, token):
+    if re.fullmatch(_CODE, token) and token in _codes():
         return token
     key = _symbol_key(token)
     if isinstance(other, str) and re.fullmatch(_CODE, other) and key in _local_symbols(other):
@@ -125,7 +135,7 @@ def normalize_money(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec:
     reasons[~parsed] = [f"not an amount of money: {v!r}" for v in u[~parsed]]
     unknown = parsed & unsettled
     reasons[unknown] = [
-        f"the currency symbol in {v!r} does not name one currency"
+        f"the currency sign or code in {v!r} does not name one currency"
         + (f" and is not how {default} is written" if default else " and the field has no default currency")
         for v in u[unknown]
     ]
