@@ -536,7 +536,9 @@ def test_money_ambiguous_symbol_means_the_default_currency(raw: str, default: st
     assert result.extra["f_currency"].iloc[0] == currency
 
 
-@pytest.mark.parametrize(("raw", "default"), [("kr 10", "USD"), ("kr 10", None), ("₽10", "USD"), ("10 XYZ", "USD"), ("€10 USD", "USD")])
+@pytest.mark.parametrize(
+    ("raw", "default"), [("kr 10", "USD"), ("kr 10", None), ("₽10", "USD"), ("10 XYZ", "USD"), ("€10 USD", "USD")]
+)
 def test_money_symbol_nothing_settles_is_refused(raw: str, default: str | None, spec: ProcessSpec):
     result = run("money", [raw], spec, default_currency=default)
     assert pd.isna(result.values.iloc[0]) and pd.isna(result.extra["f_currency"].iloc[0])

@@ -19,8 +19,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 from babel import Locale, localedata
-from babel.numbers import list_currencies
 from babel.core import get_global
+from babel.numbers import list_currencies
 
 from bpo.normalizers.common import STRING, Normalized, clean, distinct, extract, mask, nones, result
 from bpo.spec import FieldSpec, ProcessSpec
