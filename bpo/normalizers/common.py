@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ class NormalizedFrame:
 
 
 Normalizer = Callable[[pd.Series, FieldSpec, pd.DataFrame, ProcessSpec], Normalized]
-Array = ExtensionArray | np.ndarray
+Array: TypeAlias = ExtensionArray | np.ndarray
 
 
 def clean(raw: pd.Series) -> pd.Series:

@@ -69,7 +69,7 @@ def fast_e164(u: pd.Series, region: str) -> tuple[np.ndarray, np.ndarray]:
     decided = np.zeros(len(u), dtype=bool)
     values = np.full(len(u), None, dtype=object)
     meta = PhoneMetadata.metadata_for_region(region)
-    if meta is None:
+    if meta is None or meta.country_code is None:
         return decided, values
     positions = np.flatnonzero(_plain_national(u, meta))
     nsn = u.iloc[positions].reset_index(drop=True)
