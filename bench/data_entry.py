@@ -365,7 +365,7 @@ def run_timeline(flow_run_id: str) -> dict[str, Any]:
         name = run.name.rsplit("-", 1)[0]
         if run.start_time is not None and run.end_time is not None:
             spans.setdefault(name, []).append((run.start_time, run.end_time))
-        if name == "load_records":
+        if name == "load_decisions":
             load_start = run.start_time
     return {
         "paused_seconds": _seconds(paused_at, resumed_at),

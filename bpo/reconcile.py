@@ -15,7 +15,7 @@ from bpo.intake import FileTaken
 from bpo.routing import Routed
 from bpo.run import RunContext, get_store, put_json
 from bpo.store import StoredObject
-from bpo.target import Loaded
+from bpo.target import Decided, Passed
 
 
 class FileCount(BaseModel):
@@ -85,10 +85,14 @@ def write_manifest(run: RunContext, objects: list[StoredObject], reconciliation:
     return store.uri(run.key("manifest.json"))
 
 
-def reconcile(taken: list[FileTaken], routed: Routed, loaded: Loaded) -> Reconciliation:
+def reconcile(taken: list[FileTaken], routed: Routed, passed: Passed, decided: Decided) -> Reconciliation:
     """Where every record of every file of a data-entry batch ended."""
     files = [FileCount(
         file=f.name, status="quarantined" if f.quarantined else "read", reason=f.quarantined,
-        records_in=f.records + f.bad_rows, loaded=loaded.loaded.get(f.name, 0), rejected=loaded.rejected.get(f.name, 0),
+        records_in=f.records + f.bad_rows,
+        loaded=passed.loaded.get(f.name, 0) + decided.loaded.get(f.name, 0),
+        rejected=decided.rejected.get(f.name, 0),
+        superseded=routed.superseded.get(f.name, 0) + decided.superseded.get(f.name, 0),
         quarantined=f.bad_rows) for f in taken]
-    return Reconciliation.of(files, reviewed=routed.review, approved=loaded.approved, straight_through=routed.passed)
+    return Reconciliation.of(files, reviewed=routed.review, approved=decided.approved,
+                             straight_through=routed.passed, carried_over=routed.carried_over)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from bpo.carry import audit_carried, carry_over, record_hash
 from bpo.db.session import session_scope
 from bpo.pool import map_in_workers
 from bpo.quality import BatchChecked
@@ -26,9 +27,33 @@ RECORDS_STEP = "records"
 
 
 class Routed(BaseModel):
-    passed: int
-    review: int
-    review_rows: str  # parquet of the _row numbers sent to review
+    """Where routing sent the batch's records."""
+
+    passed: int  # straight through, loaded at once
+    review: int  # held for a person (or for a decision carried over from an earlier run)
+    superseded: dict[str, int] = {}  # per file: records of a repeated key replaced by a later one
+    carried_over: int = 0  # held records whose decision was taken before, for the same content
+    taken_over: int = 0  # items still open in an ended run of the batch, now this run's
+    review_rows: str  # parquet of the _row numbers not loaded straight: held or superseded
+
+
+class Member(BaseModel):
+    """One record of a natural key that appears more than once in the batch."""
+
+    row: int
+    key: str
+    file: str
+    source_row: int
+    values: dict[str, Any]  # as read
+    proposed: dict[str, Any]
+    checks: list[dict[str, str]]  # why this record itself needs a person, besides its key
+
+
+class PartRouted(BaseModel):
+    held: list[int]  # _row numbers written as items of their own
+    members: list[Member]  # records of repeated keys: decided together, batch-wide
+    carried_over: int = 0
+    taken_over: int = 0
 
 
 def _proposed(row: dict[str, Any], raw: dict[str, Any], spec: ProcessSpec) -> dict[str, Any]:
@@ -77,54 +102,133 @@ def _records(table: pa.Table) -> list[dict[str, Any]]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: list[str], duplicates_key: str,
-               fuzzy_columns: list[str], due: datetime) -> list[int]:
-    """Write one chunk's review items; returns the ``_row`` numbers they hold back.
+def write_items(run: RunContext, items: list[dict[str, Any]]) -> tuple[int, int]:
+    """Write review items, applying what was decided before; returns (carried over, taken over)."""
+    with session_scope(get_settings().ops_database_url or "") as s:
+        carried = carry_over(s, flow_run_id=run.flow_run_id, process=run.spec, batch=run.batch, items=items)
+        add_items(s, items)
+        audit_carried(s, run.flow_run_id, RECORDS_STEP, carried.sources)
+    return carried.carried_over, carried.taken_over
 
-    Items already written for the same records (a retried step) are not written again.
+
+def _source_values(src: dict[str, Any]) -> dict[str, Any]:
+    return {k: json_safe(v) for k, v in src.items() if not str(k).startswith("_")}
+
+
+def _key_text(row: dict[str, Any], spec: ProcessSpec) -> str:
+    return ", ".join(str(json_safe(row.get(k))) for k in spec.target.key)
+
+
+def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: list[str], duplicates_key: str,
+               fuzzy_columns: list[str], due: datetime) -> PartRouted:
+    """Write one chunk's review items; return the ``_row`` numbers they hold back, and its repeated-key records.
+
+    Records whose natural key appears more than once in the batch are not written here: they are one
+    decision per key, made across chunks by ``route_batch``. Items already written for the same
+    records (a retried step) are not written again.
     """
     store = get_store()
     failures = pd.concat([read_parquet(store, k) for k in failures_keys], ignore_index=True)
     table = _parquet(store, part.normalized)
     data = table.select([ROW, *(f for f in fuzzy_columns if f in table.column_names)]).to_pandas()
-    checks = review_checks(data, read_parquet(store, part.issues), failures, read_parquet(store, duplicates_key),
-                           fuzzy_columns, set(spec.review.route))
-    if checks.empty:
-        return []
-    # only the held records become Python values, in one pass (a Series per record would cost ~1 ms each)
-    held = np.flatnonzero(data[ROW].isin(checks["row"]).to_numpy())
-    rows = _records(table.take(held))
-    raws = _records(_parquet(store, part.raw).take(held))
+    duplicates = read_parquet(store, duplicates_key)
+    checks = review_checks(data, read_parquet(store, part.issues), failures, duplicates, fuzzy_columns,
+                           set(spec.review.route))
+    checks = checks[checks["check"] != "duplicate_key"]  # said once per key, by route_batch
+    repeated = data[ROW].isin(duplicates["row"]).to_numpy()
+    wanted = data[ROW].isin(checks["row"]).to_numpy() | repeated
+    if not wanted.any():
+        return PartRouted(held=[], members=[])
+    # only these records become Python values, in one pass (a Series per record would cost ~1 ms each)
+    taken = np.flatnonzero(wanted)
+    rows = _records(table.take(taken))
+    raws = _records(_parquet(store, part.raw).take(taken))
     checks = checks.sort_values("row", kind="stable")
-    found = checks[["field", "check", "reason"]].astype(str).to_dict("records")
-    row_numbers, starts = np.unique(checks["row"].to_numpy(), return_index=True)
-    ends = [*starts[1:], len(found)]
-    items = [{
+    found: dict[int, list[dict[str, str]]] = {}
+    for r in checks.astype({"field": str, "check": str, "reason": str}).itertuples(index=False):
+        found.setdefault(int(r.row), []).append({"field": r.field, "check": r.check, "reason": r.reason})
+    is_repeated = set(data[ROW].to_numpy()[repeated].tolist())
+    items: list[dict[str, Any]] = []
+    members: list[Member] = []
+    for row, src in zip(rows, raws, strict=True):
+        number = int(row[ROW])
+        values = _source_values(src)
+        if number in is_repeated:
+            members.append(Member(row=number, key=_key_text(row, spec), file=str(src["_source_file"]),
+                                  source_row=int(src["_source_row"]), values=values,
+                                  proposed=_proposed(row, src, spec), checks=found.get(number, [])))
+            continue
+        items.append({
+            "flow_run_id": run.flow_run_id, "process": run.spec, "step": RECORDS_STEP, "kind": "record",
+            "record_key": f"{src['_source_file']}:{int(src['_source_row'])}",
+            "record_hash": record_hash(run.spec, [values]),
+            "source": {"file": str(src["_source_file"]), "row": int(src["_source_row"]), "values": values},
+            "failed_checks": found[number], "proposed": _proposed(row, src, spec), "due_at": due,
+            "on_timeout": spec.review.on_timeout,
+        })
+    carried, taken_over = write_items(run, items) if items else (0, 0)
+    return PartRouted(held=sorted(found.keys() - is_repeated), members=members, carried_over=carried,
+                      taken_over=taken_over)
+
+
+def _group_item(run: RunContext, spec: ProcessSpec, members: list[Member], due: datetime) -> dict[str, Any]:
+    """One item for every record of one natural key: the agent keeps one (or merged values), the rest are superseded.
+
+    The last record is proposed, as a later record would win on re-entry.
+    """
+    base = members[-1]
+    where = ", ".join(f"{m.file}:{m.source_row}" for m in members)
+    checks = [{"field": spec.target.key[0], "check": "duplicate_key",
+               "reason": f"key {base.key} appears {len(members)} times in this batch ({where}): keep one record"}]
+    for m in members:
+        own = m is base
+        checks += [{**c, "reason": c["reason"] if own else f"{c['reason']} (record {m.file}:{m.source_row})"}
+                   for c in m.checks]
+    return {
         "flow_run_id": run.flow_run_id, "process": run.spec, "step": RECORDS_STEP, "kind": "record",
-        "record_key": f"{src['_source_file']}:{int(src['_source_row'])}",
-        "source": {"file": str(src["_source_file"]), "row": int(src["_source_row"]),
-                   "values": {k: json_safe(v) for k, v in src.items() if not str(k).startswith("_")}},
-        "failed_checks": found[start:end], "proposed": _proposed(row, src, spec), "due_at": due,
-        "on_timeout": spec.review.on_timeout,
-    } for row, src, start, end in zip(rows, raws, starts, ends, strict=True)]
-    with session_scope(get_settings().ops_database_url) as s:
-        add_items(s, items)
-    return [int(r) for r in row_numbers]
+        "record_key": f"key:{base.key}", "record_hash": record_hash(run.spec, [m.values for m in members]),
+        "source": {"file": base.file, "row": base.source_row, "values": base.values,
+                   "records": [{"file": m.file, "row": m.source_row, "values": m.values, "proposed": m.proposed}
+                               for m in members]},
+        "failed_checks": checks, "proposed": base.proposed, "due_at": due, "on_timeout": spec.review.on_timeout,
+    }
 
 
 def route_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], checked: BatchChecked,
                 low_confidence: dict[str, list[str]]) -> Routed:
     """Send every record with a failed check or a routed flag to review; the rest pass straight through.
 
-    The chunks are routed, and their items written, side by side (``bpo.pool``).
+    The chunks are routed, and their items written, side by side (``bpo.pool``). Records sharing a
+    natural key are one decision: one item per key when any of them needs a person or the spec routes
+    repeated keys; otherwise the last one passes and the others are superseded.
     """
     due = datetime.now(UTC) + timedelta(hours=spec.review.due_hours)
     routed = map_in_workers(route_part, [
         (run, spec, part, [chunk_failures, checked.batch_failures], checked.duplicates,
          low_confidence.get(part.file, []), due)
         for part, chunk_failures in zip(parts, checked.chunk_failures, strict=True)])
-    review_rows = [r for rows in routed for r in rows]
+    held = [r for part in routed for r in part.held]
+    carried = sum(p.carried_over for p in routed)
+    taken_over = sum(p.taken_over for p in routed)
+    groups: dict[str, list[Member]] = {}
+    for member in sorted((m for p in routed for m in p.members), key=lambda m: m.row):
+        groups.setdefault(member.key, []).append(member)
+    superseded: dict[str, int] = {}
+    group_items = []
+    for members in groups.values():
+        if "duplicate_key" in spec.review.route or any(m.checks for m in members):
+            group_items.append(_group_item(run, spec, members, due))
+            held += [m.row for m in members]
+        else:
+            for m in members[:-1]:
+                superseded[m.file] = superseded.get(m.file, 0) + 1
+            held += [m.row for m in members[:-1]]
+    if group_items:
+        more_carried, more_taken = write_items(run, group_items)
+        carried, taken_over = carried + more_carried, taken_over + more_taken
     key = run.key("review", "rows.parquet")
-    put_parquet(get_store(), key, pd.DataFrame({ROW: pd.Series(review_rows, dtype="int64")}))
+    put_parquet(get_store(), key, pd.DataFrame({ROW: pd.Series(sorted(held), dtype="int64")}))
     total = sum(p.rows for p in parts)
-    return Routed(passed=total - len(review_rows), review=len(review_rows), review_rows=key)
+    withheld = sum(superseded.values())
+    return Routed(passed=total - len(held), review=len(held) - withheld, superseded=superseded,
+                  carried_over=carried, taken_over=taken_over, review_rows=key)

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
+from bpo.batches import hold_batch
 from bpo.db.models import Run
 from bpo.db.session import session_scope
 from bpo.settings import get_settings
@@ -74,9 +75,10 @@ def put_json(store: ArtifactStore, key: str, data: Any) -> StoredObject:
 
 
 def open_run(flow_run_id: str, process: str, spec: str, batch: str) -> RunContext:
-    """Record the run in the ops database (once) and fix its S3 prefix."""
+    """Take the batch (one run at a time), record the run in the ops database (once) and fix its S3 prefix."""
     settings = get_settings()
-    with session_scope(settings.ops_database_url) as s:
+    hold_batch(settings.ops_database_url or "", flow_run_id=flow_run_id, process=spec, batch=batch)
+    with session_scope(settings.ops_database_url or "") as s:
         run = s.get(Run, flow_run_id)
         if run is None:
             started = datetime.now(UTC)

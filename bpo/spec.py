@@ -60,6 +60,9 @@ class ReviewSpec(BaseModel):
     route: list[Flag] = Field(default_factory=lambda: ["duplicate_key", "low_confidence_mapping"])
     due_hours: float = 24.0
     on_timeout: Literal["escalate", "reject"] = "escalate"
+    # all or nothing: load no record of the batch until every item is decided (default: records
+    # that pass are loaded at once, only those under review wait)
+    hold_batch: bool = False
 
 
 class ProcessSpec(BaseModel):

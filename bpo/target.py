@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -160,11 +159,18 @@ DECISION_COLUMNS = ("id", "record_key", "status", "source", "failed_checks", "pr
                     "decided_by", "decided_at")
 
 
-class Loaded(BaseModel):
-    """Records that reached the target table (passed or approved) and those rejected, per input file."""
+class Passed(BaseModel):
+    """Records that went straight through to the target table, per input file."""
+
+    loaded: dict[str, int]
+
+
+class Decided(BaseModel):
+    """What the review decided, applied: records approved (loaded), rejected, superseded, per input file."""
 
     loaded: dict[str, int]
     rejected: dict[str, int]
+    superseded: dict[str, int]  # records of a repeated key the agent did not keep
     approved: int
     objects: list[StoredObject]
 
@@ -187,57 +193,66 @@ def load_part(run: RunContext, spec: ProcessSpec, part: Part, review_rows_key: s
     return len(frame)
 
 
-def load_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str,
-                 duplicates_key: str | None = None) -> Loaded:
-    """Upsert the records that passed and the ones a reviewer approved; a re-run adds no rows.
+def load_passed(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str) -> Passed:
+    """Upsert the records that passed straight through; a re-run adds no rows.
 
-    ``duplicates_key`` names the records whose key appears more than once in the batch: unless all of
-    them are held for review, the chunks load one after the other, so the later record wins, as always.
+    No two of them share a natural key (routing holds or supersedes every repeated one), so on
+    PostgreSQL the chunks load side by side; SQLite takes one writer at a time.
+    """
+    engine = engine_for(get_settings().target_database_url or "")
+    ensure_table(engine, spec)
+    calls = [(run, spec, part, review_rows_key) for part in parts]
+    if engine.dialect.name == "postgresql":
+        counts = map_in_workers(load_part, calls)
+    else:
+        counts = [load_part(*call) for call in calls]
+    loaded: dict[str, int] = {}
+    for part, count in zip(parts, counts, strict=True):
+        loaded[part.file] = loaded.get(part.file, 0) + count
+    return Passed(loaded=loaded)
+
+
+def _add(counts: dict[str, int], file: str, n: int = 1) -> None:
+    counts[file] = counts.get(file, 0) + n
+
+
+def load_decisions(run: RunContext, spec: ProcessSpec) -> Decided:
+    """Upsert the records reviewers approved (or whose approval carried over); archive every decision.
+
+    An item for a repeated natural key loads the record kept (its ``source``) and counts the other
+    records of the key as superseded; rejecting it rejects them all.
     """
     settings = get_settings()
     engine = engine_for(settings.target_database_url or "")
     table = ensure_table(engine, spec)
-    # the decisions are archived while the chunks load (this process's work beside the database's)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bpo-decisions") as background:
-        archived = background.submit(_archive_decisions, run)
-        calls = [(run, spec, part, review_rows_key) for part in parts]
-        # side by side only on PostgreSQL (SQLite takes one writer at a time), and only when no two chunks
-        # load the same key (the spec routes duplicate keys to review, as both shipped specs do)
-        if engine.dialect.name == "postgresql" and _disjoint(review_rows_key, duplicates_key):
-            counts = map_in_workers(load_part, calls)
-        else:
-            counts = [load_part(*call) for call in calls]
-        items, decisions = archived.result()
+    items, decisions = _archive_decisions(run)
     loaded: dict[str, int] = {}
-    for part, count in zip(parts, counts, strict=True):
-        loaded[part.file] = loaded.get(part.file, 0) + count
     rejected: dict[str, int] = {}
+    superseded: dict[str, int] = {}
     approved = [i for i in items if i.status == "approved"]
     for item in items:
+        members = item.source.get("records") or [item.source]
         if item.status == "rejected":
-            rejected[item.source["file"]] = rejected.get(item.source["file"], 0) + 1
+            for m in members:
+                _add(rejected, m["file"])
         elif item.status == "approved":
-            loaded[item.source["file"]] = loaded.get(item.source["file"], 0) + 1
+            _add(loaded, item.source["file"])
+            kept = (item.source["file"], item.source["row"])
+            for m in members:
+                if (m["file"], m["row"]) != kept:
+                    _add(superseded, m["file"])
     if approved:
         decided = pd.DataFrame([{**(i.decision or {}), "_source_file": i.source["file"],
                                  "_source_row": i.source["row"]} for i in approved], dtype=object)
         upsert(engine, table, to_rows(_with_provenance(decided, run), table), spec.target.key,
                chunk_rows=settings.chunk_rows)
-    return Loaded(loaded=loaded, rejected=rejected, approved=len(approved), objects=[decisions])
-
-
-def _disjoint(review_rows_key: str, duplicates_key: str | None) -> bool:
-    """True when every record whose key appears twice in the batch is held for review."""
-    if duplicates_key is None:
-        return False
-    store = get_store()
-    duplicated = read_parquet(store, duplicates_key, columns=["row"])["row"]
-    return bool(duplicated.isin(read_parquet(store, review_rows_key)[ROW]).all())
+    return Decided(loaded=loaded, rejected=rejected, superseded=superseded, approved=len(approved),
+                   objects=[decisions])
 
 
 def _archive_decisions(run: RunContext) -> tuple[list[Row[Any]], StoredObject]:
     """The run's review items and their decisions, and ``review/decisions.jsonl`` written from them."""
-    with session_scope(get_settings().ops_database_url) as s:
+    with session_scope(get_settings().ops_database_url or "") as s:
         # plain rows, not ORM objects: a run can hold tens of thousands of items
         items = list(s.execute(select(*(getattr(ReviewItem, c) for c in DECISION_COLUMNS)).where(
             ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == RECORDS_STEP)).all())

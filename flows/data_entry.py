@@ -23,7 +23,7 @@ from bpo.run import Part, batch_name
 from bpo.spec import load_spec
 from tasks.artifacts import clear_inbox, list_inputs, open_run, publish_run
 from tasks.intake import take_in_file
-from tasks.load import load_records
+from tasks.load import load_decisions, load_passed
 from tasks.normalize import prepare_chunk
 from tasks.quality import validate_batch
 from tasks.review import await_review, route_records
@@ -40,7 +40,7 @@ THREADS = max(4, os.cpu_count() or 1)
 
 @flow(name="data-entry", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=THREADS))
 def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, Any]:
-    """Intake → normalize → validate → route → review → load → publish."""
+    """Intake → normalize → validate → route → load what passed → review → load decisions → publish."""
     spec = load_spec(process)
     warm_up_in_background()  # the worker processes start while the run is opened
     run = open_run(str(flow_run.get_id()), spec.name, spec.slug, batch)
@@ -59,12 +59,16 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
     checked = validate_batch(run, spec, parts, [check for _, check in prepared])
     routed = route_records(run, spec, parts, checked,
                            {f.name: f.low_confidence for f in taken if f.low_confidence})
-    if routed.review:
+    if spec.review.hold_batch:  # all or nothing: nothing is loaded before every item is decided
         await_review(run, spec)
-    loaded = load_records(run, spec, parts, routed.review_rows, checked.duplicates)
+        passed = load_passed(run, spec, parts, routed.review_rows)
+    else:  # what passed goes straight through; only the records under review wait
+        passed = load_passed(run, spec, parts, routed.review_rows)
+        await_review(run, spec)
+    decided = load_decisions(run, spec)
 
     objects = [*(f.staged for f in taken), *(o for f in taken for o in f.objects),
-               *(o for p in parts for o in p.objects), *checked.objects, *loaded.objects]
-    summary = publish_run(run, objects, reconcile(taken, routed, loaded))
+               *(o for p in parts for o in p.objects), *checked.objects, *decided.objects]
+    summary = publish_run(run, objects, reconcile(taken, routed, passed, decided))
     clear_inbox(run)
     return summary

@@ -9,6 +9,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 
 from bpo import intake
 from bpo import run as runs
+from bpo.batches import BatchBusy, release_batch
 from bpo.db.session import session_scope
 from bpo.intake import Source
 from bpo.reconcile import Reconciliation, write_manifest
@@ -18,7 +19,12 @@ from bpo.settings import get_settings
 from bpo.store import StoredObject
 
 
-@task(retries=2, retry_delay_seconds=2, timeout_seconds=60)
+def _not_busy(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed open, except when another run holds the batch: that will not pass in seconds."""
+    return not isinstance(state.result(raise_on_failure=False), BatchBusy)
+
+
+@task(retries=2, retry_delay_seconds=2, timeout_seconds=60, retry_condition_fn=_not_busy)
 def open_run(flow_run_id: str, process: str, spec: str, batch: str) -> RunContext:
     """Record the run in the ops database (once) and fix its S3 prefix."""
     return runs.open_run(flow_run_id, process, spec, batch)
@@ -51,8 +57,10 @@ def publish_run(run: RunContext, objects: list[StoredObject], reconciliation: Re
     create_table_artifact(key=f"{slug}-files", table=[f.model_dump() for f in reconciliation.files],
                           description="Reconciliation per file")
     create_link_artifact(key=f"{slug}-manifest", link=manifest, description="Manifest of every object the run wrote")
-    with session_scope(get_settings().ops_database_url or "") as s:
+    url = get_settings().ops_database_url or ""
+    with session_scope(url) as s:
         set_run_status(s, run.flow_run_id, "completed" if balanced else "failed", **totals.model_dump())
+    release_batch(url, flow_run_id=run.flow_run_id, process=run.spec, batch=run.batch)
     if not balanced:
         off = [f.file for f in reconciliation.files if not f.balanced]
         raise RuntimeError(f"reconciliation failed: records in != loaded + rejected + superseded + quarantined "

@@ -7,11 +7,16 @@ from prefect import task
 from bpo import target
 from bpo.run import Part, RunContext
 from bpo.spec import ProcessSpec
-from bpo.target import Loaded
+from bpo.target import Decided, Passed
 
 
 @task(retries=2, retry_delay_seconds=5, timeout_seconds=3600)
-def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str,
-                 duplicates_key: str | None = None) -> Loaded:
-    """Upsert the records that passed and the ones a reviewer approved; a re-run adds no rows."""
-    return target.load_batch(run, spec, parts, review_rows_key, duplicates_key)
+def load_passed(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str) -> Passed:
+    """Upsert the records that passed straight through; a re-run adds no rows."""
+    return target.load_passed(run, spec, parts, review_rows_key)
+
+
+@task(retries=2, retry_delay_seconds=5, timeout_seconds=3600)
+def load_decisions(run: RunContext, spec: ProcessSpec) -> Decided:
+    """Upsert the records a reviewer approved and archive every decision; a re-run adds no rows."""
+    return target.load_decisions(run, spec)

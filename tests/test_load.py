@@ -366,20 +366,3 @@ def test_approved_decisions_with_a_blank_integer_load_into_postgres(pg_engine: E
     stored = read_all(pg_engine, table, "Order Id")
     assert stored["O-1"]["qty"] is None and stored["O-1"]["select"] == 'a, "b"'
     assert stored["O-2"]["qty"] == 9007199254740993
-
-
-@pytest.mark.slow
-def test_chunks_load_side_by_side_only_when_no_two_share_a_key(s3: dict[str, str]) -> None:
-    from bpo.run import get_store, put_parquet
-    from bpo.schema import ROW
-    from bpo.target import _disjoint
-
-    store = get_store()
-    base = f"tests/disjoint-{uuid.uuid4().hex[:8]}"
-    put_parquet(store, f"{base}/duplicates.parquet", pd.DataFrame(
-        {"row": [3, 9], "field": "id", "check": "duplicate_key", "reason": "key appears twice"}))
-    put_parquet(store, f"{base}/held-all.parquet", pd.DataFrame({ROW: [1, 3, 9]}))
-    put_parquet(store, f"{base}/held-some.parquet", pd.DataFrame({ROW: [3]}))
-    assert _disjoint(f"{base}/held-all.parquet", f"{base}/duplicates.parquet") is True
-    assert _disjoint(f"{base}/held-some.parquet", f"{base}/duplicates.parquet") is False
-    assert _disjoint(f"{base}/held-all.parquet", None) is False

@@ -15,7 +15,7 @@ from bpo.cli.common import err, fail, out, run_app, settings
 
 STAGES = {"open_run": "open", "list_inputs": "list inputs", "take_in_file": "intake",
           "prepare_chunk": "normalize + validate", "validate_batch": "validate batch", "route_records": "route",
-          "load_records": "load", "publish_run": "publish"}
+          "load_passed": "load", "load_decisions": "load decisions", "publish_run": "publish"}
 
 
 @run_app.command("data-entry")

@@ -45,6 +45,17 @@ class Batch(Base):
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ActiveBatch(Base):
+    """The run that holds a batch now: one run per batch at a time (a row exists only while it runs)."""
+
+    __tablename__ = "active_batches"
+
+    process: Mapped[str] = mapped_column(String(100), primary_key=True)
+    batch: Mapped[str] = mapped_column(Text, primary_key=True)
+    flow_run_id: Mapped[str] = mapped_column(String(36))
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ReviewItem(Base):
     """Something automation could not settle, waiting for a review agent's decision."""
 
@@ -53,6 +64,7 @@ class ReviewItem(Base):
         UniqueConstraint("flow_run_id", "step", "record_key"),
         Index("ix_review_items_queue", "status", "queue", "due_at"),
         Index("ix_review_items_run_step_status", "flow_run_id", "step", "status"),
+        Index("ix_review_items_process_hash", "process", "record_hash"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -61,6 +73,9 @@ class ReviewItem(Base):
     step: Mapped[str] = mapped_column(String(100))  # the review step (its pause key) within the run
     kind: Mapped[str] = mapped_column(String(20))  # record | pair | candidates | gate
     record_key: Mapped[str] = mapped_column(Text)  # identity of the item within the step
+    # what the decision is about, across runs: sha256 of the process and the record's source values
+    # (of every record, for records sharing a natural key); a later run asks again only if it changed
+    record_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     source: Mapped[dict[str, Any]] = mapped_column()  # where it came from: file, row, raw values
     failed_checks: Mapped[list[Any]] = mapped_column()  # [{field, check, reason}]
     proposed: Mapped[dict[str, Any]] = mapped_column()  # the values automation proposes

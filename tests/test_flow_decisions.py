@@ -1,0 +1,215 @@
+"""Decisions carry over, repeated keys are one decision, passing records go straight through, one run per batch.
+
+End to end against a real Prefect server, SeaweedFS and SQLite; the agent works from another thread.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, select
+
+from bpo.db.models import AuditEvent
+from bpo.db.session import session_scope
+from bpo.samples import make_records, to_csv
+from bpo.spec import SPECS_DIR
+from bpo.target import count_rows
+from tests.cli import BPO, bpo
+
+pytestmark = pytest.mark.slow
+
+
+def _settings() -> Any:
+    from bpo.settings import Settings
+
+    return Settings()
+
+
+def _open_items(batch: Path) -> list[Any]:
+    from bpo.review import list_items
+
+    return [i for i in list_items(_settings()) if str(batch) in _batch_of(i.flow_run_id)]
+
+
+def _batch_of(flow_run_id: str) -> str:
+    from bpo.db.models import Run
+
+    with session_scope(_settings().ops_database_url) as s:
+        run = s.get(Run, flow_run_id)
+        return run.batch if run else ""
+
+
+def _wait_for(predicate: Any, what: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _rows(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        return count_rows(engine, "customers")
+    except Exception:  # the table does not exist yet: nothing loaded
+        return 0
+    finally:
+        engine.dispose()
+
+
+class Agent(threading.Thread):
+    """Resolves the batch's items as they appear: ``decide(item) -> (approve, reason)``; notes what it saw."""
+
+    def __init__(self, batch: Path, decide: Any, *, expect: int | None = None, look: Any = None) -> None:
+        super().__init__(daemon=True)
+        self.batch, self.decide, self.expect, self.look = batch, decide, expect, look
+        self.seen: list[Any] = []
+        self.looked: Any = None
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from bpo.review import resolve
+
+        try:
+            settings = _settings()
+            while not self.stop.is_set():
+                items = _open_items(self.batch)
+                if items and (self.expect is None or len(items) >= self.expect):
+                    time.sleep(1)  # every item of the step written
+                    items = _open_items(self.batch)
+                    if self.look is not None and self.looked is None:
+                        self.looked = self.look()
+                    for item in items:
+                        approve, reason = self.decide(item)
+                        resolve(settings, item.id, approve=approve, reason=reason, actor="agent")
+                    self.seen += items
+                time.sleep(0.3)
+        except BaseException as exc:
+            self.error = exc
+
+
+def _run_with(agent: Agent, **params: Any) -> dict[str, Any]:
+    from flows.data_entry import data_entry
+
+    agent.start()
+    try:
+        return data_entry(**params)
+    finally:
+        agent.stop.set()
+        agent.join(timeout=10)
+        assert agent.error is None, agent.error
+
+
+def test_a_rerun_asks_nothing_already_decided_and_a_changed_record_is_asked_again(
+        stack: dict[str, str], target_db: str, tmp_path: Path) -> None:
+    batch = tmp_path / "carry"
+    batch.mkdir()
+    records = make_records(80, seed=51, review_fraction=0.1, start=70_000)
+    (batch / "forms.csv").write_bytes(to_csv(records))
+
+    first_agent = Agent(batch, lambda item: (False, "not a real customer"))
+    first = _run_with(first_agent, batch=str(batch))
+    assert first_agent.seen and first["rejected"] >= len(first_agent.seen)
+
+    again_agent = Agent(batch, lambda item: (False, "asked twice"))
+    again = _run_with(again_agent, batch=str(batch))
+    assert again_agent.seen == [], "nothing already decided is asked again"
+    for key in ("records_in", "loaded", "rejected", "superseded", "quarantined"):
+        assert again[key] == first[key], key
+    assert again["carried_over"] == len(first_agent.seen)
+    assert _rows(target_db) == first["loaded"]
+    with session_scope(_settings().ops_database_url) as s:
+        carried = s.scalars(select(AuditEvent).where(AuditEvent.action == "carried_over",
+                                                     AuditEvent.flow_run_id == again["manifest"].split("/")[-2]))
+        assert len(list(carried)) == len(first_agent.seen), "each carried-over decision is audited"
+
+    # one held record changes (a new bad email): that one, and only that one, is asked again
+    held = next(i for i in first_agent.seen if i.record_key.startswith("forms.csv:")
+                and any(c["check"] == "normalize_email" for c in i.failed_checks))
+    index = held.source["row"] - 2
+    records[index]["email"] = "still-not-an-email"
+    (batch / "forms.csv").write_bytes(to_csv(records))
+    third_agent = Agent(batch, lambda item: (False, "changed, still bad"))
+    third = _run_with(third_agent, batch=str(batch))
+    assert [i.record_key for i in third_agent.seen] == [held.record_key]
+    assert third["rejected"] == first["rejected"] and third["carried_over"] == len(first_agent.seen) - 1
+
+
+def test_records_sharing_a_key_are_one_decision_and_the_other_is_superseded(
+        stack: dict[str, str], target_db: str, tmp_path: Path) -> None:
+    batch = tmp_path / "dupes"
+    batch.mkdir()
+    records = make_records(10, seed=52, review_fraction=0.0, start=71_000)
+    records[7]["customer_id"] = records[2]["customer_id"]  # repeated within a file
+    (batch / "a.csv").write_bytes(to_csv(records))
+    repeat = make_records(1, seed=53, review_fraction=0.0, start=71_004)  # repeats records[4]'s key
+    (batch / "b.csv").write_bytes(to_csv(repeat))
+
+    agent = Agent(batch, lambda item: (True, None), expect=2)
+    result = _run_with(agent, batch=str(batch))
+    assert sorted(i.record_key for i in agent.seen) == sorted(
+        [f"key:{records[2]['customer_id']}", f"key:{records[4]['customer_id']}"])
+    for item in agent.seen:
+        assert len(item.source["records"]) == 2 and item.failed_checks[0]["check"] == "duplicate_key"
+    assert result["records_in"] == 11 and result["loaded"] == 9 and result["superseded"] == 2
+    assert result["reviewed"] == 4 and result["approved"] == 2
+    assert _rows(target_db) == 9
+
+
+def test_passing_records_load_while_the_others_wait_unless_the_spec_holds_the_batch(
+        stack: dict[str, str], target_db: str, tmp_path: Path) -> None:
+    batch = tmp_path / "straight"
+    batch.mkdir()
+    (batch / "forms.csv").write_bytes(to_csv(make_records(60, seed=54, review_fraction=0.1, start=72_000)))
+
+    agent = Agent(batch, lambda item: (False, "no"), look=lambda: _rows(target_db))
+    result = _run_with(agent, batch=str(batch))
+    assert agent.seen and agent.looked == result["loaded"] == result["straight_through"] > 0
+
+    spec = yaml.safe_load((SPECS_DIR / "customer_onboarding.yaml").read_text())
+    spec["review"]["hold_batch"] = True
+    held_spec = tmp_path / "customer_onboarding_held.yaml"
+    held_spec.write_text(yaml.safe_dump(spec))
+    again = tmp_path / "held"
+    again.mkdir()
+    (again / "forms.csv").write_bytes(to_csv(make_records(60, seed=55, review_fraction=0.1, start=73_000)))
+    before = _rows(target_db)
+    agent = Agent(again, lambda item: (False, "no"), look=lambda: _rows(target_db))
+    result = _run_with(agent, batch=str(again), process=str(held_spec))
+    assert agent.seen and agent.looked == before, "nothing of a held batch loads before every item is decided"
+    assert _rows(target_db) == before + result["loaded"]
+
+
+def test_a_second_run_of_a_batch_while_one_is_active_is_refused_naming_it(
+        stack: dict[str, str], target_db: str, tmp_path: Path) -> None:
+    from flows.data_entry import data_entry
+
+    batch = tmp_path / "busy"
+    batch.mkdir()
+    (batch / "forms.csv").write_bytes(to_csv(make_records(40, seed=56, review_fraction=0.1, start=74_000)))
+    first = subprocess.Popen([*BPO, "run", "data-entry", str(batch), "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        items = _wait_for(lambda: _open_items(batch), "the first run's review items")
+        holder = items[0].flow_run_id
+        with pytest.raises(Exception, match=holder):
+            data_entry(batch=str(batch))
+        assert len(_open_items(batch)) == len(items), "the refused run raised no items of its own"
+        time.sleep(1)
+        for item in _open_items(batch):
+            assert bpo("review", "resolve", str(item.id), "--reject", "--reason", "x", "--as", "a").returncode == 0
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert data_entry(batch=str(batch))["records_in"] == 40, "once the first run has ended, the batch runs again"
