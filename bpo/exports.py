@@ -35,7 +35,7 @@ def cell(value: Any) -> str | int | float | bool | datetime | None:
     if isinstance(value, datetime):
         return value
     if isinstance(value, Decimal):
-        return str(value)
+        return str(value)  # a number's own digits, never a formula
     if isinstance(value, dict | list):
         value = json.dumps(value, ensure_ascii=False, default=str)
     return neutralize(str(value))

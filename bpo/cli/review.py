@@ -71,7 +71,9 @@ def review_show(item_id: int, as_json: bool = typer.Option(False, "--json")) -> 
         return
     out.print(f"[bold]item {item.id}[/bold] · {escape(item.kind)} · {escape(item.process)} · {escape(shown.title)} · "
               f"{item.status} · due {item.due_at:%Y-%m-%d %H:%M} UTC · on timeout: {escape(item.on_timeout)}")
-    table = Table(*(Text(c) for c in shown.columns))
+    table = Table()
+    for column in shown.columns:
+        table.add_column(Text(column))
     for row in shown.rows:
         table.add_row(*(Text(v, style="red") if v == "✗" else Text(v) for v in row))
     out.print(table)
@@ -132,6 +134,8 @@ def review_resolve(
         fail("--process and --run narrow --all-open", 2)
     if sets and not approve:
         fail("--set goes with --approve (one item)", 2)
+    if reject and not (reason and reason.strip()):
+        fail("a rejection needs a reason (--reason TEXT)", 2)
     if approve and (all_open or len(ids) > 1):
         fail("--approve decides one item; to approve many, use --approve-passing", 2)
     corrections: dict[str, str] = {}
