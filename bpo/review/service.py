@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import CursorResult, Update, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Table, Update, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from bpo.db.models import AuditEvent, ReviewItem, Run
@@ -66,10 +66,10 @@ def add_items(session: Session, items: Sequence[ReviewItem | dict[str, Any]]) ->
     for r in new:  # one executemany per shape of row
         by_shape.setdefault(frozenset(r), []).append(r)
     for rows_of_shape in by_shape.values():
-        session.execute(insert(ReviewItem.__table__), rows_of_shape)
+        session.execute(insert(cast(Table, ReviewItem.__table__)), rows_of_shape)
     ids = dict(session.execute(select(ReviewItem.record_key, ReviewItem.id).where(
         ReviewItem.flow_run_id == run_id, ReviewItem.step == step)).tuples().all())
-    session.execute(insert(AuditEvent.__table__), [
+    session.execute(insert(cast(Table, AuditEvent.__table__)), [
         {"actor": "system", "action": "created", "item_id": ids[r["record_key"]], "flow_run_id": run_id,
          "detail": {"checks": [c["check"] for c in r["failed_checks"]]}} for r in new])
     return len(new)
@@ -84,7 +84,7 @@ def list_items(settings: Settings, *, status: str | None = "open", process: str 
                flow_run_id: str | None = None, queue: str | None = None,
                limit: int | None = 200) -> list[ReviewItem]:
     """Items in queue order: soonest due first; ``limit=None`` for all of them."""
-    with session_scope(settings.ops_database_url) as s:
+    with session_scope(_ops(settings)) as s:
         q = select(ReviewItem).order_by(ReviewItem.due_at, ReviewItem.id).limit(limit)
         if status:
             q = q.where(ReviewItem.status == status)
@@ -98,7 +98,7 @@ def list_items(settings: Settings, *, status: str | None = "open", process: str 
 
 
 def get_item(settings: Settings, item_id: int) -> ReviewItem:
-    with session_scope(settings.ops_database_url) as s:
+    with session_scope(_ops(settings)) as s:
         item = s.get(ReviewItem, item_id)
         if item is None:
             raise ReviewError(f"no review item {item_id}")
@@ -108,7 +108,7 @@ def get_item(settings: Settings, item_id: int) -> ReviewItem:
 def claim(settings: Settings, item_id: int, actor: str) -> ReviewItem:
     """Assign an open item to ``actor``; an item claimed by someone else is refused."""
     _need_actor(actor)
-    with session_scope(settings.ops_database_url) as s:
+    with session_scope(_ops(settings)) as s:
         if not _changed(s, _takeable(item_id, actor).values(assignee=actor)):
             _refuse(s, item_id, actor)
         item = s.get(ReviewItem, item_id, populate_existing=True)
@@ -127,7 +127,7 @@ def resolve(settings: Settings, item_id: int, *, actor: str, approve: bool | Non
     """
     _need_actor(actor)
     wanted = _decision_input(approve, sets, reason, decision)
-    with session_scope(settings.ops_database_url) as s:
+    with session_scope(_ops(settings)) as s:
         item = s.get(ReviewItem, item_id)
         if item is None:
             raise ReviewError(f"no review item {item_id}")
@@ -159,7 +159,7 @@ def resolve_many(settings: Settings, item_ids: Iterable[int], *, actor: str, app
     ids = list(dict.fromkeys(item_ids))
     for start in range(0, len(ids), batch_size):
         chunk = ids[start:start + batch_size]
-        with session_scope(settings.ops_database_url) as s:
+        with session_scope(_ops(settings)) as s:
             found = {i.id: i for i in s.scalars(select(ReviewItem).where(ReviewItem.id.in_(chunk)))}
             accepted: list[tuple[ReviewItem, Outcome]] = []
             for item_id in chunk:
@@ -185,6 +185,11 @@ def resolve_many(settings: Settings, item_ids: Iterable[int], *, actor: str, app
         if resume_if_done(settings, run_id, step):
             done.resumed.append(run_id)
     return done
+
+
+def _ops(settings: Settings) -> str:
+    assert settings.ops_database_url, "Settings fills in the ops database URL"
+    return settings.ops_database_url
 
 
 def _need_actor(actor: str) -> None:
@@ -277,7 +282,7 @@ def resume_if_done(settings: Settings, flow_run_id: str, step: str, *, settle_se
     A run still running may be about to pause (it counted open items a moment before the last one
     was resolved): it is given ``settle_seconds`` to get there, so that no run waits for nothing.
     """
-    with session_scope(settings.ops_database_url) as s:
+    with session_scope(_ops(settings)) as s:
         if open_count(s, flow_run_id, step):
             return False
     from uuid import UUID
@@ -298,7 +303,7 @@ def resume_if_done(settings: Settings, flow_run_id: str, step: str, *, settle_se
                 return False
             time.sleep(0.2)
         # counted again now that the run waits: items written after the first count are seen
-        with session_scope(settings.ops_database_url) as s:
+        with session_scope(_ops(settings)) as s:
             if open_count(s, flow_run_id, step):
                 return False
             counts = dict(s.execute(select(ReviewItem.status, func.count()).where(
@@ -317,7 +322,7 @@ def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[s
     now = now or datetime.now(UTC)
     done = {"escalated": 0, "rejected": 0, "resumed": 0}
     touched: set[tuple[str, str]] = set()
-    with session_scope(settings.ops_database_url) as s:
+    with session_scope(_ops(settings)) as s:
         overdue = list(s.scalars(select(ReviewItem).where(ReviewItem.status == "open", ReviewItem.due_at < now)))
         for item in overdue:
             still_open = update(ReviewItem).where(ReviewItem.id == item.id, ReviewItem.status == "open")
