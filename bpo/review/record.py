@@ -1,0 +1,89 @@
+"""The ``record`` kind: a data-entry record that failed a check, approved (maybe corrected) or rejected.
+
+A correction is normalized and validated again, as the flow would, before it is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bpo.db.models import ReviewItem
+from bpo.normalizers import normalize_frame
+from bpo.quality import validate_frame
+from bpo.review.kinds import CorrectionRefused, Display, Outcome, ReviewError, register
+from bpo.review.values import json_safe
+from bpo.schema import ROW
+from bpo.spec import ProcessSpec, load_spec
+
+
+class RecordDecision(BaseModel):
+    """Approve the proposed values (with ``set`` corrections), or reject with a reason."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    approve: bool
+    sets: dict[str, str] = Field(default_factory=dict, alias="set")
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _reject_needs_reason(self) -> RecordDecision:
+        if not self.approve and not (self.reason and self.reason.strip()):
+            raise ValueError("a rejection needs a reason (--reason TEXT)")
+        if not self.approve and self.sets:
+            raise ValueError("corrections (--set) go with an approval")
+        return self
+
+
+def revalidate(spec: ProcessSpec, values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Normalize and validate one record as the flow would; return accepted values and failures."""
+    raw = pd.DataFrame([{name: (None if values.get(name) is None else str(values.get(name)))
+                         for name in spec.fields}], dtype=object)
+    normalized = normalize_frame(raw, spec)
+    data = normalized.data.assign(**{ROW: [0]})
+    failures = [{"field": str(r.field), "check": str(r.check), "reason": str(r.reason)}
+                for r in normalized.issues.itertuples()]
+    checked = validate_frame(data, spec, docs=False)
+    failures += [{"field": str(r.field), "check": str(r.check), "reason": str(r.reason)}
+                 for r in checked.failures.itertuples()]
+    accepted = {c: json_safe(v) for c, v in data.drop(columns=[ROW]).iloc[0].items() if not str(c).startswith("_")}
+    return accepted, failures
+
+
+class RecordKind:
+    name: ClassVar[str] = "record"
+    decision: ClassVar[type[BaseModel]] = RecordDecision
+
+    def display(self, item: ReviewItem) -> Display:
+        failed = {c["field"] for c in item.failed_checks}
+        source = item.source.get("values", {})
+        rows = [[name, _text(source.get(name)), _text(value), "✗" if name in failed else ""]
+                for name, value in item.proposed.items()]
+        checks = sorted({f"{c['field']}:{c['check'].removeprefix('expect_column_values_to_')}"
+                         for c in item.failed_checks})
+        return Display(title=item.record_key, columns=["field", "source", "proposed", ""], rows=rows,
+                       notes=[f"{c['field']}: {c['reason']} ({c['check']})" for c in item.failed_checks],
+                       summary=", ".join(checks))
+
+    def check(self, item: ReviewItem, decision: Any) -> Outcome:
+        assert isinstance(decision, RecordDecision)
+        audit = {"set": decision.sets, "reason": decision.reason}
+        if not decision.approve:
+            return Outcome("rejected", reason=decision.reason, audit=audit)
+        spec = load_spec(item.process)
+        unknown = sorted(set(decision.sets) - set(spec.fields))
+        if unknown:
+            raise ReviewError(f"unknown field(s) {', '.join(unknown)}; fields are {', '.join(spec.fields)}")
+        accepted, failures = revalidate(spec, {**item.proposed, **decision.sets})
+        if failures:
+            raise CorrectionRefused(failures)
+        return Outcome("approved", decision=accepted, reason=decision.reason, audit=audit)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+register(RecordKind())

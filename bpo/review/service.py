@@ -1,0 +1,355 @@
+"""The review service: one mechanism for every kind of review item.
+
+Flows write items and pause; agents list, claim and resolve them (CLI or console); when the last
+open item of a run's review step is resolved, the run is resumed. What an item is — a record to
+correct, a gate, a pair — is its kind's business (``bpo.review.kinds``): the service asks the
+item's handler to check a decision and stores what it accepts. A decision is taken once: every
+change of an item's status or assignee is a conditional UPDATE of an open item, so of two agents
+acting at the same moment one wins and the other is told who did.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import CursorResult, Table, Update, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from bpo.db.models import AuditEvent, ReviewItem, Run
+from bpo.db.session import session_scope
+from bpo.review.kinds import CorrectionRefused, Kind, Outcome, ReviewError, kind_of
+from bpo.settings import Settings
+from bpo.spec import load_spec
+
+
+@dataclass(frozen=True)
+class Resolution:
+    item_id: int
+    status: str
+    open_left: int  # open items left in the same run and step
+    resumed: bool
+
+
+@dataclass
+class BulkResolution:
+    """What a bulk resolve did with each item it was given."""
+
+    decided: dict[int, str] = field(default_factory=dict)  # item -> approved | rejected
+    left_open: dict[int, list[dict[str, str]]] = field(default_factory=dict)  # the decision still fails: why
+    refused: dict[int, str] = field(default_factory=dict)  # not decided here: why (decided, claimed, unknown)
+    resumed: list[str] = field(default_factory=list)  # runs resumed after their last item
+
+
+def add_items(session: Session, items: Sequence[ReviewItem | dict[str, Any]]) -> int:
+    """Insert items not already there (same run, step and record key), in bulk; return how many were new.
+
+    An item is a ``ReviewItem`` or a plain row of its columns (cheaper by the ten thousand);
+    columns left out take their defaults.
+    """
+    if not items:
+        return 0
+    columns = [c.key for c in ReviewItem.__table__.columns]
+    rows = [i if isinstance(i, dict) else {k: v for k in columns if (v := getattr(i, k)) is not None} for i in items]
+    run_id, step = rows[0]["flow_run_id"], rows[0]["step"]
+    existing = set(session.scalars(select(ReviewItem.record_key).where(
+        ReviewItem.flow_run_id == run_id, ReviewItem.step == step)))
+    new = [r for r in rows if r["record_key"] not in existing]
+    if not new:
+        return 0
+    by_shape: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for r in new:  # one executemany per shape of row
+        by_shape.setdefault(frozenset(r), []).append(r)
+    for rows_of_shape in by_shape.values():
+        session.execute(insert(cast(Table, ReviewItem.__table__)), rows_of_shape)
+    ids = dict(session.execute(select(ReviewItem.record_key, ReviewItem.id).where(
+        ReviewItem.flow_run_id == run_id, ReviewItem.step == step)).tuples().all())
+    session.execute(insert(cast(Table, AuditEvent.__table__)), [
+        {"actor": "system", "action": "created", "item_id": ids[r["record_key"]], "flow_run_id": run_id,
+         "detail": {"checks": [c["check"] for c in r["failed_checks"]]}} for r in new])
+    return len(new)
+
+
+def open_count(session: Session, flow_run_id: str, step: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(ReviewItem).where(
+        ReviewItem.flow_run_id == flow_run_id, ReviewItem.step == step, ReviewItem.status == "open")) or 0)
+
+
+def list_items(settings: Settings, *, status: str | None = "open", process: str | None = None,
+               flow_run_id: str | None = None, queue: str | None = None,
+               limit: int | None = 200) -> list[ReviewItem]:
+    """Items in queue order: soonest due first; ``limit=None`` for all of them."""
+    with session_scope(_ops(settings)) as s:
+        q = select(ReviewItem).order_by(ReviewItem.due_at, ReviewItem.id).limit(limit)
+        if status:
+            q = q.where(ReviewItem.status == status)
+        if process:
+            q = q.where(ReviewItem.process == process)
+        if flow_run_id:
+            q = q.where(ReviewItem.flow_run_id == flow_run_id)
+        if queue:
+            q = q.where(ReviewItem.queue == queue)
+        return list(s.scalars(q))
+
+
+def get_item(settings: Settings, item_id: int) -> ReviewItem:
+    with session_scope(_ops(settings)) as s:
+        item = s.get(ReviewItem, item_id)
+        if item is None:
+            raise ReviewError(f"no review item {item_id}")
+        return item
+
+
+def claim(settings: Settings, item_id: int, actor: str) -> ReviewItem:
+    """Assign an open item to ``actor``; an item claimed by someone else is refused."""
+    _need_actor(actor)
+    with session_scope(_ops(settings)) as s:
+        if not _changed(s, _takeable(item_id, actor).values(assignee=actor)):
+            _refuse(s, item_id, actor)
+        item = s.get(ReviewItem, item_id, populate_existing=True)
+        assert item is not None
+        s.add(AuditEvent(actor=actor, action="claimed", item_id=item.id, flow_run_id=item.flow_run_id, detail={}))
+        return item
+
+
+def resolve(settings: Settings, item_id: int, *, actor: str, approve: bool | None = None,
+            sets: dict[str, str] | None = None, reason: str | None = None,
+            decision: Mapping[str, Any] | None = None) -> Resolution:
+    """Decide one item: ``decision`` as its kind takes it, or (record and gate) approve/reject, sets, reason.
+
+    The kind checks the decision (a corrected record is normalized and validated again) and may
+    refuse it (``CorrectionRefused``: the item stays open, the refusal is audited).
+    """
+    _need_actor(actor)
+    wanted = _decision_input(approve, sets, reason, decision)
+    with session_scope(_ops(settings)) as s:
+        item = s.get(ReviewItem, item_id)
+        if item is None:
+            raise ReviewError(f"no review item {item_id}")
+        try:
+            outcome = _check(s, item, actor, wanted)
+        except CorrectionRefused:
+            s.commit()  # the refusal stays in the audit trail
+            raise
+        _decide(s, item, actor, outcome, datetime.now(UTC))
+        run_id, step = item.flow_run_id, item.step
+        left = open_count(s, run_id, step)
+    resumed = resume_if_done(settings, run_id, step) if left == 0 else False
+    return Resolution(item_id, outcome.status, left, resumed)
+
+
+def resolve_many(settings: Settings, item_ids: Iterable[int], *, actor: str, approve: bool | None = None,
+                 reason: str | None = None, decision: Mapping[str, Any] | None = None,
+                 batch_size: int = 200) -> BulkResolution:
+    """Take one decision on many items: each is checked by its kind, decided or left open, and reported.
+
+    With ``approve=True`` every item whose proposed values now pass every check is approved; the
+    others stay open with their failures. Items are checked outside any write, then each batch of
+    ``batch_size`` is written in one transaction; each run is resumed once, after its last item.
+    """
+    _need_actor(actor)
+    wanted = _decision_input(approve, None, reason, decision)
+    done = BulkResolution()
+    touched: set[tuple[str, str]] = set()
+    ids = list(dict.fromkeys(item_ids))
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start:start + batch_size]
+        with session_scope(_ops(settings)) as s:
+            found = {i.id: i for i in s.scalars(select(ReviewItem).where(ReviewItem.id.in_(chunk)))}
+            accepted: list[tuple[ReviewItem, Outcome]] = []
+            for item_id in chunk:
+                item = found.get(item_id)
+                try:
+                    if item is None:
+                        raise ReviewError(f"no review item {item_id}")
+                    accepted.append((item, _check(s, item, actor, wanted)))
+                except CorrectionRefused as exc:
+                    done.left_open[item_id] = exc.failures
+                except ReviewError as exc:
+                    done.refused[item_id] = str(exc)
+            now = datetime.now(UTC)
+            for item, outcome in accepted:
+                try:
+                    _decide(s, item, actor, outcome, now)
+                except ReviewError as exc:  # decided or claimed by someone else since it was checked
+                    done.refused[item.id] = str(exc)
+                    continue
+                done.decided[item.id] = outcome.status
+                touched.add((item.flow_run_id, item.step))
+    for run_id, step in sorted(touched):
+        if resume_if_done(settings, run_id, step):
+            done.resumed.append(run_id)
+    return done
+
+
+def _ops(settings: Settings) -> str:
+    assert settings.ops_database_url, "Settings fills in the ops database URL"
+    return settings.ops_database_url
+
+
+def _need_actor(actor: str) -> None:
+    if not actor.strip():
+        raise ReviewError("say who resolves the item (--as NAME)")
+
+
+def _decision_input(approve: bool | None, sets: dict[str, str] | None, reason: str | None,
+                    decision: Mapping[str, Any] | None) -> dict[str, Any]:
+    if decision is not None:
+        if approve is not None or sets or reason is not None:
+            raise ReviewError("give a decision, or approve/reject with sets and a reason, not both")
+        return dict(decision)
+    if approve is None:
+        raise ReviewError("say whether the item is approved or rejected (--approve/--reject)")
+    wanted: dict[str, Any] = {"approve": approve}
+    if sets:
+        wanted["set"] = sets
+    if reason is not None:
+        wanted["reason"] = reason
+    return wanted
+
+
+def _check(s: Session, item: ReviewItem, actor: str, wanted: dict[str, Any]) -> Outcome:
+    """The item's kind's verdict on ``wanted``; a refused correction is audited (in ``s``) and raised."""
+    if item.status != "open" or (item.assignee and item.assignee != actor):
+        _refuse(s, item.id, actor)
+    kind = kind_of(item)
+    decision = _parse(kind, wanted)
+    try:
+        return kind.check(item, decision)
+    except CorrectionRefused as exc:
+        s.add(AuditEvent(actor=actor, action="correction_refused", item_id=item.id, flow_run_id=item.flow_run_id,
+                         detail={**decision.model_dump(mode="json", by_alias=True), "failures": exc.failures}))
+        raise
+
+
+def _parse(kind: Kind, wanted: dict[str, Any]) -> BaseModel:
+    try:
+        return kind.decision.model_validate(wanted)
+    except ValidationError as exc:
+        # without the input: it may hold client values
+        problems = []
+        for e in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(p) for p in e["loc"])
+            text = str(e["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {text}" if where else text)
+        raise ReviewError(f"not a {kind.name} decision: {'; '.join(problems)}") from None
+
+
+def _decide(s: Session, item: ReviewItem, actor: str, outcome: Outcome, now: datetime) -> None:
+    """Write ``outcome`` if the item is still open and not someone else's, with its audit event; else refuse."""
+    won = _changed(s, _takeable(item.id, actor).values(
+        status=outcome.status, decision=outcome.decision, reason=outcome.reason, decided_by=actor,
+        decided_at=now, assignee=actor))
+    if not won:
+        _refuse(s, item.id, actor)
+    s.add(AuditEvent(actor=actor, action=outcome.status, item_id=item.id, flow_run_id=item.flow_run_id,
+                     detail=outcome.audit))
+
+
+def _takeable(item_id: int, actor: str) -> Update:
+    """An UPDATE of the item that matches only while it is open and unclaimed or claimed by ``actor``."""
+    return update(ReviewItem).where(
+        ReviewItem.id == item_id, ReviewItem.status == "open",
+        or_(ReviewItem.assignee.is_(None), ReviewItem.assignee == actor)).execution_options(
+        synchronize_session=False)
+
+
+def _changed(s: Session, statement: Any) -> bool:
+    return cast(CursorResult[Any], s.execute(statement)).rowcount == 1
+
+
+def _refuse(s: Session, item_id: int, actor: str) -> None:
+    """Raise why ``actor`` cannot act on the item, read as it is now (after whoever changed it committed)."""
+    row = s.execute(select(ReviewItem.status, ReviewItem.decided_by, ReviewItem.assignee).where(
+        ReviewItem.id == item_id)).first()
+    if row is None:
+        raise ReviewError(f"no review item {item_id}")
+    if row.status != "open":
+        raise ReviewError(f"item {item_id} is already {row.status} (by {row.decided_by})")
+    if row.assignee and row.assignee != actor:
+        raise ReviewError(f"item {item_id} is claimed by {row.assignee}")
+    raise ReviewError(f"item {item_id} changed while you acted on it; try again")
+
+
+def resume_if_done(settings: Settings, flow_run_id: str, step: str, *, settle_seconds: float = 10.0) -> bool:
+    """Resume the run's paused review step when no item of it is open; True if it was resumed.
+
+    A run still running may be about to pause (it counted open items a moment before the last one
+    was resolved): it is given ``settle_seconds`` to get there, so that no run waits for nothing.
+    """
+    with session_scope(_ops(settings)) as s:
+        if open_count(s, flow_run_id, step):
+            return False
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            try:
+                run = client.read_flow_run(UUID(flow_run_id))
+            except ObjectNotFound:  # the run is gone (deleted, server reset): nothing waits to be resumed
+                return False
+            if run.state is not None and run.state.is_paused():
+                break
+            if run.state is None or not run.state.is_running() or time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        # counted again now that the run waits: items written after the first count are seen
+        with session_scope(_ops(settings)) as s:
+            if open_count(s, flow_run_id, step):
+                return False
+            counts = dict(s.execute(select(ReviewItem.status, func.count()).where(
+                ReviewItem.flow_run_id == flow_run_id, ReviewItem.step == step).group_by(ReviewItem.status)).all())
+        client.resume_flow_run(UUID(flow_run_id), run_input={
+            "approved": int(counts.get("approved", 0)), "rejected": int(counts.get("rejected", 0))})
+    return True
+
+
+def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[str, int]:
+    """Apply each overdue item's declared timeout action: escalate to the supervisor queue, or reject.
+
+    Each action is a conditional UPDATE of a still-open item, so an agent deciding it at the same
+    moment is never overwritten.
+    """
+    now = now or datetime.now(UTC)
+    done = {"escalated": 0, "rejected": 0, "resumed": 0}
+    touched: set[tuple[str, str]] = set()
+    with session_scope(_ops(settings)) as s:
+        overdue = list(s.scalars(select(ReviewItem).where(ReviewItem.status == "open", ReviewItem.due_at < now)))
+        for item in overdue:
+            still_open = update(ReviewItem).where(ReviewItem.id == item.id, ReviewItem.status == "open")
+            if item.on_timeout == "reject":
+                if not _changed(s, still_open.values(status="rejected", reason="review timed out",
+                                                     decided_by="system", decided_at=now)):
+                    continue
+                done["rejected"] += 1
+                touched.add((item.flow_run_id, item.step))
+            elif item.queue != "supervisor":
+                due = now + timedelta(hours=load_spec(item.process).review.due_hours)
+                if not _changed(s, still_open.values(queue="supervisor", assignee=None, due_at=due)):
+                    continue
+                done["escalated"] += 1
+            else:
+                continue
+            s.add(AuditEvent(actor="system", action="timed_out", item_id=item.id, flow_run_id=item.flow_run_id,
+                             detail={"action": item.on_timeout}))
+    for run_id, step in touched:
+        done["resumed"] += int(resume_if_done(settings, run_id, step))
+    return done
+
+
+def set_run_status(session: Session, flow_run_id: str, status: str, **counts: Any) -> None:
+    values: dict[str, Any] = {"status": status}
+    if counts:
+        values["counts"] = json.loads(json.dumps(counts, default=str))
+    if status in ("completed", "failed"):
+        values["finished_at"] = datetime.now(UTC)
+    session.execute(update(Run).where(Run.flow_run_id == flow_run_id).values(**values))
