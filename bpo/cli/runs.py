@@ -41,22 +41,24 @@ def run_data_entry(
     elif not batch.startswith("s3://") and not batch.startswith(s.s3_prefix + "/"):
         batch = f"{s.s3_prefix}/{batch}"
     upgrade(s.ops_database_url or "")
-    result = run_flow_with_progress("data_entry", {"batch": batch, "process": process}, quiet=as_json)
+    result = run_flow_with_progress("data-entry", {"batch": batch, "process": process}, quiet=as_json)
     if as_json:
         out.print_json(json.dumps(result, default=str))
 
 
-def run_flow_with_progress(flow_name: str, parameters: dict[str, Any], *, quiet: bool = False) -> dict[str, Any]:
-    """Run a flow in this process; show a progress bar per stage from the Prefect API while it runs."""
-    from importlib import import_module
+def run_flow_with_progress(deployment: str, parameters: dict[str, Any], *, quiet: bool = False) -> dict[str, Any]:
+    """Run a deployment's flow in this process; show a progress bar per stage from the Prefect API while it runs.
 
+    The flow is loaded from the entrypoint ``prefect.yaml`` declares for ``deployment``, as a worker would.
+    """
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
 
     from bpo.pool import warm_up_in_background
+    from bpo.processes import load_flow
 
     warm_up_in_background()  # the worker processes start while the flow run is created
-    flow = getattr(import_module(f"flows.{flow_name}"), flow_name)
+    flow = load_flow(deployment)
     s = settings()
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run(flow, parameters=parameters)
