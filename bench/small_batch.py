@@ -24,7 +24,6 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 from bench.data_entry import log
 
