@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -44,6 +45,22 @@ def run_data_entry(
     result = run_flow_with_progress("data-entry", {"batch": batch, "process": process}, quiet=as_json)
     if as_json:
         out.print_json(json.dumps(result, default=str))
+    _exit_without_teardown()
+
+
+def _exit_without_teardown() -> None:
+    """End the process now that the run is over and reported.
+
+    The interpreter's own teardown, freeing the flow's libraries (Prefect, GX, pandas) object by
+    object, takes longer than a small batch's whole run. The exit handlers still run first
+    (Prefect's log and event workers drain, logging flushes), then the output streams are flushed.
+    """
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_flow_with_progress(deployment: str, parameters: dict[str, Any], *, quiet: bool = False) -> dict[str, Any]:
@@ -57,7 +74,7 @@ def run_flow_with_progress(deployment: str, parameters: dict[str, Any], *, quiet
     from bpo.pool import warm_up_in_background
     from bpo.processes import load_flow
 
-    warm_up_in_background()  # the worker processes start while the flow run is created
+    warm_up_in_background(parameters.get("batch"))  # the worker processes start while the flow run is created
     flow = load_flow(deployment)
     s = settings()
     with get_client(sync_client=True) as client:
