@@ -7,6 +7,10 @@ still runs on its thread (Prefect sees and retries it as usual) but its work tak
 one of the worker processes (the others). With ``BPO_WORKERS`` streams in all (default: one per
 CPU), that many steps really run at once.
 
+Streams are sized to the work: a local batch too small to fill one chunk (``BPO_CHUNK_ROWS``,
+reckoned at ``BYTES_PER_RECORD``) is done by the flow's own process alone, and no worker is started
+for it (a worker's start, ~5 s of CPU for its imports, is longer than such a batch takes).
+
 What crosses a process boundary is small: the run, the spec, S3 keys in; S3 keys and counts out.
 Data goes through S3, as between any two steps. Workers are fresh interpreters (``spawn``: nothing
 inherited from a process that runs threads) that import the heavy libraries once as they start;
@@ -24,6 +28,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, TypeVar
 
 from bpo.settings import Settings, get_settings, use_settings
@@ -38,6 +43,8 @@ _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _streams: threading.BoundedSemaphore | None = None
 _here = threading.Lock()  # the flow's own process runs one step at a time
+_one_stream = False  # this run's batch is small: every step waits for the flow's own process
+BYTES_PER_RECORD = 100  # a CSV record of the sample forms is ~150 bytes; a batch under a chunk is far below
 
 
 def stream_count(settings: Settings | None = None) -> int:
@@ -69,14 +76,32 @@ def warm_up() -> list[Future[int]]:
     return [] if pool is None else [pool.submit(os.getpid) for _ in range(stream_count() - 1)]
 
 
-def warm_up_in_background() -> None:
-    threading.Thread(target=warm_up, name="bpo-pool-warm-up", daemon=True).start()
+def warm_up_in_background(batch: str | None = None) -> None:
+    """Start the workers beside the caller, unless ``batch`` is a local folder that one stream does alone."""
+    global _one_stream
+    _one_stream = batch is not None and _under_one_chunk(Path(batch))
+    if not _one_stream:
+        threading.Thread(target=warm_up, name="bpo-pool-warm-up", daemon=True).start()
+
+
+def _under_one_chunk(folder: Path) -> bool:
+    """A local folder whose files add up to less than one chunk of records (an S3 prefix is not sized here)."""
+    if not folder.is_dir():
+        return False
+    limit = get_settings().chunk_rows * BYTES_PER_RECORD
+    size = 0
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            size += path.stat().st_size
+            if size >= limit:
+                return False
+    return True
 
 
 def shutdown() -> None:
-    global _pool, _streams
+    global _pool, _streams, _one_stream
     with _lock:
-        pool, _pool, _streams = _pool, None, None
+        pool, _pool, _streams, _one_stream = _pool, None, None, False
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -119,6 +144,9 @@ def in_worker(fn: Callable[..., T], *args: Any) -> T:
     with streams:  # a stream is free: this process's, or else a worker's
         if pool is None:
             return _here_now(fn, args)
+        if _one_stream:
+            with _here:
+                return _here_now(fn, args)
         if _here.acquire(blocking=False):
             try:
                 return _here_now(fn, args)

@@ -1,4 +1,4 @@
-"""Data-quality checks with Great Expectations: suites from ``expectations/``, failures mapped to records."""
+"""Data-quality checks with Great Expectations: suites from the process folders, failures mapped to records."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel
 
+from bpo.processes import SHIPPED_DIRS, find_process_file
 from bpo.run import Part, RunContext, get_store, put_json, put_parquet, read_parquet
 from bpo.schema import CHECK_COLUMNS, CHECK_TYPES, ROW
 from bpo.spec import ProcessSpec
 from bpo.store import StoredObject
 
-EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
+EXPECTATIONS_DIR = SHIPPED_DIRS[1]  # the shipped suites
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
 
@@ -56,11 +57,17 @@ class Validation:
     html: str  # Data Docs page for the result
 
 
-@lru_cache(maxsize=32)
 def _suite_json(name: str) -> str:
-    path = EXPECTATIONS_DIR / f"{name}.json"
-    if not path.is_file():
-        raise SuiteError(f"no expectation suite {name!r} at {path}")
+    """``<name>.json`` from the process folders (``BPO_PROCESS_DIRS``)."""
+    try:
+        path = find_process_file(f"{name}.json", "expectation suite")
+    except FileNotFoundError as exc:
+        raise SuiteError(str(exc)) from exc
+    return _read(path, path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _read(path: Path, _mtime_ns: int) -> str:
     return path.read_text(encoding="utf-8")
 
 
@@ -94,7 +101,7 @@ def in_scope(expectation_type: str, scope: Scope, kwargs: dict[str, Any] | None 
 
 
 def load_suite(name: str, *, date_columns: tuple[str, ...] = (), scope: Scope = "all"):  # -> gx.ExpectationSuite
-    """Load ``expectations/<name>.json``; refuse a suite where GX dropped an unknown expectation.
+    """Load the suite ``<name>.json``; refuse a suite where GX dropped an unknown expectation.
 
     ``scope`` keeps the row-local expectations (``"row"``), the others (``"batch"``) or all of them.
     Date bounds on ``date_columns`` ("2015-12-31") become midnight timestamps: GX parses a bare date

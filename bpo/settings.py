@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "your-secret-here"}
 
@@ -58,6 +58,24 @@ class Settings(BaseSettings):
     chunk_rows: int = 200_000
     # worker processes for the CPU-bound steps (intake, normalize, validate); 0 means one per CPU
     workers: int = 0
+    # folders searched, in order, for process specs (<name>.yaml) and suites (<suite>.json), separated
+    # like PATH; empty means the shipped flows/specs and expectations
+    process_dirs: Annotated[list[Path], NoDecode] = []
+
+    @field_validator("process_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [Path(part) for part in v.split(os.pathsep) if part.strip()]
+        return v
+
+    @field_validator("process_dirs")
+    @classmethod
+    def _dirs_exist(cls, v: list[Path]) -> list[Path]:
+        missing = [str(p) for p in v if not p.is_dir()]
+        if missing:
+            raise ValueError(f"BPO_PROCESS_DIRS: not a folder: {', '.join(missing)}")
+        return [p.resolve() for p in v]
 
     @field_validator("s3_secret_access_key")
     @classmethod

@@ -2,7 +2,8 @@
 
 A spec names the target table and its natural key, the fields with their types and
 normalizers, the header synonyms, the expectation suite, and how review is routed.
-Specs live in ``flows/specs/<name>.yaml``.
+A spec is ``<name>.yaml`` in one of the process folders (``BPO_PROCESS_DIRS``, by default the
+shipped ``flows/specs``; see ``bpo.processes``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SPECS_DIR = Path(__file__).resolve().parent.parent / "flows" / "specs"
+from bpo.processes import SHIPPED_DIRS, find_process_file
+
+SPECS_DIR = SHIPPED_DIRS[0]  # the shipped specs
 
 FieldType = Literal["text", "name", "email", "phone", "date", "money", "postal_code", "enum", "integer"]
 
@@ -97,13 +100,12 @@ class ProcessSpec(BaseModel):
 
 
 def load_spec(name_or_path: str | Path) -> ProcessSpec:
-    """Load a spec by name (``customer_onboarding``) or by path to a YAML file."""
+    """Load a spec by name (``customer_onboarding``, looked up in the process folders) or by path to a YAML file."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = SPECS_DIR / f"{str(name_or_path).replace('-', '_')}.yaml"
+        path = find_process_file(f"{str(name_or_path).replace('-', '_')}.yaml", "process spec")
     if not path.is_file():
-        known = sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"no process spec {str(name_or_path)!r}; known specs: {', '.join(known) or 'none'}")
+        raise FileNotFoundError(f"no process spec at {path}")
     return _parse(path.resolve(), path.stat().st_mtime_ns)
 
 

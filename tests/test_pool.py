@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,21 @@ def test_two_steps_run_at_once_here_and_in_a_worker_with_the_callers_settings(tw
     assert {pid for pid, _ in results} - {os.getpid()}, "no step ran in a worker process"
     assert os.getpid() in {pid for pid, _ in results}, "this process's own stream was not used"
     assert [rows for _, rows in results] == [1234, 1234]
+
+
+def test_a_batch_under_one_chunk_starts_no_worker_and_runs_here(two_streams: None, tmp_path: Path) -> None:
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.mkdir()
+    big.mkdir()
+    (small / "forms.csv").write_bytes(b"x" * 1000)
+    (big / "forms.csv").write_bytes(b"x" * (1234 * pool.BYTES_PER_RECORD))  # a chunk's worth
+    pool.warm_up_in_background(str(big))
+    assert not pool._one_stream, "a batch of a chunk or more spreads over the streams"
+    pool.shutdown()
+    pool.warm_up_in_background(str(small))
+    results = pool.map_in_workers(pid_and_chunk_rows, [(0.3,), (0.3,)])
+    assert [pid for pid, _ in results] == [os.getpid()] * 2
+    assert pool._pool is None or not pool._pool._processes, "no worker process was started"
 
 
 def test_an_error_is_raised_in_the_caller_wherever_the_step_ran(two_streams: None) -> None:

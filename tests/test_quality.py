@@ -28,11 +28,14 @@ def spec() -> ProcessSpec:
 
 @pytest.fixture
 def suites_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point the suite loader at an empty folder for one test (and forget suites read before)."""
-    monkeypatch.setattr(quality, "EXPECTATIONS_DIR", tmp_path)
-    quality._suite_json.cache_clear()
+    """Point the suite loader at an empty folder for one test (BPO_PROCESS_DIRS)."""
+    from bpo.settings import get_settings
+
+    monkeypatch.setenv("BPO_PROCESS_DIRS", str(tmp_path))
+    get_settings.cache_clear()
     yield tmp_path
-    quality._suite_json.cache_clear()
+    monkeypatch.delenv("BPO_PROCESS_DIRS")
+    get_settings.cache_clear()
 
 
 def clean_batch(spec: ProcessSpec, n: int = 12, seed: int = 11) -> pd.DataFrame:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
+import json
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -39,17 +42,57 @@ def test_a_spec_with_an_unknown_key_field_is_refused(tmp_path: Path) -> None:
         load_spec(path)
 
 
-def test_an_unknown_spec_names_the_known_ones() -> None:
-    with pytest.raises(FileNotFoundError, match="customer_onboarding"):
+def test_an_unknown_spec_names_the_folders_searched_and_the_known_ones() -> None:
+    with pytest.raises(FileNotFoundError, match="customer_onboarding") as caught:
         load_spec("payroll")
+    assert str(SPECS_DIR) in str(caught.value) and str(EXPECTATIONS_DIR) in str(caught.value)
 
 
-def test_every_prefect_yaml_entrypoint_imports_its_flow() -> None:
+@pytest.fixture
+def process_dirs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[Path]], None]]:
+    from bpo.settings import get_settings
+
+    def use(dirs: list[Path]) -> None:
+        monkeypatch.setenv("BPO_PROCESS_DIRS", os.pathsep.join(map(str, dirs)))
+        get_settings.cache_clear()
+
+    yield use
+    monkeypatch.delenv("BPO_PROCESS_DIRS", raising=False)
+    get_settings.cache_clear()
+
+
+def test_specs_and_suites_are_found_on_the_search_path_in_order(tmp_path: Path, process_dirs: Any) -> None:
+    first, second = tmp_path / "client", tmp_path / "shared"
+    for folder, description in ((first, "the client's"), (second, "the shared one")):
+        folder.mkdir()
+        spec = yaml.safe_load((SPECS_DIR / "vendor_setup.yaml").read_text())
+        spec.update(name="acme-vendors", description=description, suite="acme_vendors")
+        (folder / "acme_vendors.yaml").write_text(yaml.safe_dump(spec))
+    suite = json.loads((EXPECTATIONS_DIR / "vendor_setup.json").read_text())
+    (second / "acme_vendors.json").write_text(json.dumps({**suite, "name": "acme_vendors"}))
+    process_dirs([first, second])
+    spec = load_spec("acme-vendors")
+    assert spec.description == "the client's"  # the first folder wins
+    assert len(load_suite(spec.suite).expectations) == len(suite["expectations"])  # found in the second
+    with pytest.raises(FileNotFoundError, match="acme_vendors") as caught:
+        load_spec("customer_onboarding")  # the shipped folders are not searched once the path is set
+    assert str(first) in str(caught.value) and str(second) in str(caught.value)
+
+
+def test_a_missing_process_folder_is_refused(tmp_path: Path) -> None:
+    from bpo.settings import Settings
+
+    with pytest.raises(ValueError, match="BPO_PROCESS_DIRS: not a folder"):
+        Settings(process_dirs=str(tmp_path / "nowhere"))
+
+
+def test_every_prefect_yaml_deployment_loads_its_flow_by_its_entrypoint() -> None:
+    from bpo.processes import PROJECT_FILE, deployments, load_flow
+
+    assert PROJECT_FILE.resolve() == (ROOT / "prefect.yaml").resolve(), "the package's link to the top-level file"
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    assert config["deployments"]
+    assert config["deployments"] and set(deployments()) == {d["name"] for d in config["deployments"]}
     for deployment in config["deployments"]:
-        path, name = deployment["entrypoint"].split(":")
-        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-        flow = getattr(module, name)
+        flow = load_flow(deployment["name"])
         assert flow.name in (deployment["name"], "dispatch-inbox"), "a deployment is named after its flow"
         assert deployment["work_pool"]["name"] == "bpo-process"
