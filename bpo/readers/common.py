@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,8 +93,8 @@ def result(
     fmt: str,
     encoding: str | None,
     columns: Columns,
-    values: dict[int, Sequence[str | None]],
-    rows: Sequence[int],
+    values: Mapping[int, Sequence[str | None] | np.ndarray],
+    rows: Sequence[int] | np.ndarray,
     bad_rows: list[BadRow],
     spec: ProcessSpec,
 ) -> FileRead:

@@ -153,7 +153,7 @@ def _csv_fast(
     keep = ~(missing.all(axis=1) | extra)
     values: dict[int, np.ndarray] = {}
     for pos in mapped:
-        column = np.where(missing[:, pos], None, frame[pos].to_numpy(dtype=object)[1:])
+        column = np.asarray(np.where(missing[:, pos], None, frame[pos].to_numpy(dtype=object)[1:]), dtype=object)
         values[pos] = column if keep.all() else column[keep]
     bad_spans = {int(starts[i]): int(spans[i + 1]) for i in np.flatnonzero(extra)}
     raws = _line_texts(data, codec, bad_spans)
