@@ -222,8 +222,8 @@ def floor(folder: str, dsn: str) -> dict[str, Any]:
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
 
-    from bpo.intake import read_batch_file
     from bpo.normalizers import normalize_frame
+    from bpo.readers import read_batch_file
     from bpo.spec import load_spec
     from bpo.target import target_table
 

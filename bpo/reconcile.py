@@ -2,7 +2,8 @@
 
 Every input record ends in exactly one place: loaded, rejected by a reviewer, superseded (another
 record of the batch with the same natural key was kept in its place) or quarantined. A run whose
-counts do not balance fails loudly.
+counts do not balance fails loudly, and so does one holding a file whose records could not be counted
+(a damaged workbook quarantined whole, a link to a file outside the batch): it is never "balanced".
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class FileCount(BaseModel):
     superseded: int = 0
     quarantined: int = 0
     uncounted: bool = False  # a file quarantined whole whose records could not be counted
+    notes: list[str] = []  # parts of the file holding no record that were passed over (an empty sheet)
 
     @property
     def balanced(self) -> bool:
@@ -63,6 +65,18 @@ class Reconciliation(BaseModel):
     def straight_through_rate(self) -> float:
         return self.totals.straight_through / self.totals.records_in if self.totals.records_in else 0.0
 
+    def problem(self) -> str | None:
+        """Why the reconciliation does not balance, in one message saying what to do; None when it does."""
+        uncounted = [f"{f.file} ({f.reason})" for f in self.files if f.uncounted]
+        off = [f.file for f in self.files if not f.uncounted and not f.balanced]
+        problems = []
+        if uncounted:
+            problems.append(f"records of {len(uncounted)} file(s) quarantined whole could not be counted: "
+                            f"{'; '.join(uncounted[:5])}; check them in the quarantine and re-run the batch")
+        if off:
+            problems.append(f"records in != loaded + rejected + superseded + quarantined for {off}")
+        return "; ".join(problems) or None
+
     @classmethod
     def of(cls, files: list[FileCount], **counts: int) -> Reconciliation:
         totals = Totals(files=len(files), files_quarantined=sum(f.status == "quarantined" for f in files),
@@ -85,14 +99,19 @@ def write_manifest(run: RunContext, objects: list[StoredObject], reconciliation:
     return store.uri(run.key("manifest.json"))
 
 
+def _of_file(counts: dict[str, int], file: FileTaken) -> int:
+    """A per-source count summed over the file: a workbook's records carry their sheet ("book.xlsx#S2")."""
+    return sum(counts.get(name, 0) for name in {file.name, *file.sources})
+
+
 def reconcile(taken: list[FileTaken], routed: Routed, passed: Passed, decided: Decided) -> Reconciliation:
     """Where every record of every file of a data-entry batch ended."""
     files = [FileCount(
         file=f.name, status="quarantined" if f.quarantined else "read", reason=f.quarantined,
-        records_in=f.records + f.bad_rows,
-        loaded=passed.loaded.get(f.name, 0) + decided.loaded.get(f.name, 0),
-        rejected=decided.rejected.get(f.name, 0),
-        superseded=routed.superseded.get(f.name, 0) + decided.superseded.get(f.name, 0),
-        quarantined=f.bad_rows) for f in taken]
+        records_in=f.records + f.bad_rows + f.held,
+        loaded=_of_file(passed.loaded, f) + _of_file(decided.loaded, f),
+        rejected=_of_file(decided.rejected, f),
+        superseded=_of_file(routed.superseded, f) + _of_file(decided.superseded, f),
+        quarantined=f.bad_rows + f.held, uncounted=f.uncounted, notes=f.notes) for f in taken]
     return Reconciliation.of(files, reviewed=routed.review, approved=decided.approved,
                              straight_through=routed.passed, carried_over=routed.carried_over)

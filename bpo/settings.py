@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     inbox_settle_seconds: int = 30
     # records per chunk (one task run per chunk, one transaction per chunk on load)
     chunk_rows: int = 200_000
+    # a workbook (a zip) whose parts declare more bytes than this, inflated, is refused before it is opened
+    max_decompressed_bytes: int = 500_000_000
     # worker processes for the CPU-bound steps (intake, normalize, validate); 0 means one per CPU
     workers: int = 0
     # folders searched, in order, for process specs (<name>.yaml) and suites (<suite>.json), separated

@@ -68,6 +68,18 @@ class ReviewSpec(BaseModel):
     hold_batch: bool = False
 
 
+class IntakeSpec(BaseModel):
+    """Which part of a file holds the records, where a file can hold more than one thing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # XLSX: read only this worksheet (the others are noted as not read); None reads every sheet
+    sheet: str | None = None
+    # JSON: dotted path of the record array inside the top-level object ("data.records");
+    # None takes a top-level array as the records and a top-level object as one record
+    json_records: str | None = None
+
+
 class ProcessSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -78,6 +90,7 @@ class ProcessSpec(BaseModel):
     default_region: str = "US"
     fields: dict[str, FieldSpec]
     review: ReviewSpec = Field(default_factory=ReviewSpec)
+    intake: IntakeSpec = Field(default_factory=IntakeSpec)
 
     @model_validator(mode="after")
     def _check(self) -> ProcessSpec:

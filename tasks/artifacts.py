@@ -62,9 +62,7 @@ def publish_run(run: RunContext, objects: list[StoredObject], reconciliation: Re
         set_run_status(s, run.flow_run_id, "completed" if balanced else "failed", **totals.model_dump())
     release_batch(url, flow_run_id=run.flow_run_id, process=run.spec, batch=run.batch)
     if not balanced:
-        off = [f.file for f in reconciliation.files if not f.balanced]
-        raise RuntimeError(f"reconciliation failed: records in != loaded + rejected + superseded + quarantined "
-                           f"for {off}; see {manifest}")
+        raise RuntimeError(f"reconciliation failed: {reconciliation.problem()}; see {manifest}")
     return {"manifest": manifest, "straight_through_rate": round(straight, 4), **totals.model_dump()}
 
 

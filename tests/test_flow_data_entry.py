@@ -227,7 +227,7 @@ def test_rerun_of_the_same_batch_adds_no_rows_and_archives_everything(stack: dic
 
 def test_bad_inputs_are_quarantined_with_a_reason_and_the_rest_proceeds(stack: dict[str, str], target_db: str,
                                                                        tmp_path: Path) -> None:
-    from bpo.samples import HEADERS, to_xlsx
+    from bpo.samples import HEADERS
     from bpo.settings import Settings
     from bpo.store import ArtifactStore
     from flows.data_entry import data_entry
@@ -239,7 +239,6 @@ def test_bad_inputs_are_quarantined_with_a_reason_and_the_rest_proceeds(stack: d
     (batch / "good.csv").write_bytes(to_csv(records[:20]))
     (batch / "good.jsonl").write_bytes(to_jsonl(records[20:]) + b"{not json\n")
     (batch / "empty.csv").write_bytes(b"")
-    (batch / "truncated.xlsx").write_bytes(to_xlsx(records[:5])[:700])
     (batch / "binary.csv").write_bytes(bytes(range(256)) * 8)
     (batch / "no-headers.csv").write_bytes(b"alpha,beta,gamma\n1,2,3\n")
     big = "x" * (50 * 1024 * 1024)
@@ -247,19 +246,20 @@ def test_bad_inputs_are_quarantined_with_a_reason_and_the_rest_proceeds(stack: d
     (batch / "notes.pdf").write_bytes(b"%PDF-1.4 not a form")
 
     result = data_entry(batch=str(batch))
-    assert result["files_quarantined"] == 6
-    assert result["records_in"] == 31 and result["quarantined"] == 1  # the bad JSON line
+    assert result["files_quarantined"] == 4
+    # the bad JSON line, the over-long row, and the row under the unrecognized header
+    assert result["records_in"] == 33 and result["quarantined"] == 3
     assert result["loaded"] == 30 == target_count(target_db)
 
     manifest = read_manifest(result)
     files = {f["file"]: f for f in manifest["reconciliation"]["files"]}
     reasons = {name: (f["reason"] or "") for name, f in files.items() if f["status"] == "quarantined"}
     assert "empty" in reasons["empty.csv"].lower()
-    assert "xlsx" in reasons["truncated.xlsx"].lower()
     assert "binary" in reasons["binary.csv"].lower()
     assert "header" in reasons["no-headers.csv"].lower()
-    assert "longer than" in reasons["huge-field.csv"].lower()
+    assert files["no-headers.csv"]["records_in"] == files["no-headers.csv"]["quarantined"] == 1
     assert "unsupported" in reasons["notes.pdf"].lower()
+    assert (files["huge-field.csv"]["status"], files["huge-field.csv"]["quarantined"]) == ("read", 1)
     assert manifest["reconciliation"]["balanced"] is True
 
     store = ArtifactStore(Settings())
@@ -269,6 +269,26 @@ def test_bad_inputs_are_quarantined_with_a_reason_and_the_rest_proceeds(stack: d
         note = json.loads(store.get_bytes(next(k for k in quarantined if k.endswith(f"/{name}.reason.json"))))
         assert note["reason"] == reasons[name]
     assert any(k.endswith("good.jsonl.bad-rows.jsonl") for k in quarantined)
+    huge = json.loads(store.get_bytes(next(k for k in quarantined if k.endswith("/huge-field.csv.bad-rows.jsonl"))))
+    assert (huge["row"], huge["reason"]) == (2, "field longer than 100000 characters")
+
+
+def test_a_workbook_whose_records_cannot_be_counted_fails_the_run_with_a_clear_message(
+        stack: dict[str, str], target_db: str, tmp_path: Path) -> None:
+    from bpo.samples import to_xlsx
+    from flows.data_entry import data_entry
+
+    batch = tmp_path / "damaged"
+    batch.mkdir()
+    records = make_records(5, seed=6, review_fraction=0.0, start=30_000)
+    (batch / "good.csv").write_bytes(to_csv(records))
+    (batch / "truncated.xlsx").write_bytes(to_xlsx(records)[:700])
+    with pytest.raises(RuntimeError) as failure:
+        data_entry(batch=str(batch))
+    message = str(failure.value)
+    assert "records of 1 file(s) quarantined whole could not be counted: truncated.xlsx (not a readable XLSX" in message
+    assert "re-run the batch" in message and "manifest.json" in message
+    assert target_count(target_db) == 5, "the readable file was still loaded"
 
 
 @pytest.fixture

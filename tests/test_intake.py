@@ -1,4 +1,4 @@
-"""Tests for bpo.intake: every format, encoding, header rule and bad-input case, inputs built in code."""
+"""Tests for bpo.readers and bpo.intake: every format, encoding, header rule and bad input, built in code."""
 
 from __future__ import annotations
 
@@ -15,16 +15,19 @@ import pytest
 from openpyxl import Workbook
 
 from bpo import intake
-from bpo.intake import (
+from bpo.readers import (
     SUPPORTED_SUFFIXES,
     BadRow,
     FileRead,
     UnreadableFile,
+    count_records,
     header_key,
     match_headers,
     read_batch_file,
 )
-from bpo.spec import ProcessSpec, load_spec
+from bpo.readers import csv as csv_reader
+from bpo.settings import get_settings
+from bpo.spec import IntakeSpec, ProcessSpec, load_spec
 
 HEADERS = ["Customer ID", "First Name", "Surname", "E-mail Address", "Phone", "Plan", "Notes"]
 FIELDS = ["customer_id", "first_name", "last_name", "email", "phone", "plan"]
@@ -63,6 +66,10 @@ def xlsx_bytes(rows: list[list[object]]) -> bytes:
     return buf.getvalue()
 
 
+def with_intake(spec: ProcessSpec, **intake_options: str) -> ProcessSpec:
+    return spec.model_copy(update={"intake": IntakeSpec(**intake_options)})
+
+
 def records(rows: list[list[str]]) -> list[dict[str, str]]:
     return [dict(zip(HEADERS, row, strict=True)) for row in rows]
 
@@ -93,6 +100,12 @@ def assert_raw_frame(read: FileRead) -> None:
             continue
         assert read.frame[column].dtype == object
         assert all(v is None or isinstance(v, str) for v in read.frame[column])
+
+
+def read_error(name: str, data: bytes, spec: ProcessSpec, **kwargs: int) -> UnreadableFile:
+    with pytest.raises(UnreadableFile) as info:
+        read_batch_file(name, data, spec, **kwargs)
+    return info.value
 
 
 def unreadable(name: str, data: bytes, spec: ProcessSpec, **kwargs: int) -> str:
@@ -165,6 +178,8 @@ def test_no_recognizable_headers(fmt: str, spec: ProcessSpec) -> None:
 @pytest.mark.parametrize("fmt", ["csv", "xlsx", "json", "json_wrapped", "jsonl"])
 def test_each_format_reads_raw_strings(fmt: str, spec: ProcessSpec) -> None:
     name, data, source_rows = build(fmt)
+    if fmt == "json_wrapped":
+        spec = with_intake(spec, json_records="records")
     read = read_batch_file(name, data, spec)
     assert read.format == {"json_wrapped": "json"}.get(fmt, fmt)
     assert list(read.frame.columns) == [
@@ -172,7 +187,7 @@ def test_each_format_reads_raw_strings(fmt: str, spec: ProcessSpec) -> None:
     ]
     assert values(read) == EXPECTED
     assert read.frame["_source_row"].tolist() == source_rows
-    assert read.frame["_source_file"].tolist() == [name] * 3
+    assert read.frame["_source_file"].tolist() == [name + ("#Sheet" if fmt == "xlsx" else "")] * 3
     assert read.header_map == dict(zip(HEADERS[:6], FIELDS, strict=True))
     assert read.unmapped == ["Notes"]
     assert read.low_confidence == []
@@ -282,7 +297,7 @@ def test_csv_fast_and_careful_paths_agree(data: bytes, spec: ProcessSpec, monkey
             return error.reason
 
     fast = read()
-    monkeypatch.setattr(intake, "_csv_fast", lambda *args: None)
+    monkeypatch.setattr(csv_reader, "_csv_fast", lambda *args: None)
     careful = read()
     if isinstance(fast, str) or isinstance(careful, str):
         assert fast == careful
@@ -310,7 +325,7 @@ def test_csv_large_file_takes_fast_path(spec: ProcessSpec, monkeypatch: pytest.M
     def careful_forbidden(*args: object) -> None:
         raise AssertionError("a regular file must not need the csv-module path")
 
-    monkeypatch.setattr(intake, "_csv_slow", careful_forbidden)
+    monkeypatch.setattr(csv_reader, "_csv_slow", careful_forbidden)
     read = read_batch_file("a.csv", data, spec)
     assert len(read.frame) == 20_000
     assert read.frame["customer_id"].iloc[-1] == "019999"
@@ -350,23 +365,98 @@ def test_xlsx_cells_become_raw_text(spec: ProcessSpec) -> None:
     assert_raw_frame(read)
 
 
-def test_xlsx_uses_first_sheet_and_reports_cells_beyond_header(spec: ProcessSpec) -> None:
+def two_sheet_book(*, blank: bool = False, headless: bool = False) -> bytes:
     wb = Workbook()
     first = wb.active
+    first.title = "Forms"
     first.append([None])
     first.append(["customer_id", "email", None])
     first.append(["1", "a@b.c"])
     first.append(["2", "b@c.d", None, "stray"])
-    other = wb.create_sheet("Other")
+    other = wb.create_sheet("Late forms")
     other.append(["customer_id"])
     other.append(["999"])
-    wb.active = 1  # the first sheet is read, not the active one
+    if blank:
+        wb.create_sheet("Blank")
+    if headless:
+        notes = wb.create_sheet("Notes")
+        notes.append(["alpha", "beta"])
+        notes.append(["1", "2"])
+        notes.append(["3", "4"])
+    wb.active = 1
     buf = io.BytesIO()
     wb.save(buf)
-    read = read_batch_file("a.xlsx", buf.getvalue(), spec)
-    assert values(read) == [{"customer_id": "1", "email": "a@b.c"}]
-    assert read.frame["_source_row"].tolist() == [3]
-    assert read.bad_rows == [BadRow(4, "2,b@c.d,,stray", "values beyond the last header column (B)")]
+    return buf.getvalue()
+
+
+def test_xlsx_reads_every_sheet_and_reports_cells_beyond_header(spec: ProcessSpec) -> None:
+    read = read_batch_file("a.xlsx", two_sheet_book(), spec)
+    assert values(read) == [{"customer_id": "1", "email": "a@b.c"}, {"customer_id": "999", "email": None}]
+    assert read.frame["_source_file"].tolist() == ["a.xlsx#Forms", "a.xlsx#Late forms"]
+    assert read.frame["_source_row"].tolist() == [3, 2]
+    assert read.bad_rows == [BadRow(4, "2,b@c.d,,stray", "values beyond the last header column (B)", "a.xlsx#Forms")]
+    assert_raw_frame(read)
+
+
+def test_xlsx_sheet_without_header_is_quarantined_and_empty_sheet_noted(spec: ProcessSpec) -> None:
+    read = read_batch_file("a.xlsx", two_sheet_book(blank=True, headless=True), spec)
+    assert read.frame["customer_id"].tolist() == ["1", "999"]
+    headless = [b for b in read.bad_rows if b.source == "a.xlsx#Notes"]
+    assert [(b.row, b.raw) for b in headless] == [(2, "1,2"), (3, "3,4")]
+    assert all(b.reason.startswith("sheet 'Notes': no recognizable headers: found 'alpha', 'beta'") for b in headless)
+    assert read.notes == ["sheet 'Blank' is empty"]
+
+
+def test_xlsx_spec_names_the_sheet(spec: ProcessSpec) -> None:
+    read = read_batch_file("a.xlsx", two_sheet_book(), with_intake(spec, sheet="Late forms"))
+    assert values(read) == [{"customer_id": "999"}]
+    assert read.notes == ["sheet 'Forms' not read: the spec names sheet 'Late forms'"]
+    error = read_error("a.xlsx", two_sheet_book(), with_intake(spec, sheet="Missing"))
+    assert error.reason == "the spec names sheet 'Missing'; the workbook has 'Forms', 'Late forms'"
+    assert error.records == 3  # the rows under each sheet's first row
+
+
+def test_xlsx_whose_sheets_name_no_field_counts_its_rows(spec: ProcessSpec) -> None:
+    wb = Workbook()
+    wb.active.append(["alpha"])
+    wb.active.append(["1"])
+    wb.create_sheet("Two").append(["beta"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    error = read_error("a.xlsx", buf.getvalue(), spec)
+    assert error.reason.startswith("sheet 'Sheet': no recognizable headers: found 'alpha'")
+    assert error.records == 1
+
+
+def zip_bomb(inflated: int) -> bytes:
+    """A real workbook whose sheet inflates to about ``inflated`` bytes of identical rows (some 340×)."""
+    source = zipfile.ZipFile(io.BytesIO(xlsx_bytes([["customer_id"], ["1"]])))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for member in source.infolist():
+            if member.filename != "xl/worksheets/sheet1.xml":
+                zf.writestr(member, source.read(member))
+        with zf.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as part:
+            part.write(b'<?xml version="1.0" encoding="UTF-8"?>'
+                       b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+                       b'<row><c t="inlineStr"><is><t>customer_id</t></is></c></row>')
+            rows = b'<row><c t="inlineStr"><is><t>1</t></is></c></row>' * (1 << 14)
+            for _ in range(inflated // len(rows)):
+                part.write(rows)
+            part.write(b"</sheetData></worksheet>")
+    return buf.getvalue()
+
+
+def test_zip_bomb_workbook_is_refused_before_it_is_inflated(spec: ProcessSpec) -> None:
+    bomb = zip_bomb(64 << 20)
+    assert len(bomb) < 200_000
+    reason = unreadable("bomb.xlsx", bomb, spec, max_decompressed_bytes=32 << 20)
+    assert reason.startswith("workbook refused: it inflates to 6"), reason
+    assert "bytes, past the 33,554,432-byte cap (BPO_MAX_DECOMPRESSED_BYTES)" in reason
+    # under the cap, the ratio alone gives it away
+    reason = unreadable("bomb.xlsx", bomb, spec)
+    assert "-fold (a zip bomb, not a sheet)" in reason
+    assert get_settings().max_decompressed_bytes == 500_000_000
 
 
 def test_json_values_keep_their_text(spec: ProcessSpec) -> None:
@@ -384,7 +474,7 @@ def test_json_values_keep_their_text(spec: ProcessSpec) -> None:
 
 def test_json_keys_union_and_non_objects(spec: ProcessSpec) -> None:
     data = json.dumps({"data": [{"customer_id": "1"}, "oops", {"email": "b@c.d", "Notes": "n"}, [1]]}).encode()
-    read = read_batch_file("a.json", data, spec)
+    read = read_batch_file("a.json", data, with_intake(spec, json_records="data"))
     assert values(read) == [{"customer_id": "1", "email": None}, {"customer_id": None, "email": "b@c.d"}]
     assert read.frame["_source_row"].tolist() == [1, 3]
     assert read.unmapped == ["Notes"]
@@ -413,6 +503,8 @@ def test_jsonl_bad_lines_are_bad_rows(spec: ProcessSpec) -> None:
      ("a.xlsx", xlsx_bytes([["customer_id", "email"]]))],
 )
 def test_header_only_is_an_empty_frame(name: str, data: bytes, spec: ProcessSpec) -> None:
+    if data.startswith(b"{"):
+        spec = with_intake(spec, json_records="records")
     read = read_batch_file(name, data, spec)
     assert read.frame.empty
     assert {"_source_file", "_source_row"} <= set(read.frame.columns)
@@ -532,30 +624,18 @@ BAD_FILES: dict[str, tuple[str, Callable[[], bytes], str]] = {
         "not valid JSON (truncated or corrupt): Unterminated string starting at line 2, column 12",
     ),
     "json lines in .json": ("a.json", lambda: b'{"customer_id": "1"}\n{"customer_id": "2"}\n', "name the file .jsonl"),
-    "json scalar": ("a.json", lambda: b'"customer_id"', "expected a JSON array of records"),
-    "json two arrays": ("a.json", lambda: b'{"a": [], "b": []}', "several arrays"),
-    "json object without array": ("a.json", lambda: b'{"customer_id": "1"}', "no array"),
+    "json scalar": ("a.json", lambda: b'"customer_id"', "expected a JSON array of records or an object"),
+    "json object of arrays": ("a.json", lambda: b'{"a": [], "b": []}', "no recognizable headers: found 'a', 'b'"),
     "json array of numbers": ("a.json", lambda: b"[1, 2, 3]", "none of its 3 items is an object"),
     "jsonl no objects": ("a.jsonl", lambda: b"customer_id,email\n1,a@b.c\n", "no line is a JSON object"),
     "csv unterminated quote": (
         "a.csv", lambda: b'customer_id,email\n1,a@b.c\n2,"b@c.d\n3,c@d.e\n4,d@e.f\n', "unterminated quoted field"
     ),
     "csv truncated in quote": ("a.csv", lambda: b'customer_id,email\n1,a@b.c\n2,"b@c', "truncated"),
-    "csv 50 MB field": ("a.csv", lambda: big_field_csv(50_000_000), "field longer than 100000 characters at row 3"),
     "csv quote swallows big rest": (
         "a.csv",
         lambda: b'customer_id,email\n1,"a\n' + b"2,b@c.d\n" * 20_000,
         "field longer than 100000 characters at row 2",
-    ),
-    "json 50 MB field": (
-        "a.json",
-        lambda: b'[{"customer_id": "1"}, {"customer_id": "' + b"9" * 50_000_000 + b'"}]',
-        "field longer than 100000 characters at row 2",
-    ),
-    "jsonl 50 MB field": (
-        "a.jsonl",
-        lambda: b'{"customer_id": "1"}\n\n{"email": "' + b"e" * 50_000_000 + b'"}\n',
-        "field longer than 100000 characters at row 3",
     ),
 }
 
@@ -575,16 +655,70 @@ def test_bad_files_are_unreadable(name: str, make: Callable[[], bytes], expected
     assert "\n" not in reason
 
 
+@pytest.mark.parametrize(("name", "data", "row"), [
+    ("a.csv", big_field_csv(50_000_000), 3),
+    ("a.json", b'[{"customer_id": "1"}, {"customer_id": "' + b"9" * 50_000_000 + b'"}, {"customer_id": "3"}]', 2),
+    ("a.jsonl", b'{"customer_id": "1"}\n\n{"customer_id": "' + b"e" * 50_000_000 + b'"}\n{"customer_id": "3"}\n', 3),
+    ("a.xlsx", xlsx_bytes([["customer_id"], ["1"], ["9" * 30_000], ["3"]]), 3),
+], ids=["csv", "json", "jsonl", "xlsx"])
+def test_an_over_long_field_quarantines_its_row_not_the_file(name: str, data: bytes, row: int,
+                                                            spec: ProcessSpec) -> None:
+    read = read_batch_file(name, data, spec, max_field_chars=20_000)
+    assert read.frame["customer_id"].tolist() == ["1", "3"]
+    assert [(b.row, b.reason) for b in read.bad_rows] == [(row, "field longer than 20000 characters")]
+    assert len(read.bad_rows[0].raw) == 2_000
+
+
+@pytest.mark.parametrize(("name", "data", "row"), [
+    ("a.csv", b"customer_id,email\n1,a@b.c\n2,b\x00@c.d\n3,c@d.e\n", 3),
+    ("a.json", b'[{"customer_id": "1"}, {"customer_id": "2\x00"}, {"customer_id": "3"}]', 2),
+    ("a.jsonl", b'{"customer_id": "1"}\n{"customer_id": "2\x00"}\n{"customer_id": "3"}\n', 2),
+], ids=["csv", "json", "jsonl"])
+def test_a_stray_nul_byte_quarantines_its_row_not_the_file(name: str, data: bytes, row: int,
+                                                          spec: ProcessSpec) -> None:
+    read = read_batch_file(name, data, spec)
+    assert read.frame["customer_id"].tolist() == ["1", "3"]
+    assert [(b.row, b.reason) for b in read.bad_rows] == [(row, "stray NUL byte in the row")]
+
+
 def test_field_limit_is_configurable_and_exact(spec: ProcessSpec) -> None:
     ok = read_batch_file("a.csv", b"customer_id,email\n1,012345678901\n", spec, max_field_chars=12)
     assert ok.frame["email"].tolist() == ["012345678901"]
-    reason = unreadable("a.csv", b"customer_id,email\n1,a\n2,0123456789012\n", spec, max_field_chars=12)
-    assert reason == "field longer than 12 characters at row 3"
-    reason = unreadable("a.json", b'[{"email": "a"}, {"email": "0123456789012"}]', spec, max_field_chars=12)
-    assert reason == "field longer than 12 characters at row 2"
+    read = read_batch_file("a.csv", b"customer_id,email\n1,a\n2,0123456789012\n", spec, max_field_chars=12)
+    assert read.bad_rows == [BadRow(3, "2,0123456789012", "field longer than 12 characters")]
+    read = read_batch_file("a.json", b'[{"email": "a"}, {"email": "0123456789012"}]', spec, max_field_chars=12)
+    assert [(b.row, b.reason) for b in read.bad_rows] == [(2, "field longer than 12 characters")]
     big = 200_000
     read = read_batch_file("a.csv", big_field_csv(big), spec, max_field_chars=big)
     assert read.frame["customer_id"].tolist() == ["1", "2", "3"]
+
+
+def test_a_json_object_is_one_record_unless_the_spec_names_the_array(spec: ProcessSpec) -> None:
+    read = read_batch_file("a.json", b'{"customer_id": "1", "records": [{"customer_id": "2"}]}', spec)
+    assert values(read) == [{"customer_id": "1"}]
+    assert read.unmapped == ["records"]
+    nested = with_intake(spec, json_records="data.records")
+    read = read_batch_file("a.json", b'{"data": {"records": [{"customer_id": "2"}]}}', nested)
+    assert values(read) == [{"customer_id": "2"}]
+    reason = unreadable("a.json", b'{"data": {"rows": []}}', nested)
+    assert reason == "no 'records' under data for the spec's json_records 'data.records'; found keys 'rows'"
+    reason = unreadable("a.json", b'{"data": {"records": {}}}', nested)
+    assert reason == "the spec's json_records 'data.records' is a dict, not an array of records"
+
+
+@pytest.mark.parametrize(("name", "data", "records"), [
+    ("a.csv", b"alpha,beta\n1,2\n\n3,4\n", 2),  # lines minus the header, blank lines left out
+    ("a.jsonl", b'{"a": 1}\n{"b": 2}\n', 2),
+    ("a.csv", b"", 0),
+    ("a.csv", random.Random(5).randbytes(4096), 0),  # binary: no record-shaped content
+    ("a.txt", b"name\nAnn\n", 1),
+    ("a.json", b'{"a": [1, ', None),  # a JSON document's records cannot be told from its lines
+    ("a.xlsx", b"PK\x03\x04damaged", None),  # a package holds records nobody can count
+    ("a.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64, None),
+])
+def test_records_of_a_file_quarantined_whole_are_counted_where_they_can_be(name: str, data: bytes,
+                                                                          records: int | None) -> None:
+    assert count_records(name, data) == records
 
 
 def test_unreadable_reason_attribute() -> None:
