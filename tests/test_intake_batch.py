@@ -16,7 +16,7 @@ from bpo.routing import Routed
 from bpo.run import RunContext, get_store
 from bpo.spec import ProcessSpec, load_spec
 from bpo.store import StoredObject
-from bpo.target import Loaded
+from bpo.target import Decided, Passed
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +24,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def spec() -> ProcessSpec:
     return load_spec("customer_onboarding")
+
+NOTHING_DECIDED = Decided(loaded={}, rejected={}, superseded={}, approved=0, objects=[])
 
 
 def run_for(batch: str) -> RunContext:
@@ -75,7 +77,7 @@ def test_links_out_of_the_batch_are_quarantined_and_never_read(s3: dict[str, str
     assert quarantined, "the link's reason is in the quarantine"
 
     reconciliation = reconcile(list(taken.values()), Routed(passed=1, review=0, review_rows=""),
-                               Loaded(loaded={"good.csv": 1}, rejected={}, approved=0, objects=[]))
+                               Passed(loaded={"good.csv": 1}), NOTHING_DECIDED)
     assert not reconciliation.balanced
     problem = reconciliation.problem() or ""
     assert "records of 2 file(s) quarantined whole could not be counted" in problem
@@ -126,7 +128,7 @@ def test_a_file_quarantined_whole_counts_its_records(s3: dict[str, str], spec: P
     assert (taken["empty.json"].held, taken["empty.json"].uncounted) == (0, False)
     assert taken["truncated.xlsx"].uncounted
     counts = {f.file: f for f in reconcile(list(taken.values()), Routed(passed=0, review=0, review_rows=""),
-                                           Loaded(loaded={}, rejected={}, approved=0, objects=[])).files}
+                                           Passed(loaded={}), NOTHING_DECIDED).files}
     assert (counts["no-headers.csv"].records_in, counts["no-headers.csv"].quarantined) == (2, 2)
     assert counts["no-headers.csv"].balanced and not counts["truncated.xlsx"].balanced
 
@@ -134,7 +136,8 @@ def test_a_file_quarantined_whole_counts_its_records(s3: dict[str, str], spec: P
 def test_reconcile_sums_a_workbooks_sheets(spec: ProcessSpec) -> None:
     staged = StoredObject(key="raw/book.xlsx", size=1, sha256="0")
     book = FileTaken(name="book.xlsx", staged=staged, records=3, sources=["book.xlsx#A", "book.xlsx#B"])
-    loaded = Loaded(loaded={"book.xlsx": 1, "book.xlsx#B": 1}, rejected={"book.xlsx#A": 1}, approved=1, objects=[])
-    files = reconcile([book], Routed(passed=1, review=2, review_rows=""), loaded).files
+    decided = Decided(loaded={"book.xlsx#B": 1}, rejected={"book.xlsx#A": 1}, superseded={}, approved=1, objects=[])
+    files = reconcile([book], Routed(passed=1, review=2, review_rows=""), Passed(loaded={"book.xlsx": 1}),
+                      decided).files
     assert (files[0].loaded, files[0].rejected, files[0].balanced) == (2, 1, True)
     assert Source(name="x").refused is None
