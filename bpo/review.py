@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from bpo import runs
 from bpo.db.models import AuditEvent, ReviewItem, Run
 from bpo.db.session import session_scope
 from bpo.normalize import normalize_frame
@@ -47,6 +48,7 @@ class Resolution:
     status: str
     open_left: int  # open items left in the same run and step
     resumed: bool
+    rerun: str | None = None  # the run has ended: nothing was resumed, this says how to re-run it
 
 
 def json_safe(value: Any) -> Any:
@@ -191,7 +193,8 @@ def resolve(settings: Settings, item_id: int, *, approve: bool, actor: str, sets
         run_id, step = item.flow_run_id, item.step
         left = open_count(s, run_id, step)
     resumed = resume_if_done(settings, run_id, step) if left == 0 else False
-    return Resolution(item_id, "approved" if approve else "rejected", left, resumed)
+    rerun = runs.rerun_hint(settings, run_id) if left == 0 and not resumed else None
+    return Resolution(item_id, "approved" if approve else "rejected", left, resumed, rerun)
 
 
 def resume_if_done(settings: Settings, flow_run_id: str, step: str, *, settle_seconds: float = 10.0) -> bool:
@@ -203,6 +206,8 @@ def resume_if_done(settings: Settings, flow_run_id: str, step: str, *, settle_se
     with session_scope(settings.ops_database_url) as s:
         if open_count(s, flow_run_id, step):
             return False
+    if runs.ended(settings, flow_run_id):  # a dead run may still look paused to Prefect: resume nothing
+        return False
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -249,10 +254,13 @@ def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[s
                 item.queue, item.assignee = "supervisor", None
                 item.due_at = now + timedelta(hours=spec.review.due_hours)
                 done["escalated"] += 1
-            else:
-                continue
+            else:  # past its escalated due time too: the final action is to reject it
+                item.status, item.reason, item.decided_by, item.decided_at = "rejected", \
+                    "review timed out after escalation", "system", now
+                done["rejected"] += 1
+                touched.add((item.flow_run_id, item.step))
             s.add(AuditEvent(actor="system", action="timed_out", item_id=item.id, flow_run_id=item.flow_run_id,
-                             detail={"action": item.on_timeout}))
+                             detail={"action": "reject" if item.status == "rejected" else "escalate"}))
     for run_id, step in touched:
         done["resumed"] += int(resume_if_done(settings, run_id, step))
     return done

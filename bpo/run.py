@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
+from bpo import runs
 from bpo.db.models import Run
 from bpo.db.session import session_scope
 from bpo.settings import get_settings
@@ -74,8 +75,13 @@ def put_json(store: ArtifactStore, key: str, data: Any) -> StoredObject:
 
 
 def open_run(flow_run_id: str, process: str, spec: str, batch: str) -> RunContext:
-    """Record the run in the ops database (once) and fix its S3 prefix."""
+    """Record the run in the ops database (once) and fix its S3 prefix.
+
+    The batch's runs whose process died are marked ended first, and a new run takes over their
+    review items; the row names this process, so the run can be found dead if it is killed.
+    """
     settings = get_settings()
+    runs.sweep_dead_runs(settings, process=process, batch=batch)
     with session_scope(settings.ops_database_url) as s:
         run = s.get(Run, flow_run_id)
         if run is None:
@@ -83,8 +89,11 @@ def open_run(flow_run_id: str, process: str, spec: str, batch: str) -> RunContex
             prefix = get_store().run_prefix(process, flow_run_id, started)
             s.add(Run(flow_run_id=flow_run_id, process=process, batch=batch, status="running", s3_prefix=prefix,
                       started_at=started))
+            s.flush()
+            runs.adopt_items(s, flow_run_id, process, batch)
         else:
             prefix = run.s3_prefix
+        runs.record_process(s, flow_run_id)
     return RunContext(flow_run_id=flow_run_id, process=process, spec=spec, batch=batch, prefix=prefix)
 
 

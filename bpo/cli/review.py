@@ -28,18 +28,23 @@ def review_list(
 ) -> None:
     """The review queue, soonest due first."""
     from bpo.review import list_items
+    from bpo.runs import run_statuses, sweep_dead_runs
 
     items = list_items(settings(), status=None if status == "all" else status, process=process, flow_run_id=run,
                        queue=queue)
+    # an item of an ended run waits for the batch's next run (`bpo runs retry`), not for this one
+    sweep_dead_runs(settings(), flow_run_ids={i.flow_run_id for i in items})
+    run_status = run_statuses(settings(), (i.flow_run_id for i in items))
     if as_json:
-        out.print_json(json.dumps([_item_dict(i) for i in items], default=str))
+        out.print_json(json.dumps([{**_item_dict(i), "run_status": run_status.get(i.flow_run_id)} for i in items],
+                                  default=str))
         return
-    table = Table("id", "process", "record", "checks", "status", "queue", "assignee", "due (UTC)")
+    table = Table("id", "process", "record", "checks", "status", "queue", "assignee", "due (UTC)", "run")
     for i in items:
         checks = ", ".join(sorted({f"{c['field']}:{c['check'].removeprefix('expect_column_values_to_')}"
                                    for c in i.failed_checks}))
         table.add_row(str(i.id), i.process, i.record_key, checks, i.status, i.queue, i.assignee or "",
-                      f"{i.due_at:%Y-%m-%d %H:%M}")
+                      f"{i.due_at:%Y-%m-%d %H:%M}", run_status.get(i.flow_run_id, ""))
     out.print(table)
     out.print(f"{len(items)} item(s)")
 
@@ -122,6 +127,8 @@ def review_resolve(
         return
     out.print(f"item {item_id} {done.status}; {done.open_left} open in this run"
               + (" — run resumed" if done.resumed else ""))
+    if done.rerun:
+        out.print(done.rerun, markup=False)
 
 
 @review_app.command("expire")
