@@ -128,7 +128,7 @@ def review_resolve(
     out.print(f"item {item_id} {done.status}; {done.open_left} open in this run"
               + (" — run resumed" if done.resumed else ""))
     if done.rerun:
-        out.print(done.rerun, markup=False)
+        out.print(done.rerun, markup=False, soft_wrap=True)
 
 
 @review_app.command("expire")
