@@ -124,25 +124,37 @@ def _db_problem(exc: DBAPIError) -> str | None:
     return None
 
 
-def explain_failure(exc: BaseException, settings: Settings, *, loaded: int | None = None) -> str:
-    """One short sentence: what failed and what to do. Never a record value, never a traceback."""
+def _known_cause(exc: BaseException, settings: Settings) -> str | None:
+    """What failed, when it is something a person must put right (a service down, a database locked)."""
     from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
-    done = ("; records already loaded by this run: unknown (the target database could not be asked)"
-            if loaded is None else f"; records already loaded by this run: {loaded}")
     for e in _chain(exc):
         if isinstance(e, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError) or (
                 type(e).__name__ == "ConnectionClosedError" and "botocore" in type(e).__module__):
-            where = settings.s3_endpoint_url or "AWS S3"
-            return f"S3 is not reachable at {where}: run `bpo stack status`{done}"
-        if isinstance(e, DBAPIError):
-            problem = _db_problem(e)
+            return f"S3 is not reachable at {settings.s3_endpoint_url or 'AWS S3'}: run `bpo stack status`"
+        if isinstance(e, DBAPIError) and (problem := _db_problem(e)):
             ops = bool(_OPS_STATEMENT.search(e.statement or ""))
-            which = "ops" if ops else "target"
             url = settings.ops_database_url if ops else settings.target_database_url
-            if problem:
-                return f"the {which} database {safe_url(url or '')} {problem}{done}"
-            return (f"the {which} database {safe_url(url or '')} refused the run "
+            return f"the {'ops' if ops else 'target'} database {safe_url(url or '')} {problem}"
+    return None
+
+
+def needs_a_person(exc: BaseException, settings: Settings) -> bool:
+    """True when retrying cannot help (S3 down, a database locked, read-only or down): fail at once, say why."""
+    return _known_cause(exc, settings) is not None
+
+
+def explain_failure(exc: BaseException, settings: Settings, *, loaded: int | None = None) -> str:
+    """One short sentence: what failed and what to do. Never a record value, never a traceback."""
+    done = ("; records already loaded by this run: unknown (the target database could not be asked)"
+            if loaded is None else f"; records already loaded by this run: {loaded}")
+    if cause := _known_cause(exc, settings):
+        return cause + done
+    for e in _chain(exc):
+        if isinstance(e, DBAPIError):
+            ops = bool(_OPS_STATEMENT.search(e.statement or ""))
+            url = settings.ops_database_url if ops else settings.target_database_url
+            return (f"the {'ops' if ops else 'target'} database {safe_url(url or '')} refused the run "
                     f"({type(e.orig or e).__name__}); see the run's log{done}")
     # anything else: its type and first line, which our own errors keep free of record values
     first = (str(exc).strip().splitlines() or [""])[0][:300]

@@ -8,9 +8,10 @@ from bpo import target
 from bpo.run import Part, RunContext
 from bpo.spec import ProcessSpec
 from bpo.target import Loaded
+from tasks.runs import retry_unless_a_person_must_act
 
 
-@task(retries=2, retry_delay_seconds=5, timeout_seconds=3600)
+@task(retries=2, retry_delay_seconds=5, timeout_seconds=3600, retry_condition_fn=retry_unless_a_person_must_act)
 def load_records(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str,
                  duplicates_key: str | None = None) -> Loaded:
     """Upsert the records that passed and the ones a reviewer approved; a re-run adds no rows."""

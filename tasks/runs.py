@@ -39,6 +39,12 @@ def _end(flow_run: Any, state: Any, status: str) -> None:
     runs.mark_ended(settings, str(flow_run.id), status, message)
 
 
+def retry_unless_a_person_must_act(task: Any, task_run: Any, state: Any) -> bool:
+    """A task's retry condition: a service down or a database locked is reported at once, not retried."""
+    exc = _exception(state)
+    return exc is None or not runs.needs_a_person(exc, get_settings())
+
+
 def on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     _end(flow_run, state, "failed")
 
