@@ -210,16 +210,17 @@ def _prefect_states(run_ids: list[str]) -> dict[str, Any] | None:
 
 
 def _verdict(run: Run, state: Any, states_known: bool, host: str) -> tuple[str, str] | None:
+    suspended = state is not None and state.is_paused() and state.name == "Suspended"
+    # a suspended deployment run has no process on purpose: it waits for its resume. A killed process is
+    # the first word: Prefect may since have failed the run's expired pause on its own
+    if run.host == host and run.pid and not suspended and not process_alive(run.pid, run.pid_started):
+        return "crashed", f"its process (pid {run.pid} on {run.host}) ended without a word (killed?)"
     if states_known and state is None:
         return "failed", "its Prefect flow run no longer exists (server reset or run deleted); re-run the batch"
     if state is not None and state.is_final():
         kind = state.type.value.lower()
         status = {"crashed": "crashed", "cancelled": "cancelled"}.get(kind, "failed")
         return status, f"Prefect says the run ended {state.type.value} without telling the ops database"
-    suspended = state is not None and state.is_paused() and state.name == "Suspended"
-    # a suspended deployment run has no process on purpose: it waits for its resume
-    if run.host == host and run.pid and not suspended and not process_alive(run.pid, run.pid_started):
-        return "crashed", f"its process (pid {run.pid} on {run.host}) ended without a word (killed?)"
     return None
 
 
