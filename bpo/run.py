@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
+from bpo import runs
 from bpo.batches import hold_batch
 from bpo.db.models import Run
 from bpo.db.session import session_scope
@@ -75,8 +76,13 @@ def put_json(store: ArtifactStore, key: str, data: Any) -> StoredObject:
 
 
 def open_run(flow_run_id: str, process: str, spec: str, batch: str) -> RunContext:
-    """Take the batch (one run at a time), record the run in the ops database (once) and fix its S3 prefix."""
+    """Take the batch (one run at a time), record the run in the ops database (once) and fix its S3 prefix.
+
+    The batch's runs whose process died are marked ended first, so that a dead run does not hold the
+    batch; the row names this process, so the run can be found dead if it is killed.
+    """
     settings = get_settings()
+    runs.sweep_dead_runs(settings, process=process, batch=batch)
     hold_batch(settings.ops_database_url or "", flow_run_id=flow_run_id, process=spec, batch=batch)
     with session_scope(settings.ops_database_url or "") as s:
         run = s.get(Run, flow_run_id)
@@ -87,6 +93,7 @@ def open_run(flow_run_id: str, process: str, spec: str, batch: str) -> RunContex
                       started_at=started))
         else:
             prefix = run.s3_prefix
+        runs.record_process(s, flow_run_id)
     return RunContext(flow_run_id=flow_run_id, process=process, spec=spec, batch=batch, prefix=prefix)
 
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     # how often a paused run checks whether its review was resolved
     review_poll_seconds: int = 1
+    # how long one pause of a waiting run lasts before it counts its open items and pauses again: the
+    # review service's timeouts (escalate, reject) decide how long a review may take, never this timer
+    review_pause_seconds: int = 86_400
     # an inbox batch is taken once its newest file is this old (its upload has finished)
     inbox_settle_seconds: int = 30
     # records per chunk (one task run per chunk, one transaction per chunk on load)

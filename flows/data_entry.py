@@ -21,6 +21,7 @@ from bpo.pool import warm_up_in_background
 from bpo.reconcile import reconcile
 from bpo.run import Part, batch_name
 from bpo.spec import load_spec
+from tasks import runs as run_hooks
 from tasks.artifacts import clear_inbox, list_inputs, open_run, publish_run
 from tasks.intake import take_in_file
 from tasks.load import load_decisions, load_passed
@@ -38,7 +39,10 @@ def _run_name() -> str:
 THREADS = max(4, os.cpu_count() or 1)
 
 
-@flow(name="data-entry", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=THREADS))
+@flow(name="data-entry", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=THREADS),
+      # a run that fails, crashes or is cancelled says so in the ops database
+      on_failure=[run_hooks.on_failure], on_crashed=[run_hooks.on_crashed],
+      on_cancellation=[run_hooks.on_cancellation])
 def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, Any]:
     """Intake → normalize → validate → route → load what passed → review → load decisions → publish."""
     spec = load_spec(process)

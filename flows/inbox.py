@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from bpo.db.models import Batch
 from bpo.db.session import session_scope, upgrade
 from bpo.run import get_store
+from bpo.runs import release_claim
 from bpo.settings import get_settings
 
 
@@ -45,10 +46,17 @@ def claim_batch(process: str, batch: str) -> bool:
 
 
 @task(timeout_seconds=60)
-def start_batch_run(process: str, batch: str, spec: str, deployment: str) -> str:
-    # not a subflow: a batch run must be free to suspend for review and be resumed on its own
-    run = run_deployment(deployment, parameters={"batch": batch, "process": spec}, timeout=0, as_subflow=False,
-                         tags=[process, "inbox"])
+def start_batch_run(process: str, batch: str, spec: str, deployment: str) -> str | None:
+    """Start the batch's run; if it cannot be started, give the claim back so the next dispatch retries."""
+    try:
+        # not a subflow: a batch run must be free to suspend for review and be resumed on its own
+        run = run_deployment(deployment, parameters={"batch": batch, "process": spec}, timeout=0,
+                             as_subflow=False, tags=[process, "inbox"])
+    except Exception as exc:
+        release_claim(get_settings(), process, batch)
+        get_run_logger().error("could not start a run for %s (%s: %s); the next dispatch retries it",
+                               batch, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+        return None
     with session_scope(get_settings().ops_database_url or "") as s:
         claimed = s.query(Batch).filter_by(process=process, batch=batch).one()
         claimed.flow_run_id = str(run.id)
@@ -66,6 +74,8 @@ def dispatch_inbox(process: str = "data-entry", spec: str = "customer_onboarding
     started = []
     for batch in find_ready_batches(f"inbox/{process}", settle_seconds):
         if claim_batch(process, batch):
-            started.append(start_batch_run(process, batch, spec, deployment))
+            run_id = start_batch_run(process, batch, spec, deployment)
+            if run_id:
+                started.append(run_id)
     get_run_logger().info("started %d run(s)", len(started))
     return started

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+from uuid import UUID
+
 from prefect import get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import deployment
+from prefect.states import Running
 
-from bpo import routing
+from bpo import routing, runs
 from bpo.db.session import session_scope
 from bpo.quality import BatchChecked
 from bpo.review import open_count, set_run_status
@@ -42,17 +48,35 @@ def await_review(run: RunContext, spec: ProcessSpec, step: str = RECORDS_STEP) -
     if not waiting:
         return
     logger.info("waiting for review: %d items open (bpo review list)", waiting)
-    # the due-time action (escalate or reject) is applied by `bpo review expire`; the pause
-    # outlives it generously so an escalated item can still be decided
-    timeout = int(max(spec.review.due_hours, 1) * 3600 * 4)
     if deployment.id:
-        done = suspend_flow_run(wait_for_input=ReviewDone, timeout=timeout, key=f"review-{step}")
+        # no timeout: the process exits while suspended, and the review service's timeouts decide
+        done = suspend_flow_run(wait_for_input=ReviewDone, timeout=None, key=f"review-{step}")
     else:
-        done = pause_flow_run(wait_for_input=ReviewDone, timeout=timeout,
-                              poll_interval=settings.review_poll_seconds, key=f"review-{step}")
+        done = _pause_until_resolved(run, step, settings.review_pause_seconds, settings.review_poll_seconds)
     logger.info("review resolved: %s", done)
     with session_scope(settings.ops_database_url or "") as s:
         left = open_count(s, run.flow_run_id, step)
         set_run_status(s, run.flow_run_id, "running")
     if left:
         raise RuntimeError(f"resumed with {left} review items still open; resolve them and resume again")
+
+
+def _pause_until_resolved(run: RunContext, step: str, pause_seconds: int, poll_seconds: int) -> ReviewDone:
+    """Pause again each time a pause times out while items are open: a waiting run never fails on a timer."""
+    settings = get_settings()
+    for attempt in itertools.count():
+        key = f"review-{step}" if attempt == 0 else f"review-{step}-{attempt}"  # a pause key fires once
+        try:
+            return pause_flow_run(wait_for_input=ReviewDone, timeout=pause_seconds, poll_interval=poll_seconds,
+                                  key=key)
+        except FlowPauseTimeout:
+            # back to Running (the server may already have failed the expired pause), then wait again
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(UUID(run.flow_run_id), Running(), force=True)
+            with session_scope(settings.ops_database_url or "") as s:
+                left = open_count(s, run.flow_run_id, step)
+            if not left:  # resolved just as the pause ran out: the counts are the service's to give
+                return ReviewDone(**runs.decided_counts(settings, run.flow_run_id, step))
+            get_run_logger().info("still waiting for review: %d items open; pausing again", left)
+    raise AssertionError("unreachable")
+

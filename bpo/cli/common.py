@@ -16,10 +16,12 @@ stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Prefect ser
 review_app = typer.Typer(no_args_is_help=True, help="Review items: list, show, claim, resolve, expire.")
 db_app = typer.Typer(no_args_is_help=True, help="The ops database.")
 run_app = typer.Typer(no_args_is_help=True, help="Run a process once against the stack.")
+runs_app = typer.Typer(no_args_is_help=True, help="Runs: list them with how they ended, retry one that failed.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(review_app, name="review")
 app.add_typer(db_app, name="db")
 app.add_typer(run_app, name="run")
+app.add_typer(runs_app, name="runs")
 
 out = Console()
 err = Console(stderr=True)
@@ -32,7 +34,8 @@ def settings() -> Settings:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {escape(message)}")  # messages may quote what a user typed
+    # messages may quote what a user typed; not wrapped at the terminal's width: a URL or a command stays whole
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -46,4 +49,5 @@ def main() -> None:
     os.environ.setdefault("PREFECT_API_URL", s.prefect_api_url)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # the run's own log lines go to the Prefect UI; the terminal shows progress and the summary
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    # (a failure's traceback too: the terminal gets one short message, the traceback is in the run's log)
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")

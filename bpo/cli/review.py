@@ -43,15 +43,21 @@ def review_list(
 ) -> None:
     """The review queue, soonest due first."""
     from bpo.review import kind_of, list_items
+    from bpo.runs import run_statuses, sweep_dead_runs
 
     items = list_items(settings(), status=_status(status), process=process, flow_run_id=run, queue=queue)
+    # an item of an ended run waits for the batch's next run (`bpo runs retry`), not for this one
+    sweep_dead_runs(settings(), flow_run_ids={i.flow_run_id for i in items})
+    run_status = run_statuses(settings(), (i.flow_run_id for i in items))
     if as_json:
-        out.print_json(json.dumps([_item_dict(i) for i in items], default=str))
+        out.print_json(json.dumps([{**_item_dict(i), "run_status": run_status.get(i.flow_run_id)} for i in items],
+                                  default=str))
         return
-    table = Table("id", "kind", "process", "record", "to decide", "status", "queue", "assignee", "due (UTC)")
+    table = Table("id", "kind", "process", "record", "to decide", "status", "queue", "assignee", "due (UTC)", "run")
     for i in items:
         table.add_row(str(i.id), Text(i.kind), Text(i.process), Text(i.record_key), Text(kind_of(i).display(i).summary),
-                      i.status, Text(i.queue), Text(i.assignee or ""), f"{i.due_at:%Y-%m-%d %H:%M}")
+                      i.status, Text(i.queue), Text(i.assignee or ""), f"{i.due_at:%Y-%m-%d %H:%M}",
+                      run_status.get(i.flow_run_id, ""))
     out.print(table)
     out.print(f"{len(items)} item(s)")
 
@@ -183,6 +189,8 @@ def _resolve_one(item_id: int, approve: bool | None, sets: dict[str, str], reaso
         return
     out.print(f"item {item_id} {done.status}; {done.open_left} open in this run"
               + (" — run resumed" if done.resumed else ""))
+    if done.rerun:
+        out.print(done.rerun, markup=False, soft_wrap=True)
 
 
 def _resolve_many(ids: list[int], all_open: bool, process: str | None, run: str | None, approve: bool | None,

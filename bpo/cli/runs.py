@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from bpo.cli.common import err, fail, out, run_app, settings
+from bpo.cli.common import err, fail, out, run_app, runs_app, settings
 
 STAGES = {"open_run": "open", "list_inputs": "list inputs", "take_in_file": "intake",
           "prepare_chunk": "normalize + validate", "validate_batch": "validate batch", "route_records": "route",
@@ -92,11 +92,30 @@ def run_flow_with_progress(deployment: str, parameters: dict[str, Any], *, quiet
         finished.set()
         watcher.join(timeout=5)
     if not state.is_completed():
-        fail(f"run ended {state.type.value}: {state.message or ''} — see {url}")
+        fail(f"{_ended_message(str(flow_run.id), state)} — the run's log: {url}")
     result = state.result()
     if not quiet:
         print_summary(result)
     return {"flow_run_id": str(flow_run.id), "url": url, **result}
+
+
+def _ended_message(flow_run_id: str, state: Any) -> str:
+    """The run's one short message, as its state hook wrote it to the ops database (or made from its state)."""
+    from bpo import runs
+    from bpo.db.models import Run
+    from bpo.db.session import session_scope
+
+    with session_scope(settings().ops_database_url or "") as s:
+        row = s.get(Run, flow_run_id)
+        if row is not None and row.message:
+            return f"run {row.status}: {row.message}"
+    try:
+        exc = state.result(raise_on_failure=False)
+    except BaseException as e:  # the result itself could not be read
+        exc = e
+    if isinstance(exc, BaseException):
+        return f"run {state.type.value.lower()}: {runs.explain_failure(exc, settings())}"
+    return f"run {state.type.value.lower()}"
 
 
 def _watch(flow_run_id: Any, finished: threading.Event, *, quiet: bool) -> None:
@@ -151,3 +170,50 @@ def print_summary(result: dict[str, Any]) -> None:
                   f"{result.get('straight_through_rate', 0):.1%}", str(result.get("files_quarantined")))
     out.print(table)
     out.print(f"manifest: {result.get('manifest')}")
+
+
+@runs_app.command("list")
+def runs_list(
+    status: str | None = typer.Option(None, help="running, waiting_review, completed, failed, crashed, cancelled"),
+    process: str | None = typer.Option(None, help="Only this process."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Runs, newest first, with how they ended and their counts; runs whose process died are marked first."""
+    from dataclasses import asdict
+
+    from bpo.db.session import upgrade
+    from bpo.runs import list_runs
+
+    upgrade(settings().ops_database_url or "")
+    rows = list_runs(settings(), status=status, process=process)
+    if as_json:
+        out.print_json(json.dumps([asdict(r) for r in rows], default=str))
+        return
+    table = Table("run", "process", "batch", "status", "started (UTC)", "in", "loaded", "rejected", "open items",
+                  "message")
+    for r in rows:
+        table.add_row(r.flow_run_id, r.process, r.batch, r.status, f"{r.started_at:%Y-%m-%d %H:%M}",
+                      *("" if v is None else str(v) for v in (r.records_in, r.loaded, r.rejected)),
+                      str(r.open_items), r.message or "")
+    out.print(table, markup=False)
+    out.print(f"{len(rows)} run(s)")
+
+
+@runs_app.command("retry")
+def runs_retry(
+    run_id: str = typer.Argument(..., help="The flow run id of a failed, crashed or cancelled run."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Run an ended run's batch again (same process and batch); its review items and decisions are taken over."""
+    from bpo.db.session import upgrade
+    from bpo.runs import RunError, retry_target
+
+    upgrade(settings().ops_database_url or "")
+    try:
+        run = retry_target(settings(), run_id)
+    except RunError as exc:
+        fail(str(exc))
+    result = run_flow_with_progress("data-entry", {"batch": run.batch, "process": run.process.replace("-", "_")},
+                                    quiet=as_json)
+    if as_json:
+        out.print_json(json.dumps(result, default=str))

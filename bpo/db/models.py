@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -25,11 +25,17 @@ class Run(Base):
     flow_run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     process: Mapped[str] = mapped_column(String(100))
     batch: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20))  # running | waiting_review | completed | failed
+    # running | waiting_review | completed | failed | crashed | cancelled
+    status: Mapped[str] = mapped_column(String(20))
     s3_prefix: Mapped[str] = mapped_column(Text)
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # the process running it, so a sweep can tell a run whose process died (SIGKILL) from a live one
+    host: Mapped[str | None] = mapped_column(String(255), default=None)
+    pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    pid_started: Mapped[int | None] = mapped_column(BigInteger, default=None)  # guards against a reused pid
+    message: Mapped[str | None] = mapped_column(Text, default=None)  # how it ended, for a person
 
 
 class Batch(Base):

@@ -17,10 +17,15 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
-    """One engine per URL per process; SQLite gets WAL and a busy timeout for concurrent writers."""
+    """One engine per URL per process; SQLite gets WAL and a busy timeout for concurrent writers.
+
+    Statement parameters are record values: they never go into an exception's text (``hide_parameters``).
+    A SQLite URL may set its own busy timeout (``?timeout=5``); the default is 30 seconds.
+    """
     if url.startswith("sqlite"):
-        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        Path(url.split("///", 1)[1].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, hide_parameters=True,
+                               connect_args={} if "timeout=" in url else {"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _rec):  # type: ignore[no-untyped-def]
@@ -30,7 +35,7 @@ def engine_for(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 @contextmanager

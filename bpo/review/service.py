@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import CursorResult, Table, Update, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from bpo import runs
 from bpo.db.models import AuditEvent, ReviewItem, Run
 from bpo.db.session import session_scope
 from bpo.review.kinds import CorrectionRefused, Kind, Outcome, ReviewError, kind_of
@@ -34,6 +35,7 @@ class Resolution:
     status: str
     open_left: int  # open items left in the same run and step
     resumed: bool
+    rerun: str | None = None  # the run has ended: nothing was resumed, this says how to re-run it
 
 
 @dataclass
@@ -140,7 +142,8 @@ def resolve(settings: Settings, item_id: int, *, actor: str, approve: bool | Non
         run_id, step = item.flow_run_id, item.step
         left = open_count(s, run_id, step)
     resumed = resume_if_done(settings, run_id, step) if left == 0 else False
-    return Resolution(item_id, outcome.status, left, resumed)
+    rerun = runs.rerun_hint(settings, run_id) if left == 0 and not resumed else None
+    return Resolution(item_id, outcome.status, left, resumed, rerun)
 
 
 def resolve_many(settings: Settings, item_ids: Iterable[int], *, actor: str, approve: bool | None = None,
@@ -285,6 +288,8 @@ def resume_if_done(settings: Settings, flow_run_id: str, step: str, *, settle_se
     with session_scope(_ops(settings)) as s:
         if open_count(s, flow_run_id, step):
             return False
+    if runs.ended(settings, flow_run_id):  # a dead run may still look paused to Prefect: resume nothing
+        return False
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -337,10 +342,15 @@ def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[s
                 if not _changed(s, still_open.values(queue="supervisor", assignee=None, due_at=due)):
                     continue
                 done["escalated"] += 1
-            else:
-                continue
+            else:  # past its escalated due time too: the final action is to reject it
+                if not _changed(s, still_open.values(status="rejected", reason="review timed out after escalation",
+                                                     decided_by="system", decided_at=now)):
+                    continue
+                done["rejected"] += 1
+                touched.add((item.flow_run_id, item.step))
+            action = "escalate" if item.on_timeout == "escalate" and item.queue != "supervisor" else "reject"
             s.add(AuditEvent(actor="system", action="timed_out", item_id=item.id, flow_run_id=item.flow_run_id,
-                             detail={"action": item.on_timeout}))
+                             detail={"action": action}))
     for run_id, step in touched:
         done["resumed"] += int(resume_if_done(settings, run_id, step))
     return done
