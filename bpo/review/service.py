@@ -331,6 +331,8 @@ def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[s
         overdue = list(s.scalars(select(ReviewItem).where(ReviewItem.status == "open", ReviewItem.due_at < now)))
         for item in overdue:
             still_open = update(ReviewItem).where(ReviewItem.id == item.id, ReviewItem.status == "open")
+            # escalated once, overdue again in the supervisor queue: the final action is to reject
+            action = "escalate" if item.on_timeout == "escalate" and item.queue != "supervisor" else "reject"
             if item.on_timeout == "reject":
                 if not _changed(s, still_open.values(status="rejected", reason="review timed out",
                                                      decided_by="system", decided_at=now)):
@@ -342,13 +344,12 @@ def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[s
                 if not _changed(s, still_open.values(queue="supervisor", assignee=None, due_at=due)):
                     continue
                 done["escalated"] += 1
-            else:  # past its escalated due time too: the final action is to reject it
+            else:
                 if not _changed(s, still_open.values(status="rejected", reason="review timed out after escalation",
                                                      decided_by="system", decided_at=now)):
                     continue
                 done["rejected"] += 1
                 touched.add((item.flow_run_id, item.step))
-            action = "escalate" if item.on_timeout == "escalate" and item.queue != "supervisor" else "reject"
             s.add(AuditEvent(actor="system", action="timed_out", item_id=item.id, flow_run_id=item.flow_run_id,
                              detail={"action": action}))
     for run_id, step in touched:
