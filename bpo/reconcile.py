@@ -115,3 +115,9 @@ def reconcile(taken: list[FileTaken], routed: Routed, passed: Passed, decided: D
         quarantined=f.bad_rows + f.held, uncounted=f.uncounted, notes=f.notes) for f in taken]
     return Reconciliation.of(files, reviewed=routed.review, approved=decided.approved,
                              straight_through=routed.passed, carried_over=routed.carried_over)
+
+
+def rejected_at_gate(taken: list[FileTaken], routed: Routed) -> Decided:
+    """A batch whose gate was rejected: nothing is loaded, every record read is rejected."""
+    rejected = {f.name: f.records - _of_file(routed.superseded, f) for f in taken if f.records}
+    return Decided(loaded={}, rejected=rejected, superseded={}, approved=0, objects=[])

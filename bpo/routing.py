@@ -12,18 +12,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
+from sqlalchemy import func, select
 
 from bpo.carry import audit_carried, carry_over, record_hash
+from bpo.db.models import ReviewItem
 from bpo.db.session import session_scope
 from bpo.pool import map_in_workers
 from bpo.quality import BatchChecked
-from bpo.review import add_items, json_safe
+from bpo.review import add_items, json_safe, open_gate
 from bpo.run import Part, RunContext, get_store, put_parquet, read_parquet
 from bpo.schema import CHECK_COLUMNS, ROW
 from bpo.settings import get_settings
 from bpo.spec import ProcessSpec
 
 RECORDS_STEP = "records"
+GATE_STEP = "gate"
 
 
 class Routed(BaseModel):
@@ -232,3 +235,30 @@ def route_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], checked: 
     withheld = sum(superseded.values())
     return Routed(passed=total - len(held), review=len(held) - withheld, superseded=superseded,
                   carried_over=carried, taken_over=taken_over, review_rows=key)
+
+
+class GateVerdict(BaseModel):
+    approved: bool
+    reason: str | None = None
+    decided_by: str | None = None
+
+
+def ask_gate(run: RunContext, spec: ProcessSpec, routed: Routed) -> None:
+    """Ask for the whole batch's approval, on what routing and the review made of it (once per run)."""
+    with session_scope(get_settings().ops_database_url or "") as s:
+        counts = dict(s.execute(select(ReviewItem.status, func.count()).where(
+            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == RECORDS_STEP)
+            .group_by(ReviewItem.status)).tuples().all())
+        summary = {"batch": run.batch, "straight_through": routed.passed, "reviewed": routed.review,
+                   "items_approved": int(counts.get("approved", 0)), "items_rejected": int(counts.get("rejected", 0)),
+                   "superseded": sum(routed.superseded.values()), "artifacts": get_store().uri(run.prefix)}
+        open_gate(s, run.flow_run_id, run.spec, GATE_STEP, summary,
+                  datetime.now(UTC) + timedelta(hours=spec.review.due_hours), spec.review.on_timeout)
+
+
+def gate_verdict(run: RunContext) -> GateVerdict:
+    """How the run's gate was decided (it is decided: the run waited for it)."""
+    with session_scope(get_settings().ops_database_url or "") as s:
+        gate = s.execute(select(ReviewItem.status, ReviewItem.reason, ReviewItem.decided_by).where(
+            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == GATE_STEP)).one()
+    return GateVerdict(approved=gate.status == "approved", reason=gate.reason, decided_by=gate.decided_by)

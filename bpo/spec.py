@@ -66,6 +66,9 @@ class ReviewSpec(BaseModel):
     # all or nothing: load no record of the batch until every item is decided (default: records
     # that pass are loaded at once, only those under review wait)
     hold_batch: bool = False
+    # a person approves the whole batch (a gate) after the records' review and before anything is loaded;
+    # a rejected gate loads nothing and rejects every record
+    gate: bool = False
 
 
 class IntakeSpec(BaseModel):

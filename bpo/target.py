@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bpo.db.models import ReviewItem
 from bpo.db.session import engine_for, session_scope
 from bpo.pool import map_in_workers
+from bpo.review.record import KEPT
 from bpo.routing import RECORDS_STEP
 from bpo.run import Part, RunContext, get_store, read_parquet
 from bpo.schema import ROW
@@ -212,6 +213,12 @@ def load_passed(run: RunContext, spec: ProcessSpec, parts: list[Part], review_ro
     return Passed(loaded=loaded)
 
 
+def _kept(item: Any) -> tuple[str, int]:
+    """The record an approved item loads: the one the agent kept, else the one it came from."""
+    kept = (item.decision or {}).get(KEPT) or item.source
+    return str(kept["file"]), int(kept["row"])
+
+
 def _add(counts: dict[str, int], file: str, n: int = 1) -> None:
     counts[file] = counts.get(file, 0) + n
 
@@ -236,14 +243,15 @@ def load_decisions(run: RunContext, spec: ProcessSpec) -> Decided:
             for m in members:
                 _add(rejected, m["file"])
         elif item.status == "approved":
-            _add(loaded, item.source["file"])
-            kept = (item.source["file"], item.source["row"])
+            file, row = _kept(item)
+            _add(loaded, file)
             for m in members:
-                if (m["file"], m["row"]) != kept:
+                if (m["file"], m["row"]) != (file, row):
                     _add(superseded, m["file"])
     if approved:
-        decided = pd.DataFrame([{**(i.decision or {}), "_source_file": i.source["file"],
-                                 "_source_row": i.source["row"]} for i in approved], dtype=object)
+        decided = pd.DataFrame([{**{k: v for k, v in (i.decision or {}).items() if k != KEPT},
+                                 "_source_file": _kept(i)[0], "_source_row": _kept(i)[1]} for i in approved],
+                               dtype=object)
         upsert(engine, table, to_rows(_with_provenance(decided, run), table), spec.target.key,
                chunk_rows=settings.chunk_rows)
     return Decided(loaded=loaded, rejected=rejected, superseded=superseded, approved=len(approved),

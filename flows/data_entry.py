@@ -17,17 +17,21 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from bpo.intake import FileTaken
 from bpo.pool import warm_up_in_background
-from bpo.reconcile import reconcile
-from bpo.run import Part, batch_name
+from bpo.quality import BatchChecked
+from bpo.reconcile import reconcile, rejected_at_gate
+from bpo.routing import GATE_STEP, Routed
+from bpo.run import Part, RunContext, batch_name
 from bpo.spec import load_spec
+from bpo.target import Decided, Passed
 from tasks import runs as run_hooks
 from tasks.artifacts import clear_inbox, list_inputs, open_run, publish_run
 from tasks.intake import take_in_file
 from tasks.load import load_decisions, load_passed
 from tasks.normalize import prepare_chunk
 from tasks.quality import validate_batch
-from tasks.review import await_review, route_records
+from tasks.review import ask_for_gate, await_review, read_gate, route_records
 
 
 def _run_name() -> str:
@@ -63,14 +67,24 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
     checked = validate_batch(run, spec, parts, [check for _, check in prepared])
     routed = route_records(run, spec, parts, checked,
                            {f.name: f.low_confidence for f in taken if f.low_confidence})
-    if spec.review.hold_batch:  # all or nothing: nothing is loaded before every item is decided
+    if spec.review.hold_batch or spec.review.gate:  # all or nothing: nothing loads before every item is decided
         await_review(run, spec)
+        if spec.review.gate:  # then a person approves the whole batch
+            ask_for_gate(run, spec, routed)
+            await_review(run, spec, GATE_STEP)
+            if not read_gate(run).approved:
+                decided = rejected_at_gate(taken, routed)
+                return finish(run, taken, parts, checked, routed, Passed(loaded={}), decided)
         passed = load_passed(run, spec, parts, routed.review_rows)
     else:  # what passed goes straight through; only the records under review wait
         passed = load_passed(run, spec, parts, routed.review_rows)
         await_review(run, spec)
-    decided = load_decisions(run, spec)
+    return finish(run, taken, parts, checked, routed, passed, load_decisions(run, spec))
 
+
+def finish(run: RunContext, taken: list[FileTaken], parts: list[Part], checked: BatchChecked, routed: Routed,
+           passed: Passed, decided: Decided) -> dict[str, Any]:
+    """Reconcile, write the manifest and the run's artifacts, clear the inbox."""
     objects = [*(f.staged for f in taken), *(o for f in taken for o in f.objects),
                *(o for p in parts for o in p.objects), *checked.objects, *decided.objects]
     summary = publish_run(run, objects, reconcile(taken, routed, passed, decided))

@@ -17,7 +17,7 @@ from bpo import routing, runs
 from bpo.db.session import session_scope
 from bpo.quality import BatchChecked
 from bpo.review import open_count, set_run_status
-from bpo.routing import RECORDS_STEP, Routed
+from bpo.routing import RECORDS_STEP, GateVerdict, Routed
 from bpo.run import Part, RunContext
 from bpo.settings import get_settings
 from bpo.spec import ProcessSpec
@@ -28,6 +28,18 @@ class ReviewDone(RunInput):
 
     approved: int
     rejected: int
+
+
+@task(retries=2, retry_delay_seconds=2, timeout_seconds=60)
+def ask_for_gate(run: RunContext, spec: ProcessSpec, routed: Routed) -> None:
+    """Ask a person to approve the whole batch before anything is loaded."""
+    routing.ask_gate(run, spec, routed)
+
+
+@task(retries=2, retry_delay_seconds=2, timeout_seconds=60)
+def read_gate(run: RunContext) -> GateVerdict:
+    """How the batch's gate was decided."""
+    return routing.gate_verdict(run)
 
 
 @task(retries=1, retry_delay_seconds=2, timeout_seconds=1800)

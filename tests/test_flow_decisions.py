@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 
 from bpo.db.models import AuditEvent
 from bpo.db.session import session_scope
@@ -66,7 +66,8 @@ def _rows(url: str) -> int:
 
 
 class Agent(threading.Thread):
-    """Resolves the batch's items as they appear: ``decide(item) -> (approve, reason)``; notes what it saw."""
+    """Resolves the batch's items as they appear: ``decide(item) -> (approve, reason)`` or the keyword
+    arguments of ``resolve``; notes what it saw."""
 
     def __init__(self, batch: Path, decide: Any, *, expect: int | None = None, look: Any = None) -> None:
         super().__init__(daemon=True)
@@ -89,8 +90,10 @@ class Agent(threading.Thread):
                     if self.look is not None and self.looked is None:
                         self.looked = self.look()
                     for item in items:
-                        approve, reason = self.decide(item)
-                        resolve(settings, item.id, approve=approve, reason=reason, actor="agent")
+                        decided = self.decide(item)
+                        if isinstance(decided, tuple):
+                            decided = {"approve": decided[0], "reason": decided[1]}
+                        resolve(settings, item.id, actor="agent", **decided)
                     self.seen += items
                 time.sleep(0.3)
         except BaseException as exc:
@@ -154,7 +157,14 @@ def test_records_sharing_a_key_are_one_decision_and_the_other_is_superseded(
     repeat = make_records(1, seed=53, review_fraction=0.0, start=71_004)  # repeats records[4]'s key
     (batch / "b.csv").write_bytes(to_csv(repeat))
 
-    agent = Agent(batch, lambda item: (True, None), expect=2)
+    first_of_key = f"key:{records[2]['customer_id']}"
+
+    def decide(item: Any) -> Any:  # the first key keeps its first record (line 4 of a.csv), the other the last
+        if item.record_key == first_of_key:
+            return {"decision": {"approve": True, "keep": "a.csv:4"}}
+        return (True, None)
+
+    agent = Agent(batch, decide, expect=2)
     result = _run_with(agent, batch=str(batch))
     assert sorted(i.record_key for i in agent.seen) == sorted(
         [f"key:{records[2]['customer_id']}", f"key:{records[4]['customer_id']}"])
@@ -163,6 +173,12 @@ def test_records_sharing_a_key_are_one_decision_and_the_other_is_superseded(
     assert result["records_in"] == 11 and result["loaded"] == 9 and result["superseded"] == 2
     assert result["reviewed"] == 4 and result["approved"] == 2
     assert _rows(target_db) == 9
+    with create_engine(target_db).connect() as conn:
+        kept = {r.customer_id: r for r in conn.execute(text("SELECT * FROM customers"))}
+    first, second = kept[records[2]["customer_id"]], kept[records[4]["customer_id"]]
+    assert (first.source_file, first.source_row) == ("a.csv", 4), "the record the agent kept is loaded"
+    assert first.email == records[2]["email"].lower()
+    assert (second.source_file, second.source_row) == ("b.csv", 2), "by default the last record is kept"
 
 
 def test_passing_records_load_while_the_others_wait_unless_the_spec_holds_the_batch(
@@ -213,3 +229,32 @@ def test_a_second_run_of_a_batch_while_one_is_active_is_refused_naming_it(
         if first.poll() is None:
             first.kill()
     assert data_entry(batch=str(batch))["records_in"] == 40, "once the first run has ended, the batch runs again"
+
+
+def test_a_spec_can_ask_for_a_gate_a_rejected_gate_loads_nothing(stack: dict[str, str], target_db: str,
+                                                                 tmp_path: Path) -> None:
+    spec = yaml.safe_load((SPECS_DIR / "customer_onboarding.yaml").read_text())
+    spec["review"]["gate"] = True
+    gated = tmp_path / "customer_onboarding_gated.yaml"
+    gated.write_text(yaml.safe_dump(spec))
+
+    batch = tmp_path / "gated"
+    batch.mkdir()
+    (batch / "forms.csv").write_bytes(to_csv(make_records(30, seed=57, review_fraction=0.1, start=75_000)))
+    agent = Agent(batch, lambda item: (False, "client withdrew the batch" if item.kind == "gate" else "bad record"),
+                  look=lambda: _rows(target_db))
+    result = _run_with(agent, batch=str(batch), process=str(gated))
+    kinds = [i.kind for i in agent.seen]
+    assert kinds.count("gate") == 1 and kinds[-1] == "gate", "the gate comes after the records' review"
+    gate = agent.seen[-1]
+    assert gate.source["summary"]["straight_through"] == result["straight_through"] > 0
+    assert agent.looked == 0 and _rows(target_db) == 0, "a rejected gate loads nothing"
+    assert result["loaded"] == 0 and result["rejected"] + result["superseded"] == result["records_in"] == 30
+
+    clean = tmp_path / "gated-clean"
+    clean.mkdir()
+    (clean / "forms.csv").write_bytes(to_csv(make_records(5, seed=58, review_fraction=0.0, start=76_000)))
+    agent = Agent(clean, lambda item: (True, "checked the totals"), look=lambda: _rows(target_db))
+    result = _run_with(agent, batch=str(clean), process=str(gated))
+    assert [i.kind for i in agent.seen] == ["gate"] and agent.looked == 0
+    assert result["loaded"] == 5 == _rows(target_db)

@@ -77,7 +77,7 @@ def test_reject_a_selection_from_the_cli_and_flags_that_do_not_go_together(setti
 
     for wrong, says in ((["--approve", *ids], "--approve-passing"), (["--reject", *ids], "needs a reason"),
                         (["--approve-passing"], "--all-open"), ([ids[0], "--approve", "--reject"], "one of"),
-                        ([ids[0], "--reject", "--reason", "x", "--set", "a=b"], "--set goes with --approve"),
+                        ([ids[0], "--reject", "--reason", "x", "--set", "a=b"], "--set and --keep go with --approve"),
                         ([*ids, "--run", run_id, "--approve-passing"], "narrow --all-open"),
                         ([ids[0], "--decision", "[1]"], "JSON object")):
         res = CliRunner().invoke(app, ["review", "resolve", *wrong, "--as", "bob"])  # in process: only flags

@@ -116,6 +116,8 @@ def review_resolve(
     process: str | None = typer.Option(None, help="With --all-open: only this process."),
     run: str | None = typer.Option(None, "--run", help="With --all-open: only this flow run id."),
     sets: list[str] = typer.Option([], "--set", help="field=value correction, with --approve; repeatable."),
+    keep: str | None = typer.Option(None, "--keep", help="With --approve, for a repeated key: the record kept "
+                                                          "(FILE:ROW, as `show` lists it); the rest are superseded."),
     reason: str | None = typer.Option(None, "--reason", help="Why (needed to reject)."),
     actor: str = typer.Option(getpass.getuser(), "--as", help="Who decides."),
     as_json: bool = typer.Option(False, "--json"),
@@ -123,7 +125,7 @@ def review_resolve(
     """Decide one item, or many with one decision; the last item of a run resumes it.
 
     \b
-      bpo review resolve ID --approve [--set field=value ...]
+      bpo review resolve ID --approve [--set field=value ...] [--keep FILE:ROW]
       bpo review resolve ID ... --reject --reason TEXT
       bpo review resolve (ID ... | --all-open [--process P] [--run RUN]) --approve-passing
       bpo review resolve (ID ... | --all-open ...) --reject --reason TEXT
@@ -138,8 +140,8 @@ def review_resolve(
         fail("name the item(s) by ID, or select them with --all-open, one of the two", 2)
     if (process or run) and not all_open:
         fail("--process and --run narrow --all-open", 2)
-    if sets and not approve:
-        fail("--set goes with --approve (one item)", 2)
+    if (sets or keep) and not approve:
+        fail("--set and --keep go with --approve (one item)", 2)
     if reject and not (reason and reason.strip()):
         fail("a rejection needs a reason (--reason TEXT)", 2)
     if approve and (all_open or len(ids) > 1):
@@ -160,6 +162,8 @@ def review_resolve(
             fail("--decision is a JSON object", 2)
         if reason is not None:
             wanted = {**wanted, "reason": reason}  # type: ignore[dict-item]
+    if keep is not None:
+        wanted = {"approve": True, "set": corrections, "keep": keep, **({"reason": reason} if reason else {})}
     verdict: bool | None = None if wanted is not None else (approve or approve_passing)
     if len(ids) == 1 and not approve_passing:
         _resolve_one(ids[0], verdict, corrections, reason if wanted is None else None, wanted, actor, as_json)

@@ -27,13 +27,16 @@ class RecordDecision(BaseModel):
     approve: bool
     sets: dict[str, str] = Field(default_factory=dict, alias="set")
     reason: str | None = None
+    # an item for a repeated natural key: the record kept ("FILE:ROW"; default the last one), the others
+    # are superseded; ``set`` corrections apply to the kept record's values (merged values)
+    keep: str | None = None
 
     @model_validator(mode="after")
     def _reject_needs_reason(self) -> RecordDecision:
         if not self.approve and not (self.reason and self.reason.strip()):
             raise ValueError("a rejection needs a reason (--reason TEXT)")
-        if not self.approve and self.sets:
-            raise ValueError("corrections (--set) go with an approval")
+        if not self.approve and (self.sets or self.keep):
+            raise ValueError("corrections (--set) and --keep go with an approval")
         return self
 
 
@@ -63,9 +66,12 @@ class RecordKind:
                 for name, value in item.proposed.items()]
         checks = sorted({f"{c['field']}:{c['check'].removeprefix('expect_column_values_to_')}"
                          for c in item.failed_checks})
+        notes = [f"{c['field']}: {c['reason']} ({c['check']})" for c in item.failed_checks]
+        for m in item.source.get("records") or []:  # a repeated key: every record of it, to keep one
+            values = ", ".join(f"{k}={_text(v)}" for k, v in (m.get("proposed") or {}).items())
+            notes.append(f"record {m['file']}:{m['row']} (--keep {m['file']}:{m['row']}): {values}")
         return Display(title=item.record_key, columns=["field", "source", "proposed", ""], rows=rows,
-                       notes=[f"{c['field']}: {c['reason']} ({c['check']})" for c in item.failed_checks],
-                       summary=", ".join(checks))
+                       notes=notes, summary=", ".join(checks))
 
     def check(self, item: ReviewItem, decision: Any) -> Outcome:
         assert isinstance(decision, RecordDecision)
@@ -76,10 +82,29 @@ class RecordKind:
         unknown = sorted(set(decision.sets) - set(spec.fields))
         if unknown:
             raise ReviewError(f"unknown field(s) {', '.join(unknown)}; fields are {', '.join(spec.fields)}")
-        accepted, failures = revalidate(spec, {**item.proposed, **decision.sets})
+        base, kept = item.proposed, None
+        if decision.keep is not None:
+            kept = _member(item, decision.keep)
+            base = kept["proposed"]
+            audit["keep"] = decision.keep
+        accepted, failures = revalidate(spec, {**base, **decision.sets})
         if failures:
             raise CorrectionRefused(failures)
+        if kept is not None:  # where the loaded record came from: the one kept, not the one proposed
+            accepted[KEPT] = {"file": kept["file"], "row": kept["row"]}
         return Outcome("approved", decision=accepted, reason=decision.reason, audit=audit)
+
+
+KEPT = "_kept"  # in an approved decision: which record of a repeated key was kept
+
+
+def _member(item: ReviewItem, keep: str) -> dict[str, Any]:
+    members = item.source.get("records") or []
+    names = [f"{m['file']}:{m['row']}" for m in members]
+    if keep not in names:
+        where = f"one of {', '.join(names)}" if names else "only for an item of a repeated key"
+        raise ReviewError(f"--keep names a record of the item: {where}")
+    return dict(members[names.index(keep)])
 
 
 def _text(value: Any) -> str:
