@@ -85,8 +85,9 @@ def test_batch_with_review_pauses_resumes_and_loads(stack: dict[str, str], targe
     counts = write_batch(tmp_path / "batch", n=150, review_fraction=0.04)
 
     def agent() -> dict[str, Any]:
-        wait_until_paused(wait_for_items(1)[0]["flow_run_id"])  # every item of the step is written
-        items = open_items()
+        run_id = wait_for_items(1)[-1]["flow_run_id"]  # soonest due first: this run's items come last
+        wait_until_paused(run_id)  # every item of the step is written
+        items = open_items(run_id)
         ambiguous = next(i for i in items if any(c["check"] == "ambiguous_date" for c in i["failed_checks"]))
         refused = bpo("review", "resolve", str(ambiguous["id"]), "--approve", "--as", "agent-1")
         fixed = bpo("review", "resolve", str(ambiguous["id"]), "--approve", "--set", "signup_date=2024-03-04",
@@ -396,8 +397,9 @@ def test_bpo_run_waits_for_review_says_so_and_resumes_when_the_cli_resolves(stac
     (batch / "forms.csv").write_bytes(to_csv(make_records(60, seed=31, review_fraction=0.05, start=50_000)))
     run = subprocess.Popen([*BPO, "run", "data-entry", str(batch), "--json"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    wait_until_paused(wait_for_items(1)[0]["flow_run_id"])
-    items = open_items()
+    run_id = wait_for_items(1)[-1]["flow_run_id"]
+    wait_until_paused(run_id)
+    items = open_items(run_id)
     for item in items[:-1]:
         assert bpo("review", "resolve", str(item["id"]), "--reject", "--reason", "test", "--as", "a").returncode == 0
     last = bpo("review", "resolve", str(items[-1]["id"]), "--reject", "--reason", "test", "--as", "a")
