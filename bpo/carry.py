@@ -13,9 +13,9 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from bpo.db.models import AuditEvent, ReviewItem, Run
@@ -92,7 +92,7 @@ def carry_over(session: Session, *, flow_run_id: str, process: str, batch: str, 
         kept.append(item)
     items[:] = kept
     if events:
-        session.execute(insert(AuditEvent.__table__), events)
+        session.execute(insert(cast(Table, AuditEvent.__table__)), events)
     return done
 
 
@@ -103,6 +103,6 @@ def audit_carried(session: Session, flow_run_id: str, step: str, carried: dict[s
     ids = dict(session.execute(select(ReviewItem.record_key, ReviewItem.id).where(
         ReviewItem.flow_run_id == flow_run_id, ReviewItem.step == step,
         ReviewItem.record_key.in_(list(carried)))).tuples().all())
-    session.execute(insert(AuditEvent.__table__), [
+    session.execute(insert(cast(Table, AuditEvent.__table__)), [
         {"actor": "system", "action": "carried_over", "item_id": ids[key], "flow_run_id": flow_run_id,
          "detail": {"from_item": source}} for key, source in carried.items() if key in ids])

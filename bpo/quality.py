@@ -191,6 +191,7 @@ def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True, sc
         if r.success:
             continue
         cfg = r.expectation_config
+        assert cfg is not None  # validating a suite gives every result the expectation it ran
         field = str(cfg.kwargs.get("column", ""))
         if r.exception_info and r.exception_info.get("raised_exception"):
             message = r.exception_info.get("exception_message")

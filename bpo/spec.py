@@ -60,7 +60,7 @@ class ReviewSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # which flags send a record to review (failed expectations and unreadable values always do)
-    route: list[Flag] = Field(default_factory=lambda: ["duplicate_key", "low_confidence_mapping"])
+    route: list[Flag] = Field(default_factory=lambda: list[Flag](["duplicate_key", "low_confidence_mapping"]))
     due_hours: float = 24.0
     on_timeout: Literal["escalate", "reject"] = "escalate"
     # all or nothing: load no record of the batch until every item is decided (default: records

@@ -55,7 +55,7 @@ class ArtifactStore:
         s = self.settings
         if not s.s3_sse:
             return {}
-        extra = {"ServerSideEncryption": s.s3_sse}
+        extra: dict[str, str] = {"ServerSideEncryption": s.s3_sse}
         if s.s3_sse == "aws:kms" and s.s3_sse_kms_key_id:
             extra["SSEKMSKeyId"] = s.s3_sse_kms_key_id
         return extra

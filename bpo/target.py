@@ -129,7 +129,9 @@ def _upsert_postgres(engine: Engine, table: Table, part: pa.Table, key: list[str
     col_list = sql.SQL(", ").join(map(ident, cols))
     updates = sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(ident(c), ident(c)) for c in cols if c not in key)
     with engine.begin() as conn:
-        cur = conn.connection.driver_connection.cursor()
+        driver = conn.connection.driver_connection
+        assert driver is not None  # an open connection has its psycopg connection
+        cur = driver.cursor()
         cur.execute("SAVEPOINT bpo_copy")
         try:
             direct = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(ident(table.name), col_list)

@@ -43,7 +43,8 @@ def _run_name() -> str:
 THREADS = max(4, os.cpu_count() or 1)
 
 
-@flow(name="data-entry", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=THREADS),
+# the ignore: Prefect types task_runner as TaskRunner[PrefectFuture[Any]] (invariant); no ThreadPoolTaskRunner fits
+@flow(name="data-entry", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=THREADS),  # type: ignore[arg-type]
       # a run that fails, crashes or is cancelled says so in the ops database
       on_failure=[run_hooks.on_failure], on_crashed=[run_hooks.on_crashed],
       on_cancellation=[run_hooks.on_cancellation])

@@ -9,8 +9,10 @@ Schedule: every minute (``prefect.yaml``, deployment ``data-entry-inbox``).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from prefect import flow, get_run_logger, task
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from sqlalchemy.exc import IntegrityError
 
@@ -50,8 +52,9 @@ def start_batch_run(process: str, batch: str, spec: str, deployment: str) -> str
     """Start the batch's run; if it cannot be started, give the claim back so the next dispatch retries."""
     try:
         # not a subflow: a batch run must be free to suspend for review and be resumed on its own
-        run = run_deployment(deployment, parameters={"batch": batch, "process": spec}, timeout=0,
-                             as_subflow=False, tags=[process, "inbox"])
+        # called from sync code, so the FlowRun itself (the stub also offers the async variant's coroutine)
+        run = cast(FlowRun, run_deployment(deployment, parameters={"batch": batch, "process": spec}, timeout=0,
+                                           as_subflow=False, tags=[process, "inbox"]))
     except Exception as exc:
         release_claim(get_settings(), process, batch)
         get_run_logger().error("could not start a run for %s (%s: %s); the next dispatch retries it",

@@ -28,7 +28,7 @@ def engine_for(url: str) -> Engine:
                                connect_args={} if "timeout=" in url else {"timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _rec):  # type: ignore[no-untyped-def]
+        def _pragmas(dbapi_conn, _rec):
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")

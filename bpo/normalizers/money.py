@@ -142,5 +142,6 @@ def normalize_money(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec:
     reasons[conflicting] = [f"conflicting currencies in {v!r}" for v in u[conflicting]]
     missing = parsed & ~unsettled & ~conflict & no_currency
     reasons[missing] = [f"no currency in {v!r} and the field has no default currency" for v in u[missing]]
-    currency_out = pd.array(np.where(ok, currency, None), dtype=STRING)
+    # numpy's stub takes no None as a fill; at runtime it is the object None (an object array)
+    currency_out = pd.array(np.where(ok, currency, None), dtype=STRING)  # type: ignore[call-overload]
     return result(raw, codes, values, reasons, extra={f"{field.name}_currency": currency_out})
