@@ -94,6 +94,9 @@ def main() -> None:
         if not args.keep:
             stack.callback(shutil.rmtree, root, ignore_errors=True)
         env = {**os.environ, **start_stack(root, stack)}
+        # the warm-up run writes the checkout's bytecode, as pip does for an installed package; a
+        # PYTHONDONTWRITEBYTECODE left in the environment would have every run compile the product anew
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         from bpo.db.session import upgrade
 
         upgrade(env["BPO_OPS_DATABASE_URL"])

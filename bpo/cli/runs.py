@@ -75,8 +75,8 @@ def run_flow_with_progress(deployment: str, parameters: dict[str, Any], *, quiet
     from bpo.pool import warm_up_in_background
     from bpo.processes import load_flow
 
-    warm_up_in_background(parameters.get("batch"))  # the worker processes start while the flow run is created
     flow = load_flow(deployment)
+    warm_up_in_background(parameters.get("batch"))  # the worker processes start while the flow run is created
     s = settings()
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run(flow, parameters=parameters)
