@@ -279,16 +279,24 @@ def test_phone_formats_of_one_number_share_one_library_call(spec: ProcessSpec, m
         return parse(number, region)
 
     monkeypatch.setattr(phonenumbers, "parse", counting_parse)
-    result = run("phone", ["+1 (415) 555-2671", "+1.415.555.2671", "+1 415-555-2671", "0014155552671"], spec)
+    # an extension is for the library to read
+    result = run("phone", ["+1 (415) 555-2671 x5", "+1.415.555.2671 x5", "+1 415-555-2671 x5", "00 1 415 555 2671 x5"],
+                 spec)
     assert result.values.tolist() == ["+14155552671"] * 4
-    assert calls == ["+14155552671"]
+    assert calls == ["+14155552671x5"]
+    # plain international numbers are settled by the fast path, with no call
+    calls.clear()
+    result = run("phone", ["+1 (415) 555-2671", "+44 20 7946 0123", "+49 30 1234567"], spec)
+    assert result.values.tolist() == ["+14155552671", "+442079460123", "+49301234567"]
+    assert calls == []
 
 
 def _region_examples(region: str) -> tuple[dict[str, str], set[str]]:
     """The library's example number of every type in ``region``: {written form: E.164}, and near misses.
 
     Written forms are the national and international formats and the bare national significant
-    number; near misses (a digit changed, dropped or added) are mostly invalid numbers.
+    number; near misses (a digit changed, dropped or added), bare and after ``+`` and the country
+    code, are mostly invalid numbers.
     """
     rng = random.Random(region)
     forms: dict[str, str] = {}
@@ -303,7 +311,8 @@ def _region_examples(region: str) -> tuple[dict[str, str], set[str]]:
             forms[phonenumbers.format_number(example, form)] = e164
         forms.setdefault(nsn, e164)
         i = rng.randrange(len(nsn))
-        misses |= {nsn[:i] + str(rng.randrange(10)) + nsn[i + 1 :], nsn[:-1], nsn + str(rng.randrange(10))}
+        near = {nsn[:i] + str(rng.randrange(10)) + nsn[i + 1 :], nsn[:-1], nsn + str(rng.randrange(10))}
+        misses |= near | {f"+{example.country_code}{m}" for m in near}
     return forms, misses
 
 
@@ -327,7 +336,7 @@ def test_phone_fast_path_agrees_with_the_library_in_every_region():
             if done:
                 assert value == library_e164(number, region), (region, number)
         decided_total += int(decided.sum())
-        bare_total += int(u.str.fullmatch(r"[1-9]\d+").sum())
+        bare_total += int(u.str.fullmatch(r"\+?[1-9]\d+").sum())
     assert decided_total > 0.6 * bare_total  # the shortcut must actually carry most plain numbers
 
 

@@ -58,24 +58,12 @@ def _plain_national(u: pd.Series, meta: PhoneMetadata) -> np.ndarray:
     return plain
 
 
-def fast_e164(u: pd.Series, region: str) -> tuple[np.ndarray, np.ndarray]:
-    """(decided, E.164 or None) for plain national numbers, settled without per-number library calls.
-
-    phonenumbers costs 20-60 us a number, too slow for 100k distinct numbers. For digit strings the
-    parser takes verbatim, parse + is_valid_number is replayed here, vectorized, from the library's own
-    metadata: the first region of the country code that claims the number (by leading digits, else by
-    a valid pattern) must find it valid. The tests check this against the library in every region.
-    """
-    decided = np.zeros(len(u), dtype=bool)
-    values = np.full(len(u), None, dtype=object)
-    meta = PhoneMetadata.metadata_for_region(region)
-    if meta is None or meta.country_code is None:
-        return decided, values
-    positions = np.flatnonzero(_plain_national(u, meta))
-    nsn = u.iloc[positions].reset_index(drop=True)
+def _valid_in_country(nsn: pd.Series, country_code: int) -> np.ndarray:
+    """Vectorized ``is_valid_number`` for national significant numbers of one country code: the first
+    region of the code that claims a number (by leading digits, else by a valid pattern) must find it valid."""
     valid = np.zeros(len(nsn), dtype=bool)
     open_ = np.ones(len(nsn), dtype=bool)  # no region has claimed the number yet
-    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(meta.country_code, ()):
+    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ()):
         if not open_.any():
             break
         candidate = PhoneMetadata.metadata_for_region(code)
@@ -91,8 +79,59 @@ def fast_e164(u: pd.Series, region: str) -> tuple[np.ndarray, np.ndarray]:
             claimed = _valid_for(nsn.iloc[rows], candidate)
             valid[rows[claimed]] = True
         open_[rows[claimed]] = False
+    return valid
+
+
+def _settle(nsn: pd.Series, positions: np.ndarray, country_code: int, decided: np.ndarray,
+            values: np.ndarray) -> None:
+    """Mark ``positions`` decided; those whose national number is valid get their E.164 form."""
+    nsn = nsn.reset_index(drop=True)
+    valid = _valid_in_country(nsn, country_code)
     decided[positions] = True
-    values[positions[valid]] = ("+" + str(meta.country_code) + nsn[valid]).to_numpy(object)
+    values[positions[valid]] = ("+" + str(country_code) + nsn[valid]).to_numpy(object)
+
+
+def _country_codes(digits: pd.Series) -> np.ndarray:
+    """phonenumbers' ``_extract_country_code``: the shortest prefix (1-3 digits) that is a country code, else 0."""
+    known = pd.Index([str(c) for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE])
+    codes = np.zeros(len(digits), dtype=np.int64)
+    for length in (1, 2, 3):
+        head = digits.str[:length]
+        found = (codes == 0) & head.isin(known).to_numpy(bool) & (digits.str.len() > length).to_numpy(bool)
+        codes[found] = head[found].astype(int).to_numpy()
+    return codes
+
+
+def fast_e164(u: pd.Series, region: str) -> tuple[np.ndarray, np.ndarray]:
+    """(decided, E.164 or None) for numbers the parser takes verbatim, settled without per-number library calls.
+
+    phonenumbers costs 20-60 us a number, too slow for 100k distinct numbers. Two shapes are replayed
+    here, vectorized, from the library's own metadata (parse + is_valid_number):
+    - plain national digit strings in ``region`` (nothing the parser could strip or reinterpret);
+    - ``+`` and digits of a geographic country code whose national number starts with no national
+      prefix the parser would strip.
+    Everything else goes to the library. The tests check this against it in every region.
+    """
+    decided = np.zeros(len(u), dtype=bool)
+    values = np.full(len(u), None, dtype=object)
+    meta = PhoneMetadata.metadata_for_region(region)
+    if meta is not None and meta.country_code is not None:
+        positions = np.flatnonzero(_plain_national(u, meta))
+        _settle(u.iloc[positions], positions, meta.country_code, decided, values)
+    plus = np.flatnonzero(mask(u, r"\+[1-9]\d+"))
+    digits = u.iloc[plus].str[1:].reset_index(drop=True)
+    codes = _country_codes(digits)
+    for code in np.unique(codes[codes > 0]):
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE[int(code)]
+        main = PhoneMetadata.metadata_for_region(regions[0]) if regions and regions[0] != "001" else None
+        if main is None:  # a non-geographic code (+800 ...): the library decides
+            continue
+        rows = np.flatnonzero(codes == code)
+        nsn = digits.iloc[rows].str[len(str(code)):].reset_index(drop=True)
+        plain = mask(nsn, r"[1-9]\d+")
+        if main.national_prefix_for_parsing:
+            plain &= ~matches(nsn, f"^(?:{main.national_prefix_for_parsing})")
+        _settle(nsn[plain], plus[rows[plain]], int(code), decided, values)
     return decided, values
 
 
