@@ -69,6 +69,8 @@ class ReviewSpec(BaseModel):
     # a person approves the whole batch (a gate) after the records' review and before anything is loaded;
     # a rejected gate loads nothing and rejects every record
     gate: bool = False
+    # the groups (teams) whose agents review this process; empty: every agent may
+    groups: list[str] = Field(default_factory=list)
 
 
 class IntakeSpec(BaseModel):

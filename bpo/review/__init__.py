@@ -8,22 +8,30 @@ from bpo.review.gate import GateDecision, open_gate
 from bpo.review.kinds import CorrectionRefused, Display, Kind, Outcome, ReviewError, kind_of, register, registered
 from bpo.review.record import RecordDecision, revalidate
 from bpo.review.service import (
+    SORTS,
     BulkResolution,
+    QueueFilter,
     Resolution,
     add_items,
+    assign,
+    audit_of,
     claim,
     expire_overdue,
     get_item,
     list_items,
     open_count,
+    queue_counts,
+    queue_page,
     resolve,
     resolve_many,
     resume_if_done,
     set_run_status,
+    unclaim,
 )
 from bpo.review.values import json_safe
 
-__all__ = ["BulkResolution", "CorrectionRefused", "Display", "GateDecision", "Kind", "Outcome", "RecordDecision",
-           "Resolution", "ReviewError", "add_items", "claim", "expire_overdue", "get_item", "json_safe", "kind_of",
-           "list_items", "open_count", "open_gate", "register", "registered", "resolve", "resolve_many",
-           "resume_if_done", "revalidate", "set_run_status"]
+__all__ = ["BulkResolution", "CorrectionRefused", "Display", "GateDecision", "Kind", "Outcome", "QueueFilter",
+           "RecordDecision", "Resolution", "ReviewError", "SORTS", "add_items", "assign", "audit_of", "claim",
+           "expire_overdue", "get_item", "json_safe", "kind_of", "list_items", "open_count", "open_gate",
+           "queue_counts", "queue_page", "register", "registered", "resolve", "resolve_many", "resume_if_done",
+           "revalidate", "set_run_status", "unclaim"]

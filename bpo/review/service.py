@@ -119,6 +119,125 @@ def claim(settings: Settings, item_id: int, actor: str) -> ReviewItem:
         return item
 
 
+def unclaim(settings: Settings, item_id: int, actor: str) -> ReviewItem:
+    """Give back an open item ``actor`` holds; it is then free for anyone to claim."""
+    _need_actor(actor)
+    with session_scope(_ops(settings)) as s:
+        released = _changed(s, update(ReviewItem).where(
+            ReviewItem.id == item_id, ReviewItem.status == "open", ReviewItem.assignee == actor)
+            .values(assignee=None).execution_options(synchronize_session=False))
+        if not released:
+            row = s.execute(select(ReviewItem.status, ReviewItem.assignee).where(ReviewItem.id == item_id)).first()
+            if row is None:
+                raise ReviewError(f"no review item {item_id}")
+            if row.status != "open":
+                raise ReviewError(f"item {item_id} is already {row.status}")
+            raise ReviewError(f"item {item_id} is not held by {actor}")
+        item = s.get(ReviewItem, item_id, populate_existing=True)
+        assert item is not None
+        s.add(AuditEvent(actor=actor, action="unclaimed", item_id=item.id, flow_run_id=item.flow_run_id, detail={}))
+        return item
+
+
+def assign(settings: Settings, item_id: int, *, actor: str, assignee: str | None) -> ReviewItem:
+    """A supervisor's assignment of an open item to a person (or back to the queue: ``None``)."""
+    _need_actor(actor)
+    with session_scope(_ops(settings)) as s:
+        item = s.get(ReviewItem, item_id)
+        if item is None:
+            raise ReviewError(f"no review item {item_id}")
+        before = item.assignee
+        if not _changed(s, update(ReviewItem).where(ReviewItem.id == item_id, ReviewItem.status == "open")
+                        .values(assignee=assignee).execution_options(synchronize_session=False)):
+            raise ReviewError(f"item {item_id} is already {item.status}")
+        s.add(AuditEvent(actor=actor, action="assigned", item_id=item_id, flow_run_id=item.flow_run_id,
+                         detail={"from": before, "to": assignee}))
+        s.refresh(item)
+        return item
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """Which items a queue view shows; ``None`` leaves a criterion out."""
+
+    status: str | None = "open"
+    process: str | None = None
+    processes: frozenset[str] | None = None  # the processes the viewer may work on (None: every one)
+    step: str | None = None
+    kind: str | None = None
+    queue: str | None = None
+    assignee: str | None = None  # a name, or "" for unassigned items
+    overdue: bool | None = None
+    flow_run_id: str | None = None
+
+
+SORTS = {"due": (ReviewItem.due_at, ReviewItem.id), "-due": (ReviewItem.due_at.desc(), ReviewItem.id.desc()),
+         "created": (ReviewItem.created_at, ReviewItem.id), "-created": (ReviewItem.created_at.desc(),
+                                                                          ReviewItem.id.desc()),
+         "id": (ReviewItem.id,), "-id": (ReviewItem.id.desc(),), "process": (ReviewItem.process, ReviewItem.due_at)}
+
+
+def _where(q: Any, f: QueueFilter, now: datetime) -> Any:
+    if f.status:
+        q = q.where(ReviewItem.status == f.status)
+    for column, value in ((ReviewItem.process, f.process), (ReviewItem.step, f.step), (ReviewItem.kind, f.kind),
+                          (ReviewItem.queue, f.queue), (ReviewItem.flow_run_id, f.flow_run_id)):
+        if value:
+            q = q.where(column == value)
+    if f.processes is not None:
+        q = q.where(ReviewItem.process.in_(sorted(f.processes)))
+    if f.assignee == "":
+        q = q.where(ReviewItem.assignee.is_(None))
+    elif f.assignee:
+        q = q.where(ReviewItem.assignee == f.assignee)
+    if f.overdue is True:
+        q = q.where(ReviewItem.due_at < now)
+    elif f.overdue is False:
+        q = q.where(ReviewItem.due_at >= now)
+    return q
+
+
+def queue_page(settings: Settings, f: QueueFilter, *, sort: str = "due", offset: int = 0,
+               limit: int = 50) -> tuple[list[tuple[ReviewItem, str | None]], int]:
+    """One page of the queue in ``sort`` order, each item with its run's status; and how many match."""
+    if sort not in SORTS:
+        raise ReviewError(f"sort by one of {', '.join(SORTS)}")
+    now = datetime.now(UTC)
+    with session_scope(_ops(settings)) as s:
+        total = int(s.scalar(_where(select(func.count()).select_from(ReviewItem), f, now)) or 0)
+        q = _where(select(ReviewItem, Run.status).outerjoin(Run, Run.flow_run_id == ReviewItem.flow_run_id),
+                   f, now).order_by(*SORTS[sort]).offset(max(0, offset)).limit(max(1, min(limit, 500)))
+        return [(item, status) for item, status in s.execute(q)], total
+
+
+def queue_counts(settings: Settings, f: QueueFilter) -> dict[str, dict[str, int]]:
+    """Counts of the items ``f`` selects (its status aside) by status, process, kind and queue; and overdue."""
+    now = datetime.now(UTC)
+    out: dict[str, dict[str, int]] = {}
+    with session_scope(_ops(settings)) as s:
+        for name, column in (("status", ReviewItem.status), ("process", ReviewItem.process),
+                             ("kind", ReviewItem.kind), ("queue", ReviewItem.queue)):
+            scope = QueueFilter(**{**f.__dict__, "status": None}) if name == "status" else f
+            q = _where(select(column, func.count()).select_from(ReviewItem), scope, now).group_by(column)
+            out[name] = {str(k): int(n) for k, n in s.execute(q)}
+        out["overdue"] = {"open": int(s.scalar(_where(select(func.count()).select_from(ReviewItem),
+                                                      QueueFilter(**{**f.__dict__, "status": "open", "overdue": True}),
+                                                      now)) or 0)}
+    return out
+
+
+def audit_of(settings: Settings, *, item_id: int | None = None, flow_run_id: str | None = None,
+             limit: int = 1000) -> list[AuditEvent]:
+    """The audit trail of one item or one run, oldest first."""
+    with session_scope(_ops(settings)) as s:
+        q = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id).limit(limit)
+        if item_id is not None:
+            q = q.where(AuditEvent.item_id == item_id)
+        if flow_run_id is not None:
+            q = q.where(AuditEvent.flow_run_id == flow_run_id)
+        return list(s.scalars(q))
+
+
 def resolve(settings: Settings, item_id: int, *, actor: str, approve: bool | None = None,
             sets: dict[str, str] | None = None, reason: str | None = None,
             decision: Mapping[str, Any] | None = None) -> Resolution:

@@ -1,0 +1,222 @@
+"""The JSON API under ``/api/``: everything the console does, for the CLI and scripts (OpenAPI at /api/openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from bpo import review, users
+from bpo.console.auth import Caller, caller, may_work, must_supervise, must_work, settings_of, visible_processes
+from bpo.console.views import audit_row, item_detail, item_row
+from bpo.db.models import ReviewItem
+from bpo.db.session import session_scope
+from bpo.spec import load_spec
+
+router = APIRouter(prefix="/api")
+
+
+class ResolveBody(BaseModel):
+    """A record or gate decision (``approve`` with ``set`` corrections, or a reason); ``decision`` for other kinds."""
+
+    approve: bool | None = None
+    set: dict[str, str] = Field(default_factory=dict)
+    reason: str | None = None
+    keep: str | None = None
+    decision: dict[str, Any] | None = None
+
+
+class CheckBody(BaseModel):
+    set: dict[str, str] = Field(default_factory=dict)
+
+
+class BulkBody(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=10_000)
+    approve: bool
+    reason: str | None = None
+
+
+class AssignBody(BaseModel):
+    assignee: str | None = None
+
+
+def processes_in_queue(request: Request) -> list[str]:
+    with session_scope(settings_of(request).ops_database_url or "") as s:
+        return sorted(s.scalars(select(ReviewItem.process).distinct()))
+
+
+def queue_filter(request: Request, who: Caller, *, status: str | None, process: str | None, step: str | None,
+                 kind: str | None, queue: str | None, assignee: str | None, overdue: bool | None,
+                 run: str | None = None) -> review.QueueFilter:
+    allowed = visible_processes(who.person, processes_in_queue(request))
+    return review.QueueFilter(status=status or None, process=process or None, processes=allowed, step=step or None,
+                              kind=kind or None, queue=queue or None, assignee=assignee, overdue=overdue,
+                              flow_run_id=run or None)
+
+
+def _item(request: Request, who: Caller, item_id: int) -> tuple[ReviewItem, str | None]:
+    settings = settings_of(request)
+    try:
+        item = review.get_item(settings, item_id)
+    except review.ReviewError as exc:
+        raise HTTPException(404, str(exc)) from None
+    must_work(who.person, item.process)
+    page, _ = review.queue_page(settings, review.QueueFilter(status=None, flow_run_id=item.flow_run_id,
+                                                               step=item.step), limit=1)
+    return item, page[0][1] if page else None
+
+
+def _refusal(exc: Exception) -> HTTPException:
+    """A service refusal as HTTP: 409 for a conflict (decided, held by another), 422 for a decision that fails."""
+    if isinstance(exc, review.CorrectionRefused):
+        return HTTPException(422, {"message": str(exc), "failures": exc.failures})
+    return HTTPException(409, str(exc))
+
+
+@router.get("/me")
+def me(who: Caller = Depends(caller)) -> dict[str, Any]:
+    p = who.person
+    return {"name": p.name, "role": p.role, "groups": sorted(p.groups)}
+
+
+@router.get("/items")
+def list_items(request: Request, who: Caller = Depends(caller), status: str | None = "open",
+               process: str | None = None, step: str | None = None, kind: str | None = None,
+               queue: str | None = None, assignee: str | None = None, overdue: bool | None = None,
+               run: str | None = None, sort: str = "due", page: int = Query(1, ge=1),
+               per_page: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+    """Items in the queue, filtered, sorted and paginated, with the counts of the filter."""
+    settings = settings_of(request)
+    f = queue_filter(request, who, status=status, process=process, step=step, kind=kind, queue=queue,
+                     assignee=assignee, overdue=overdue, run=run)
+    try:
+        rows, total = review.queue_page(settings, f, sort=sort, offset=(page - 1) * per_page, limit=per_page)
+    except review.ReviewError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"items": [item_row(i, st) for i, st in rows], "total": total, "page": page, "per_page": per_page,
+            "counts": review.queue_counts(settings, f)}
+
+
+@router.get("/items/{item_id}")
+def get_item(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    item, run_status = _item(request, who, item_id)
+    return item_detail(item, run_status)
+
+
+@router.post("/items/{item_id}/claim")
+def claim(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    item, run_status = _item(request, who, item_id)
+    try:
+        item = review.claim(settings_of(request), item_id, who.person.name)
+    except review.ReviewError as exc:
+        raise _refusal(exc) from None
+    return item_row(item, run_status)
+
+
+@router.post("/items/{item_id}/unclaim")
+def unclaim(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    item, run_status = _item(request, who, item_id)
+    try:
+        item = review.unclaim(settings_of(request), item_id, who.person.name)
+    except review.ReviewError as exc:
+        raise _refusal(exc) from None
+    return item_row(item, run_status)
+
+
+@router.post("/items/{item_id}/assign")
+def assign(item_id: int, body: AssignBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    must_supervise(who.person)
+    item, run_status = _item(request, who, item_id)
+    settings = settings_of(request)
+    if body.assignee:
+        try:
+            users.get_person(settings, body.assignee)
+        except users.UserError as exc:
+            raise HTTPException(422, str(exc)) from None
+    try:
+        item = review.assign(settings, item_id, actor=who.person.name, assignee=body.assignee or None)
+    except review.ReviewError as exc:
+        raise _refusal(exc) from None
+    return item_row(item, run_status)
+
+
+@router.post("/items/{item_id}/check")
+def check(item_id: int, body: CheckBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    """Validate the item's record with ``set`` corrections as the flow would; nothing is decided."""
+    item, _ = _item(request, who, item_id)
+    if item.kind != "record":
+        raise HTTPException(422, f"a {item.kind} item has no record to check")
+    unknown = sorted(set(body.set) - set(item.proposed))
+    if unknown:
+        raise HTTPException(422, f"no such field: {', '.join(unknown)}")
+    values = {**{k: (None if v is None else str(v)) for k, v in item.proposed.items()}, **body.set}
+    accepted, failures = review.revalidate(load_spec(item.process), values)
+    return {"passes": not failures, "failures": failures, "accepted": accepted}
+
+
+@router.post("/items/{item_id}/resolve")
+def resolve(item_id: int, body: ResolveBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    """Decide an item you hold (claim it first): approve (with corrections) or reject with a reason."""
+    item, _ = _item(request, who, item_id)
+    if item.status == "open" and item.assignee != who.person.name:
+        raise HTTPException(409, f"claim item {item_id} first" if not item.assignee
+                            else f"item {item_id} is claimed by {item.assignee}")
+    if body.decision is not None:
+        decision = body.decision
+    else:
+        decision = {"approve": body.approve, "reason": body.reason}
+        if body.set:
+            decision["set"] = body.set
+        if body.keep:
+            decision["keep"] = body.keep
+    try:
+        done = review.resolve(settings_of(request), item_id, actor=who.person.name, decision=decision)
+    except review.ReviewError as exc:
+        raise _refusal(exc) from None
+    return {"item_id": done.item_id, "status": done.status, "open_left": done.open_left, "resumed": done.resumed,
+            "rerun": done.rerun}
+
+
+@router.post("/items/bulk-resolve")
+def bulk_resolve(body: BulkBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    """Approve every selected item whose proposed values now pass, or reject them all with one reason."""
+    settings = settings_of(request)
+    refused: dict[int, str] = {}
+    ids: list[int] = []
+    for item_id in dict.fromkeys(body.ids):
+        try:
+            item = review.get_item(settings, item_id)
+        except review.ReviewError as exc:
+            refused[item_id] = str(exc)
+            continue
+        if not may_work(who.person, item.process):
+            refused[item_id] = f"{who.person.name} is not in a group that reviews {item.process}"
+        else:
+            ids.append(item_id)
+    try:
+        done = review.resolve_many(settings, ids, actor=who.person.name, approve=body.approve, reason=body.reason)
+    except review.ReviewError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"decided": done.decided, "left_open": done.left_open, "refused": {**refused, **done.refused},
+            "resumed": done.resumed}
+
+
+@router.get("/items/{item_id}/audit")
+def item_audit(item_id: int, request: Request, who: Caller = Depends(caller)) -> list[dict[str, Any]]:
+    _item(request, who, item_id)
+    return [audit_row(e) for e in review.audit_of(settings_of(request), item_id=item_id)]
+
+
+@router.get("/runs/{flow_run_id}/audit")
+def run_audit(flow_run_id: str, request: Request, who: Caller = Depends(caller)) -> list[dict[str, Any]]:
+    must_supervise(who.person)
+    return [audit_row(e) for e in review.audit_of(settings_of(request), flow_run_id=flow_run_id)]
+
+
+@router.get("/users")
+def list_users(request: Request, who: Caller = Depends(caller)) -> list[dict[str, Any]]:
+    must_supervise(who.person)
+    people = users.list_users(settings_of(request))
+    return [{"name": p.name, "role": p.role, "groups": sorted(p.groups)} for p in people]

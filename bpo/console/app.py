@@ -1,0 +1,45 @@
+"""The review console: FastAPI, server-rendered pages, and the JSON API under /api/.
+
+``create_app(settings)`` builds it; ``bpo console`` serves it on 127.0.0.1. Everything a page uses
+(its style, its one script) ships in this package: a page makes no request to another host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bpo.console import api, pages
+from bpo.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+
+# no script, style, image or frame from anywhere but this console; no inline script
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(title="nonvoice-bpo review console", version="1", openapi_url="/api/openapi.json",
+                  docs_url=None, redoc_url=None)  # the docs pages would load scripts from a CDN
+    app.state.settings = settings
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    return app
