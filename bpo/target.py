@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Column, Date, Engine, MetaData, Numeric, Row, String, Table, Text, inspect, select
+from sqlalchemy import BigInteger, Column, Date, Engine, MetaData, Numeric, String, Table, Text, cast, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bpo.db.models import ReviewItem
@@ -156,12 +157,6 @@ def count_rows(engine: Engine, table_name: str) -> int:
         return int(conn.scalar(select(func.count()).select_from(table)) or 0)
 
 
-
-
-DECISION_COLUMNS = ("id", "record_key", "status", "source", "failed_checks", "proposed", "decision", "reason",
-                    "decided_by", "decided_at")
-
-
 class Passed(BaseModel):
     """Records that went straight through to the target table, per input file."""
 
@@ -260,18 +255,38 @@ def load_decisions(run: RunContext, spec: ProcessSpec) -> Decided:
                    objects=[decisions])
 
 
-def _archive_decisions(run: RunContext) -> tuple[list[Row[Any]], StoredObject]:
+@dataclass(frozen=True)
+class _Decided:
+    """An item as loading its decision needs it (the decision parsed only where it is an approval)."""
+
+    status: str
+    source: dict[str, Any]
+    decision: dict[str, Any] | None
+
+
+# written to the archive as stored: JSON text, never parsed and encoded again (tens of thousands of items)
+_AS_STORED = ("failed_checks", "proposed", "decision")
+
+
+def _archive_decisions(run: RunContext) -> tuple[list[_Decided], StoredObject]:
     """The run's review items and their decisions, and ``review/decisions.jsonl`` written from them."""
     with session_scope(get_settings().ops_database_url or "") as s:
-        # plain rows, not ORM objects: a run can hold tens of thousands of items
-        items = list(s.execute(select(*(getattr(ReviewItem, c) for c in DECISION_COLUMNS)).where(
-            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == RECORDS_STEP)).all())
-    # JSON Lines, one decision a line: compact (json's indented output is its slow pure-Python encoder)
-    lines = "".join(json.dumps({
-        "item": i.id, "record": i.record_key, "status": i.status, "failed_checks": i.failed_checks,
-        "proposed": i.proposed, "decision": i.decision, "reason": i.reason, "decided_by": i.decided_by,
-        "decided_at": i.decided_at}, default=str) + "\n" for i in items)
-    return items, get_store().put_bytes(run.key("review", "decisions.jsonl"), lines.encode(), "application/x-ndjson")
+        rows = s.execute(select(ReviewItem.id, ReviewItem.record_key, ReviewItem.status, ReviewItem.source,
+                                ReviewItem.reason, ReviewItem.decided_by, ReviewItem.decided_at,
+                                *(cast(getattr(ReviewItem, c), Text).label(c) for c in _AS_STORED)).where(
+            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == RECORDS_STEP)).all()
+    # JSON Lines, one decision a line, spliced from the stored JSON: json's own encoder is the slow part
+    lines = []
+    items = []
+    for r in rows:
+        head = json.dumps({"item": r.id, "record": r.record_key, "status": r.status, "reason": r.reason,
+                           "decided_by": r.decided_by, "decided_at": r.decided_at}, default=str)[:-1]
+        stored = ", ".join(f'"{c}": {getattr(r, c) or "null"}' for c in _AS_STORED)
+        lines.append(f"{head}, {stored}}}\n")
+        items.append(_Decided(r.status, r.source, json.loads(r.decision) if r.status == "approved" and r.decision
+                              else None))
+    return items, get_store().put_bytes(run.key("review", "decisions.jsonl"), "".join(lines).encode(),
+                                        "application/x-ndjson")
 
 
 def _arrow_rows(data: pa.Table, table: Table, run: RunContext) -> pa.Table:

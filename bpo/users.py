@@ -33,6 +33,7 @@ FREE_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
 MAX_WAIT = timedelta(minutes=5)
 MIN_PASSWORD = 10
+TOKEN_USE_GRANULARITY = timedelta(minutes=1)  # how precisely a token's last use is kept
 
 _hasher = PasswordHasher()
 # verified against when the name is unknown, so a wrong name takes as long as a wrong password
@@ -206,7 +207,11 @@ def by_token(settings: Settings, token: str) -> Person | None:
         user = s.get(User, row.user_id)
         if user is None or not user.active:
             return None
-        row.last_used_at = datetime.now(UTC)
+        now = datetime.now(UTC)
+        last = row.last_used_at.replace(tzinfo=UTC) if row.last_used_at and not row.last_used_at.tzinfo \
+            else row.last_used_at
+        if last is None or now - last > TOKEN_USE_GRANULARITY:  # not a write on every request
+            row.last_used_at = now
         return _person(s, user)
 
 

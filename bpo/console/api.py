@@ -86,8 +86,8 @@ def list_items(request: Request, who: Caller = Depends(caller), status: str | No
                process: str | None = None, step: str | None = None, kind: str | None = None,
                queue: str | None = None, assignee: str | None = None, overdue: bool | None = None,
                run: str | None = None, sort: str = "due", page: int = Query(1, ge=1),
-               per_page: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
-    """Items in the queue, filtered, sorted and paginated, with the counts of the filter."""
+               per_page: int = Query(50, ge=1, le=500), counts: bool = True) -> dict[str, Any]:
+    """Items in the queue, filtered, sorted and paginated, with the counts of the filter (unless ``counts=false``)."""
     settings = settings_of(request)
     f = queue_filter(request, who, status=status, process=process, step=step, kind=kind, queue=queue,
                      assignee=assignee, overdue=overdue, run=run)
@@ -96,7 +96,7 @@ def list_items(request: Request, who: Caller = Depends(caller), status: str | No
     except review.ReviewError as exc:
         raise HTTPException(422, str(exc)) from None
     return {"items": [item_row(i, st) for i, st in rows], "total": total, "page": page, "per_page": per_page,
-            "counts": review.queue_counts(settings, f)}
+            "counts": review.queue_counts(settings, f) if counts else None}
 
 
 @router.get("/items/{item_id}")
