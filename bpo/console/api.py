@@ -56,7 +56,7 @@ def queue_filter(request: Request, who: Caller, *, status: str | None, process: 
                               flow_run_id=run or None)
 
 
-def _item(request: Request, who: Caller, item_id: int) -> tuple[ReviewItem, str | None]:
+def load_item(request: Request, who: Caller, item_id: int) -> tuple[ReviewItem, str | None]:
     settings = settings_of(request)
     try:
         item = review.get_item(settings, item_id)
@@ -101,13 +101,13 @@ def list_items(request: Request, who: Caller = Depends(caller), status: str | No
 
 @router.get("/items/{item_id}")
 def get_item(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
-    item, run_status = _item(request, who, item_id)
+    item, run_status = load_item(request, who, item_id)
     return item_detail(item, run_status)
 
 
 @router.post("/items/{item_id}/claim")
 def claim(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
-    item, run_status = _item(request, who, item_id)
+    item, run_status = load_item(request, who, item_id)
     try:
         item = review.claim(settings_of(request), item_id, who.person.name)
     except review.ReviewError as exc:
@@ -117,7 +117,7 @@ def claim(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict
 
 @router.post("/items/{item_id}/unclaim")
 def unclaim(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
-    item, run_status = _item(request, who, item_id)
+    item, run_status = load_item(request, who, item_id)
     try:
         item = review.unclaim(settings_of(request), item_id, who.person.name)
     except review.ReviewError as exc:
@@ -128,7 +128,7 @@ def unclaim(item_id: int, request: Request, who: Caller = Depends(caller)) -> di
 @router.post("/items/{item_id}/assign")
 def assign(item_id: int, body: AssignBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     must_supervise(who.person)
-    item, run_status = _item(request, who, item_id)
+    item, run_status = load_item(request, who, item_id)
     settings = settings_of(request)
     if body.assignee:
         try:
@@ -145,7 +145,7 @@ def assign(item_id: int, body: AssignBody, request: Request, who: Caller = Depen
 @router.post("/items/{item_id}/check")
 def check(item_id: int, body: CheckBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     """Validate the item's record with ``set`` corrections as the flow would; nothing is decided."""
-    item, _ = _item(request, who, item_id)
+    item, _ = load_item(request, who, item_id)
     if item.kind != "record":
         raise HTTPException(422, f"a {item.kind} item has no record to check")
     unknown = sorted(set(body.set) - set(item.proposed))
@@ -159,7 +159,7 @@ def check(item_id: int, body: CheckBody, request: Request, who: Caller = Depends
 @router.post("/items/{item_id}/resolve")
 def resolve(item_id: int, body: ResolveBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     """Decide an item you hold (claim it first): approve (with corrections) or reject with a reason."""
-    item, _ = _item(request, who, item_id)
+    item, _ = load_item(request, who, item_id)
     if item.status == "open" and item.assignee != who.person.name:
         raise HTTPException(409, f"claim item {item_id} first" if not item.assignee
                             else f"item {item_id} is claimed by {item.assignee}")
@@ -205,7 +205,7 @@ def bulk_resolve(body: BulkBody, request: Request, who: Caller = Depends(caller)
 
 @router.get("/items/{item_id}/audit")
 def item_audit(item_id: int, request: Request, who: Caller = Depends(caller)) -> list[dict[str, Any]]:
-    _item(request, who, item_id)
+    load_item(request, who, item_id)
     return [audit_row(e) for e in review.audit_of(settings_of(request), item_id=item_id)]
 
 

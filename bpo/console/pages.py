@@ -155,7 +155,7 @@ def item_page(item_id: int, request: Request) -> Response:
     who = _signed_in(request)
     if isinstance(who, Response):
         return who
-    item, run_status = api._item(request, who, item_id)
+    item, run_status = api.load_item(request, who, item_id)
     audit = review.audit_of(settings_of(request), item_id=item_id)
     return _page(request, "item.html", who, item=item_detail(item, run_status),
                  mine=item.assignee == who.person.name, audit=[audit_row(e) for e in audit])
@@ -182,7 +182,7 @@ def unclaim(item_id: int, request: Request, who: Caller = Depends(caller)) -> Re
 @router.post("/items/{item_id}/resolve")
 async def resolve(item_id: int, request: Request, who: Caller = Depends(caller)) -> Response:
     form = await request.form()
-    item, _ = api._item(request, who, item_id)
+    item, _ = api.load_item(request, who, item_id)
     action = str(form.get("action", ""))
     if action not in ("approve", "reject"):
         return _back(f"/items/{item_id}", "choose approve or reject")
