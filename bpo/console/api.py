@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -13,6 +14,7 @@ from bpo.console.auth import Caller, caller, may_work, must_supervise, must_work
 from bpo.console.views import audit_row, item_detail, item_row
 from bpo.db.models import ReviewItem
 from bpo.db.session import session_scope
+from bpo.settings import Settings
 from bpo.spec import load_spec
 
 router = APIRouter(prefix="/api")
@@ -105,24 +107,27 @@ def get_item(item_id: int, request: Request, who: Caller = Depends(caller)) -> d
     return item_detail(item, run_status)
 
 
-@router.post("/items/{item_id}/claim")
-def claim(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
-    item, run_status = load_item(request, who, item_id)
+def _hold(item_id: int, request: Request, who: Caller,
+          act: Callable[[Settings, int, str], ReviewItem]) -> dict[str, Any]:
+    """Claim or give back an item (``act``): atomic in the service, refused with why."""
+    _, run_status = load_item(request, who, item_id)
     try:
-        item = review.claim(settings_of(request), item_id, who.person.name)
+        item = act(settings_of(request), item_id, who.person.name)
     except review.ReviewError as exc:
         raise _refusal(exc) from None
     return item_row(item, run_status)
+
+
+@router.post("/items/{item_id}/claim")
+def claim(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    """Hold an open item: nobody else can act on it until you resolve or unclaim it."""
+    return _hold(item_id, request, who, review.claim)
 
 
 @router.post("/items/{item_id}/unclaim")
 def unclaim(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
-    item, run_status = load_item(request, who, item_id)
-    try:
-        item = review.unclaim(settings_of(request), item_id, who.person.name)
-    except review.ReviewError as exc:
-        raise _refusal(exc) from None
-    return item_row(item, run_status)
+    """Give back an item you hold."""
+    return _hold(item_id, request, who, review.unclaim)
 
 
 @router.post("/items/{item_id}/assign")
