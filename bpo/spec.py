@@ -8,6 +8,7 @@ shipped ``flows/specs``; see ``bpo.processes``).
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -54,6 +55,37 @@ class TargetSpec(BaseModel):
     key: list[str]
 
 
+class ApprovalRule(BaseModel):
+    """A rule on an approved record's values (``opening_balance >= 10000``): a match needs a second approver."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str
+    op: Literal[">=", ">", "<=", "<", "==", "!=", "in"]
+    value: str | int | float | list[str | int | float]
+
+    def matches(self, values: dict[str, object]) -> bool:
+        """Whether ``values`` (an approved record) falls under the rule; a missing value never does."""
+        got = values.get(self.field)
+        if got is None:
+            return False
+        if self.op == "in":
+            wanted = self.value if isinstance(self.value, list) else [self.value]
+            return str(got) in {str(w) for w in wanted}
+        left, right = _number(got), _number(self.value)
+        if left is None or right is None:  # not numbers: equality of the text only
+            return {"==": str(got) == str(self.value), "!=": str(got) != str(self.value)}.get(self.op, False)
+        return {">=": left >= right, ">": left > right, "<=": left <= right, "<": left < right,
+                "==": left == right, "!=": left != right}[self.op]
+
+
+def _number(value: object) -> Decimal | None:
+    try:
+        return Decimal(str(value).replace(",", ""))
+    except (InvalidOperation, ValueError):
+        return None
+
+
 class ReviewSpec(BaseModel):
     """How records that automation cannot settle are reviewed."""
 
@@ -71,6 +103,8 @@ class ReviewSpec(BaseModel):
     gate: bool = False
     # the groups (teams) whose agents review this process; empty: every agent may
     groups: list[str] = Field(default_factory=list)
+    # four-eyes: an approval whose values match any of these rules needs a second, different approver
+    four_eyes: list[ApprovalRule] = Field(default_factory=list)
 
 
 class IntakeSpec(BaseModel):

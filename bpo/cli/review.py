@@ -191,7 +191,9 @@ def _resolve_one(item_id: int, approve: bool | None, sets: dict[str, str], reaso
     if as_json:
         out.print_json(json.dumps(done.__dict__))
         return
-    out.print(f"item {item_id} {done.status}; {done.open_left} open in this run"
+    status = ("approved once: it needs a second approver (four-eyes)" if done.status == "awaiting_second"
+              else done.status)
+    out.print(f"item {item_id} {status}; {done.open_left} open in this run"
               + (" — run resumed" if done.resumed else ""))
     if done.rerun:
         out.print(done.rerun, markup=False, soft_wrap=True)

@@ -201,7 +201,8 @@ async def resolve(item_id: int, request: Request, who: Caller = Depends(caller))
         text = detail.get("message", "") + ": " + "; ".join(
             f"{f['field']}: {f['reason']}" for f in detail.get("failures", [])) if isinstance(detail, dict) else detail
         return _back(f"/items/{item_id}", str(text))
-    note = f"item {item_id} {done['status']}"
+    note = (f"item {item_id} approved once: a second approver must approve it" if done["status"] == "awaiting_second"
+            else f"item {item_id} {done['status']}")
     if done["resumed"]:
         note += "; the run resumed"
     elif done["rerun"]:

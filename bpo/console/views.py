@@ -48,7 +48,7 @@ def item_detail(item: ReviewItem, run_status: str | None) -> dict[str, Any]:
     return {**item_row(item, run_status), "source": {k: json_safe(v) for k, v in source.items() if k != "values"},
             "raw": {k: json_safe(v) for k, v in raw.items()}, "fields": fields,
             "checks": [{"field": f, **c} for f, cs in checks.items() for c in cs],
-            "decision": item.decision, "reason": item.reason,
+            "decision": item.decision, "reason": item.reason, "first_approval": item.first_approval,
             "display": {"title": display.title, "columns": display.columns, "rows": display.rows,
                         "notes": display.notes}}
 

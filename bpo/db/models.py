@@ -95,6 +95,8 @@ class ReviewItem(Base):
     decided_by: Mapped[str | None] = mapped_column(String(100), default=None)
     decided_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # four-eyes: the first approval ({by, at, decision, reason}) of an item that needs a second approver
+    first_approval: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     @property
     def resolved(self) -> bool:

@@ -32,7 +32,7 @@ from bpo.spec import load_spec
 @dataclass(frozen=True)
 class Resolution:
     item_id: int
-    status: str
+    status: str  # approved | rejected | awaiting_second (four-eyes: a first approval)
     open_left: int  # open items left in the same run and step
     resumed: bool
     rerun: str | None = None  # the run has ended: nothing was resumed, this says how to re-run it
@@ -42,7 +42,7 @@ class Resolution:
 class BulkResolution:
     """What a bulk resolve did with each item it was given."""
 
-    decided: dict[int, str] = field(default_factory=dict)  # item -> approved | rejected
+    decided: dict[int, str] = field(default_factory=dict)  # item -> approved | rejected | awaiting_second
     left_open: dict[int, list[dict[str, str]]] = field(default_factory=dict)  # the decision still fails: why
     refused: dict[int, str] = field(default_factory=dict)  # not decided here: why (decided, claimed, unknown)
     resumed: list[str] = field(default_factory=list)  # runs resumed after their last item
@@ -257,12 +257,12 @@ def resolve(settings: Settings, item_id: int, *, actor: str, approve: bool | Non
         except CorrectionRefused:
             s.commit()  # the refusal stays in the audit trail
             raise
-        _decide(s, item, actor, outcome, datetime.now(UTC))
+        status = _decide(s, item, actor, outcome, datetime.now(UTC))
         run_id, step = item.flow_run_id, item.step
         left = open_count(s, run_id, step)
     resumed = resume_if_done(settings, run_id, step) if left == 0 else False
     rerun = runs.rerun_hint(settings, run_id) if left == 0 and not resumed else None
-    return Resolution(item_id, outcome.status, left, resumed, rerun)
+    return Resolution(item_id, status, left, resumed, rerun)
 
 
 def resolve_many(settings: Settings, item_ids: Iterable[int], *, actor: str, approve: bool | None = None,
@@ -297,11 +297,11 @@ def resolve_many(settings: Settings, item_ids: Iterable[int], *, actor: str, app
             now = datetime.now(UTC)
             for item, outcome in accepted:
                 try:
-                    _decide(s, item, actor, outcome, now)
+                    status = _decide(s, item, actor, outcome, now)
                 except ReviewError as exc:  # decided or claimed by someone else since it was checked
                     done.refused[item.id] = str(exc)
                     continue
-                done.decided[item.id] = outcome.status
+                done.decided[item.id] = status
                 touched.add((item.flow_run_id, item.step))
     for run_id, step in sorted(touched):
         if resume_if_done(settings, run_id, step):
@@ -362,15 +362,58 @@ def _parse(kind: Kind, wanted: dict[str, Any]) -> BaseModel:
         raise ReviewError(f"not a {kind.name} decision: {'; '.join(problems)}") from None
 
 
-def _decide(s: Session, item: ReviewItem, actor: str, outcome: Outcome, now: datetime) -> None:
-    """Write ``outcome`` if the item is still open and not someone else's, with its audit event; else refuse."""
-    won = _changed(s, _takeable(item.id, actor).values(
+SECOND_APPROVAL_QUEUE = "second-approval"
+
+
+def _needs_second(item: ReviewItem, outcome: Outcome) -> bool:
+    """Four-eyes: an approval whose values match a rule of the item's process needs a second approver."""
+    if outcome.status != "approved" or not outcome.decision:
+        return False
+    try:
+        rules = load_spec(item.process).review.four_eyes
+    except (FileNotFoundError, ValueError):
+        return False
+    return any(rule.matches(outcome.decision) for rule in rules)
+
+
+def _decide(s: Session, item: ReviewItem, actor: str, outcome: Outcome, now: datetime) -> str:
+    """Write ``outcome`` if the item is still open and not someone else's, with its audit event; else refuse.
+
+    Returns the item's status: ``approved`` or ``rejected``, or ``awaiting_second`` when the approval
+    is the first of two (four-eyes). The first approver cannot give the second approval; a second
+    approver who changes the values gives a new first approval, which needs another person again.
+    """
+    first = item.first_approval
+    if first is not None and outcome.status == "approved" and not outcome.audit.get("set"):
+        # an approval with no corrections of its own approves what the first approver approved
+        outcome = Outcome("approved", decision=first.get("decision"), reason=outcome.reason, audit=outcome.audit)
+    if _needs_second(item, outcome) and (first is None or first.get("decision") != outcome.decision):
+        if not _changed(s, _takeable(item.id, actor).where(_first_approval_is(first)).values(
+                first_approval={"by": actor, "at": now.isoformat(), "decision": outcome.decision,
+                                "reason": outcome.reason},
+                assignee=None, queue=SECOND_APPROVAL_QUEUE)):
+            _refuse(s, item.id, actor)
+        s.add(AuditEvent(actor=actor, action="first_approval", item_id=item.id, flow_run_id=item.flow_run_id,
+                         detail={**outcome.audit, **({"replaces": first["by"]} if first else {})}))
+        return "awaiting_second"
+    if first is not None and outcome.status == "approved" and first.get("by") == actor:
+        raise ReviewError(f"item {item.id} needs a second approver: {actor} gave the first approval")
+    won = _changed(s, _takeable(item.id, actor).where(_first_approval_is(first)).values(
         status=outcome.status, decision=outcome.decision, reason=outcome.reason, decided_by=actor,
         decided_at=now, assignee=actor))
     if not won:
         _refuse(s, item.id, actor)
+    detail = {**outcome.audit, **({"first_approval_by": first["by"]} if first else {})}
     s.add(AuditEvent(actor=actor, action=outcome.status, item_id=item.id, flow_run_id=item.flow_run_id,
-                     detail=outcome.audit))
+                     detail=detail))
+    return outcome.status
+
+
+def _first_approval_is(first: dict[str, Any] | None) -> Any:
+    """The item still has the first approval it was read with: two approvals at once cannot both be first."""
+    if first is None:
+        return ReviewItem.first_approval.is_(None)
+    return ReviewItem.first_approval.is_not(None)
 
 
 def _takeable(item_id: int, actor: str) -> Update:
