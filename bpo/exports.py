@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -51,13 +51,7 @@ def write_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]
     if suffix == ".csv":
         # utf-8 with a BOM: the encoding spreadsheet programs recognize on opening
         with path.open("w", newline="", encoding="utf-8-sig") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow(["" if v is None else v.isoformat() if isinstance(v, datetime) else v
-                                 for v in map(cell, row)])
-                count += 1
-        return count
+            return write_csv(f, columns, rows)
     book = Workbook(write_only=True)
     sheet = book.create_sheet()
     sheet.append(header)
@@ -65,6 +59,17 @@ def write_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]
         sheet.append([_xlsx(v) for v in map(cell, row)])
         count += 1
     book.save(path)
+    return count
+
+
+def write_csv(f: TextIO, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """A header and rows as CSV into ``f``, every cell neutralized; return the number of rows."""
+    writer = csv.writer(f)
+    writer.writerow([cell(c) for c in columns])
+    count = 0
+    for row in rows:
+        writer.writerow(["" if v is None else v.isoformat() if isinstance(v, datetime) else v for v in map(cell, row)])
+        count += 1
     return count
 
 

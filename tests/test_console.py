@@ -298,3 +298,24 @@ def test_the_openapi_document_covers_the_api(client: TestClient) -> None:
                  "/api/items/bulk-resolve", "/api/items/{item_id}/audit", "/api/users", "/api/me"):
         assert path in paths
     assert not any(p.startswith("/items") or p == "/login" for p in paths)  # pages are not the API
+
+
+def test_the_audit_exports_as_csv_with_formula_cells_made_inert(client: TestClient, settings: Settings) -> None:
+    import csv
+    import io
+
+    name = "=HYPERLINK(x)-" + uuid.uuid4().hex[:6]
+    users.add_user(settings, name, PASSWORD, "supervisor")
+    headers = token_for(settings, name)
+    run_id, ids = open_items(settings, [2])
+    client.post(f"/api/items/{ids[2]}/claim", headers=headers)
+    client.post(f"/api/items/{ids[2]}/resolve", json={"approve": False, "reason": "@SUM(A1)"}, headers=headers)
+    got = client.get("/api/audit.csv", params={"item": ids[2]}, headers=headers)
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(got.text)))
+    assert rows[0] == ["at", "actor", "action", "item_id", "flow_run_id", "detail"]
+    assert [r[2] for r in rows[1:]] == ["created", "claimed", "rejected"]
+    assert rows[2][1] == "'" + name  # shown as text, never run
+    whole_run = client.get("/api/audit.csv", params={"run": run_id}, headers=headers)
+    assert len(list(csv.reader(io.StringIO(whole_run.text)))) == 1 + 4  # both items' events
+    assert client.get("/api/audit.csv", headers=headers).status_code == 422

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -14,6 +16,7 @@ from bpo.console.auth import Caller, caller, may_work, must_supervise, must_work
 from bpo.console.views import audit_row, item_detail, item_row
 from bpo.db.models import ReviewItem
 from bpo.db.session import session_scope
+from bpo.exports import write_csv
 from bpo.settings import Settings
 from bpo.spec import load_spec
 
@@ -218,6 +221,26 @@ def item_audit(item_id: int, request: Request, who: Caller = Depends(caller)) ->
 def run_audit(flow_run_id: str, request: Request, who: Caller = Depends(caller)) -> list[dict[str, Any]]:
     must_supervise(who.person)
     return [audit_row(e) for e in review.audit_of(settings_of(request), flow_run_id=flow_run_id)]
+
+
+@router.get("/audit.csv", response_class=PlainTextResponse)
+def audit_csv(request: Request, who: Caller = Depends(caller), item: int | None = None,
+              run: str | None = None) -> Response:
+    """The audit trail of an item or a run as CSV; cells that a spreadsheet would run as formulas are made inert."""
+    if item is None and run is None:
+        raise HTTPException(422, "name an item (?item=ID) or a run (?run=FLOW_RUN_ID)")
+    if item is not None:
+        load_item(request, who, item)
+    else:
+        must_supervise(who.person)
+    events = review.audit_of(settings_of(request), item_id=item, flow_run_id=run if item is None else None,
+                             limit=1_000_000)
+    buf = io.StringIO()
+    write_csv(buf, ["at", "actor", "action", "item_id", "flow_run_id", "detail"],
+              ([e.at, e.actor, e.action, e.item_id, e.flow_run_id, e.detail] for e in events))
+    name = f"audit-item-{item}.csv" if item is not None else "audit-run.csv"
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/users")
