@@ -319,3 +319,32 @@ def test_the_audit_exports_as_csv_with_formula_cells_made_inert(client: TestClie
     whole_run = client.get("/api/audit.csv", params={"run": run_id}, headers=headers)
     assert len(list(csv.reader(io.StringIO(whole_run.text)))) == 1 + 4  # both items' events
     assert client.get("/api/audit.csv", headers=headers).status_code == 422
+
+
+def test_the_dashboard_counts_backlog_sla_straight_through_and_agent_rate(client: TestClient,
+                                                                         settings: Settings) -> None:
+    from bpo.console import dashboard
+
+    name = person(settings, "supervisor")
+    headers = token_for(settings, name)
+    run_id, ids = open_items(settings, [2, 3])
+    with session_scope(settings.ops_database_url or "") as s:
+        s.add(Run(flow_run_id=str(uuid.uuid4()), process="customer_onboarding", batch="b", status="completed",
+                  s3_prefix="x", counts={"records_in": 100, "straight_through": 90}))
+        s.execute(update(ReviewItem).where(ReviewItem.id == ids[3])
+                  .values(due_at=datetime.now(UTC) - timedelta(minutes=5)))  # decided after its due time
+    for iid in (ids[2], ids[3]):
+        client.post(f"/api/items/{iid}/claim", headers=headers)
+        client.post(f"/api/items/{iid}/resolve", json={"approve": False, "reason": "test"}, headers=headers)
+    figures = client.get("/api/dashboard", headers=headers).json()
+    rate = figures["per_agent_hour"][name]
+    assert rate["decisions"] == 2 and rate["hours"] in (1, 2) and rate["rate"] == 2 / rate["hours"]  # 2 if one hour
+    sla = figures["sla"]["customer_onboarding"]
+    assert sla["decided"] >= 2 and sla["on_time"] <= sla["decided"] - 1
+    assert figures["straight_through"]["customer_onboarding"]["straight_through"] >= 90
+    assert sum(figures["backlog"]["customer_onboarding"].values()) >= 1  # the item kept open
+    svg = dashboard.bar_chart("<b>", [("<script>x</script>", 1.0)])
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and svg.startswith("<svg")
+    sign_in(client, name)
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and page.text.count("<svg") == 4

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from bpo import review, users
+from bpo.console import dashboard
 from bpo.console.auth import Caller, caller, may_work, must_supervise, must_work, settings_of, visible_processes
 from bpo.console.views import audit_row, item_detail, item_row
 from bpo.db.models import ReviewItem
@@ -241,6 +242,14 @@ def audit_csv(request: Request, who: Caller = Depends(caller), item: int | None 
     name = f"audit-item-{item}.csv" if item is not None else "audit-run.csv"
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/dashboard")
+def dashboard_figures(request: Request, who: Caller = Depends(caller), days: int = Query(30, ge=1, le=366)
+                      ) -> dict[str, Any]:
+    """The dashboard's figures: backlog by process and age, SLA attainment, straight-through rate, agent rate."""
+    allowed = visible_processes(who.person, processes_in_queue(request))
+    return dashboard.metrics(settings_of(request), days=days, processes=allowed)
 
 
 @router.get("/users")

@@ -11,11 +11,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from bpo import review, users
-from bpo.console import api
-from bpo.console.auth import COOKIE, Caller, caller, caller_or_none, settings_of
+from bpo.console import api, dashboard
+from bpo.console.auth import COOKIE, Caller, caller, caller_or_none, settings_of, visible_processes
 from bpo.console.views import audit_row, item_detail, item_row
 
 router = APIRouter(include_in_schema=False)
@@ -125,6 +126,17 @@ def queue(request: Request) -> Response:
     return _page(request, "queue.html", who, items=[item_row(i, st) for i, st in rows], total=total, page=page,
                  pages=pages, counts=counts, chosen=chosen, sorts=list(review.SORTS), href=href,
                  processes=api.processes_in_queue(request))
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard_page(request: Request) -> Response:
+    who = _signed_in(request)
+    if isinstance(who, Response):
+        return who
+    allowed = visible_processes(who.person, api.processes_in_queue(request))
+    figures = dashboard.metrics(settings_of(request), processes=allowed)
+    return _page(request, "dashboard.html", who, figures=figures,
+                 charts=[Markup(svg) for svg in dashboard.charts(figures)])  # SVG built with every label escaped
 
 
 @router.get("/next")
