@@ -129,3 +129,15 @@ def test_export_writes_formulas_from_a_client_file_as_inert_text(settings: Setti
 def test_export_refuses_a_file_it_cannot_write(settings: Settings, tmp_path: Path) -> None:
     res = bpo("review", "export", str(tmp_path / "items.ods"))
     assert res.returncode == 2 and ".csv or .xlsx" in res.stderr
+
+
+def test_review_next_claims_one_item_and_gives_it_again_until_resolved(settings: Settings, run_id: str) -> None:
+    store(settings.ops_database_url, [make_item(run_id, 2)])
+    actor = f"next-{uuid.uuid4().hex[:6]}"
+    first = bpo("review", "next", "--as", actor, env=WIDE)
+    assert first.returncode == 0, first.stderr
+    claimed = [i for i in list_items(settings, limit=None) if i.assignee == actor]
+    assert len(claimed) == 1 and f"item {claimed[0].id} claimed by {actor}" in first.stdout
+    again = bpo("review", "next", "--as", actor, env=WIDE)
+    assert f"item {claimed[0].id} claimed by {actor}" in again.stdout  # the one held comes first
+    assert len([i for i in list_items(settings, limit=None) if i.assignee == actor]) == 1

@@ -101,6 +101,22 @@ def review_claim(item_id: int, actor: str = typer.Option(getpass.getuser(), "--a
     out.print(Text(f"item {item_id} claimed by {actor}"))
 
 
+@review_app.command("next")
+def review_next(actor: str = typer.Option(getpass.getuser(), "--as", help="Who claims it.")) -> None:
+    """Claim the next item for you (one you hold, else the soonest due unassigned one) and show it."""
+    from bpo.review import ReviewError, claim_next
+
+    try:
+        item = claim_next(settings(), actor)
+    except ReviewError as exc:
+        fail(str(exc))
+    if item is None:
+        out.print("no open item is waiting for you")
+        return
+    out.print(Text(f"item {item.id} claimed by {actor}"))
+    review_show(item.id)
+
+
 @review_app.command("resolve")
 def review_resolve(
     item_ids: list[int] = typer.Argument(None, metavar="ID", help="The item(s) to decide."),

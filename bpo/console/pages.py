@@ -145,21 +145,9 @@ def next_item(request: Request) -> Response:
     who = _signed_in(request)
     if isinstance(who, Response):
         return who
-    settings = settings_of(request)
-    for assignee in (who.person.name, ""):
-        f = api.queue_filter(request, who, status="open", process=None, step=None, kind=None, queue=None,
-                             assignee=assignee, overdue=None)
-        for _ in range(20):  # another agent may take the one we pick: try the next
-            rows, _total = review.queue_page(settings, f, limit=1)
-            if not rows:
-                break
-            item = rows[0][0]
-            try:
-                review.claim(settings, item.id, who.person.name)
-                return _back(f"/items/{item.id}")
-            except review.ReviewError:
-                continue
-    return _back("/", "no open item is waiting for you")
+    allowed = visible_processes(who.person, api.processes_in_queue(request))
+    item = review.claim_next(settings_of(request), who.person.name, processes=allowed)
+    return _back(f"/items/{item.id}") if item else _back("/", "no open item is waiting for you")
 
 
 @router.get("/items/{item_id}", response_class=HTMLResponse)

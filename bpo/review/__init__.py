@@ -16,6 +16,7 @@ from bpo.review.service import (
     assign,
     audit_of,
     claim,
+    claim_next,
     expire_overdue,
     get_item,
     list_items,
@@ -32,6 +33,6 @@ from bpo.review.values import json_safe
 
 __all__ = ["BulkResolution", "CorrectionRefused", "Display", "GateDecision", "Kind", "Outcome", "QueueFilter",
            "RecordDecision", "Resolution", "ReviewError", "SORTS", "add_items", "assign", "audit_of", "claim",
-           "expire_overdue", "get_item", "json_safe", "kind_of", "list_items", "open_count", "open_gate",
+           "claim_next", "expire_overdue", "get_item", "json_safe", "kind_of", "list_items", "open_count", "open_gate",
            "queue_counts", "queue_page", "register", "registered", "resolve", "resolve_many", "resume_if_done",
            "revalidate", "set_run_status", "unclaim"]

@@ -119,6 +119,27 @@ def claim(settings: Settings, item_id: int, actor: str) -> ReviewItem:
         return item
 
 
+def claim_next(settings: Settings, actor: str, *, processes: frozenset[str] | None = None,
+               tries: int = 20) -> ReviewItem | None:
+    """Claim the next item for ``actor``: one they hold already, else the soonest due unassigned one.
+
+    Another agent may take the chosen item first; the next one is tried (``tries`` times). None when
+    nothing is waiting for ``actor`` (``processes``: the ones they may work on, None for every one).
+    """
+    _need_actor(actor)
+    for assignee in (actor, ""):
+        f = QueueFilter(status="open", assignee=assignee, processes=processes)
+        for _ in range(tries):
+            page, _total = queue_page(settings, f, limit=1)
+            if not page:
+                break
+            try:
+                return claim(settings, page[0][0].id, actor)
+            except ReviewError:
+                continue
+    return None
+
+
 def unclaim(settings: Settings, item_id: int, actor: str) -> ReviewItem:
     """Give back an open item ``actor`` holds; it is then free for anyone to claim."""
     _need_actor(actor)
