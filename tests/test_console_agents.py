@@ -13,49 +13,24 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from bpo import users
-from bpo.console.app import create_app
 from bpo.db.models import AuditEvent, ReviewItem
-from bpo.db.session import session_scope, upgrade
+from bpo.db.session import session_scope
 from bpo.settings import Settings
-from bpo.stack import free_port
 from tests.test_review import make_item, store
 
 AGENTS = 20
 RUNS = 4
 ITEMS_PER_RUN = 60
 FLAGGED = [{"field": "customer_id", "check": "duplicate_key", "reason": "another record has this key"}]
-
-
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
-    url = f"sqlite:///{tmp_path / 'ops.db'}"
-    upgrade(url)
-    settings = Settings(ops_database_url=url)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                           limit_concurrency=200))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the console did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", settings
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def _agent(base: str, token: str, decided: Counter[int], lost: list[int], errors: list[str], seed: int) -> None:
@@ -88,12 +63,12 @@ def _agent(base: str, token: str, decided: Counter[int], lost: list[int], errors
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_twenty_agents_resolve_every_item_once_and_every_run_resumes(
-        prefect_api: str, console: tuple[str, Settings]) -> None:
+        prefect_api: str, console_server: tuple[str, Settings]) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.states import Paused, Running
 
-    base, settings = console
+    base, settings = console_server
 
     @flow(name="awaits-agents")
     def awaits_agents() -> None:

@@ -6,6 +6,10 @@
 
 from __future__ import annotations
 
+import importlib
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -34,9 +38,18 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # a correction is validated with Great Expectations, whose import takes seconds: taken now, beside
+    # the first requests, not by the first agent who corrects a field
+    threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
+    yield
+
+
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="nonvoice-bpo review console", version="1", openapi_url="/api/openapi.json",
-                  docs_url=None, redoc_url=None)  # the docs pages would load scripts from a CDN
+                  docs_url=None, redoc_url=None,  # the docs pages would load scripts from a CDN
+                  lifespan=_lifespan)
     app.state.settings = settings
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

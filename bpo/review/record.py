@@ -49,8 +49,10 @@ def revalidate(spec: ProcessSpec, values: dict[str, Any]) -> tuple[dict[str, Any
     failures = [{"field": str(r.field), "check": str(r.check), "reason": str(r.reason)}
                 for r in normalized.issues.itertuples()]
     checked = validate_frame(data, spec, docs=False)
+    # as in routing: a check on a value normalization could not read adds nothing to the reason given
+    unread = {f["field"] for f in failures}
     failures += [{"field": str(r.field), "check": str(r.check), "reason": str(r.reason)}
-                 for r in checked.failures.itertuples()]
+                 for r in checked.failures.itertuples() if str(r.field) not in unread]
     accepted = {c: json_safe(v) for c, v in data.drop(columns=[ROW]).iloc[0].items() if not str(c).startswith("_")}
     return accepted, failures
 

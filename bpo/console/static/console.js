@@ -58,15 +58,17 @@
   inputs.forEach((input) => {
     input.addEventListener("input", schedule);
     input.addEventListener("keydown", (e) => {
-      if (e.key !== "Enter") return;
+      if (e.key !== "Enter" || e.ctrlKey || e.metaKey) return;  // Ctrl+Enter: the page's shortcut below
       e.preventDefault();
-      if (e.ctrlKey || e.metaKey) {
-        document.getElementById(e.shiftKey ? "reject" : "approve").click();
-        return;
-      }
       clearTimeout(pending);
       check().then(() => { (nextFailing(input) || document.getElementById("approve")).focus(); });
     });
+  });
+  // Ctrl+Enter approves, Ctrl+Shift+Enter rejects, wherever the focus is on the page
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey)) return;
+    e.preventDefault();
+    document.getElementById(e.shiftKey ? "reject" : "approve").click();
   });
   document.getElementById("reason")?.addEventListener("keydown", (e) => {
     if (e.key === "Enter") { e.preventDefault(); document.getElementById("reject").click(); }
