@@ -46,6 +46,8 @@ class Settings(BaseSettings):
 
     prefect_api_url: str = "http://127.0.0.1:4200/api"
     prefect_port: int = 4200
+    # the review console (bpo console; bpo stack up starts it) on 127.0.0.1
+    console_port: int = 8700
     s3_port: int = 8333
     work_pool: str = "bpo-process"
     result_storage_block: str = "bpo-results"

@@ -157,6 +157,17 @@ def start_worker(*, api_url: str, pool: str, log: Path, env: dict[str, str] | No
                   env=prefect_env(api_url, **(env or {})), log=log, cwd=cwd)
 
 
+def start_console(*, port: int, log: Path, cwd: Path, timeout: float = 120) -> subprocess.Popen:
+    """Start ``bpo console`` on 127.0.0.1 with the caller's settings (environment and working folder)."""
+    if port_in_use(port):
+        raise StackError(f"port {port} (review console) is already in use on {LOOPBACK}")
+    proc = _spawn([sys.executable, "-m", "bpo.cli", "console", "--port", str(port)], env=dict(os.environ), log=log,
+                  cwd=cwd)
+    wait_until(lambda: _http_ok(f"http://{LOOPBACK}:{port}/api/openapi.json"), timeout=timeout,
+               what="review console", proc=proc, log=log)
+    return proc
+
+
 def stop(proc_or_pid: subprocess.Popen | int, timeout: float = 15) -> None:
     """Stop a service and its children (it leads its own process group)."""
     pid = proc_or_pid.pid if isinstance(proc_or_pid, subprocess.Popen) else proc_or_pid
@@ -244,6 +255,7 @@ def stack_status(settings: Settings) -> list[ServiceStatus]:
     urls = {
         "prefect": settings.prefect_ui_url,
         "seaweedfs": settings.s3_endpoint_url or f"http://{LOOPBACK}:{settings.s3_port}",
+        "console": f"http://{LOOPBACK}:{settings.console_port}/",
         "worker": f"work pool {settings.work_pool}",
     }
     out = []
@@ -272,6 +284,13 @@ def stack_up(settings: Settings, *, worker: bool = False, say: Callable[[str], N
         _pidfile(settings, name).parent.mkdir(parents=True, exist_ok=True)
         _pidfile(settings, name).write_text(str(proc.pid))
         say(f"{name}: started (pid {proc.pid})")
+    pid = _running_pid(settings, "console")
+    if pid is not None:
+        say(f"console: already running (pid {pid})")
+    else:
+        proc = start_console(port=settings.console_port, log=_logfile(settings, "console"), cwd=Path.cwd())
+        _pidfile(settings, "console").write_text(str(proc.pid))
+        say(f"console: started (pid {proc.pid}) on http://{LOOPBACK}:{settings.console_port}/")
     if worker:
         pid = _running_pid(settings, "worker")
         if pid is not None:
@@ -300,7 +319,7 @@ def deploy(settings: Settings, project_dir: Path) -> subprocess.CompletedProcess
 
 def stack_down(settings: Settings, *, say: Callable[[str], None] = lambda _m: None) -> None:
     """Stop only what ``stack up`` started (the pids it recorded)."""
-    for name in ("worker", "prefect", "seaweedfs"):
+    for name in ("worker", "console", "prefect", "seaweedfs"):
         pid = _running_pid(settings, name)
         pf = _pidfile(settings, name)
         if pid is None:

@@ -28,15 +28,16 @@ def listening(port: int) -> bool:
 
 
 def test_stack_up_is_idempotent_reports_status_and_down_stops_only_its_services(tmp_path: Path) -> None:
-    prefect_port, s3_port = free_port(), free_port()
+    prefect_port, s3_port, console_port = free_port(), free_port(), free_port()
     env = {"BPO_HOME": str(tmp_path / ".bpo"), "BPO_PREFECT_PORT": str(prefect_port), "BPO_S3_PORT": str(s3_port),
-           "BPO_PREFECT_API_URL": f"http://{LOOPBACK}:{prefect_port}/api"}
+           "BPO_PREFECT_API_URL": f"http://{LOOPBACK}:{prefect_port}/api", "BPO_CONSOLE_PORT": str(console_port)}
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         up = bpo(tmp_path, env, "stack", "up")
         assert up.returncode == 0, up.stdout + up.stderr
         assert "seaweedfs: started" in up.stdout and "prefect: started" in up.stdout
-        assert listening(prefect_port) and listening(s3_port)
+        assert "console: started" in up.stdout
+        assert listening(prefect_port) and listening(s3_port) and listening(console_port)
         stack_env = (tmp_path / ".bpo" / "stack.env")
         assert oct(stack_env.stat().st_mode & 0o777) == "0o600"
         assert "BPO_S3_SECRET_ACCESS_KEY" in stack_env.read_text()
@@ -47,13 +48,14 @@ def test_stack_up_is_idempotent_reports_status_and_down_stops_only_its_services(
 
         status = bpo(tmp_path, env, "stack", "status", "--json")
         services = {s["name"]: s for s in json.loads(status.stdout)}
-        assert services["prefect"]["running"] and services["seaweedfs"]["running"]
+        assert services["prefect"]["running"] and services["seaweedfs"]["running"] and services["console"]["running"]
+        assert services["console"]["url"] == f"http://{LOOPBACK}:{console_port}/"
         assert services["prefect"]["url"] == f"http://{LOOPBACK}:{prefect_port}"
         assert (tmp_path / ".bpo" / "ops.db").exists(), "stack up migrates the ops database"
 
         down = bpo(tmp_path, env, "stack", "down")
         assert down.returncode == 0 and "stopped" in down.stdout
-        assert not listening(prefect_port) and not listening(s3_port)
+        assert not listening(prefect_port) and not listening(s3_port) and not listening(console_port)
         assert bystander.poll() is None, "down stops only what up started"
     finally:
         bpo(tmp_path, env, "stack", "down")
