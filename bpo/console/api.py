@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -22,6 +22,8 @@ from bpo.settings import Settings
 from bpo.spec import load_spec
 
 router = APIRouter(prefix="/api")
+DB_INT = 2**63 - 1  # what a database integer holds: a larger id is refused (422), not a server error
+ItemId = Annotated[int, Path(ge=1, le=DB_INT)]
 
 
 class ResolveBody(BaseModel):
@@ -39,7 +41,7 @@ class CheckBody(BaseModel):
 
 
 class BulkBody(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=10_000)
+    ids: list[Annotated[int, Field(ge=1, le=DB_INT)]] = Field(min_length=1, max_length=10_000)
     approve: bool
     reason: str | None = None
 
@@ -106,7 +108,7 @@ def list_items(request: Request, who: Caller = Depends(caller), status: str | No
 
 
 @router.get("/items/{item_id}")
-def get_item(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+def get_item(item_id: ItemId, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     item, run_status = load_item(request, who, item_id)
     return item_detail(item, run_status)
 
@@ -123,19 +125,19 @@ def _hold(item_id: int, request: Request, who: Caller,
 
 
 @router.post("/items/{item_id}/claim")
-def claim(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+def claim(item_id: ItemId, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     """Hold an open item: nobody else can act on it until you resolve or unclaim it."""
     return _hold(item_id, request, who, review.claim)
 
 
 @router.post("/items/{item_id}/unclaim")
-def unclaim(item_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+def unclaim(item_id: ItemId, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     """Give back an item you hold."""
     return _hold(item_id, request, who, review.unclaim)
 
 
 @router.post("/items/{item_id}/assign")
-def assign(item_id: int, body: AssignBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+def assign(item_id: ItemId, body: AssignBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     must_supervise(who.person)
     item, run_status = load_item(request, who, item_id)
     settings = settings_of(request)
@@ -152,7 +154,7 @@ def assign(item_id: int, body: AssignBody, request: Request, who: Caller = Depen
 
 
 @router.post("/items/{item_id}/check")
-def check(item_id: int, body: CheckBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+def check(item_id: ItemId, body: CheckBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     """Validate the item's record with ``set`` corrections as the flow would; nothing is decided."""
     item, _ = load_item(request, who, item_id)
     if item.kind != "record":
@@ -166,7 +168,7 @@ def check(item_id: int, body: CheckBody, request: Request, who: Caller = Depends
 
 
 @router.post("/items/{item_id}/resolve")
-def resolve(item_id: int, body: ResolveBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+def resolve(item_id: ItemId, body: ResolveBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     """Decide an item you hold (claim it first): approve (with corrections) or reject with a reason."""
     item, _ = load_item(request, who, item_id)
     if item.status == "open" and item.assignee != who.person.name:
@@ -213,7 +215,7 @@ def bulk_resolve(body: BulkBody, request: Request, who: Caller = Depends(caller)
 
 
 @router.get("/items/{item_id}/audit")
-def item_audit(item_id: int, request: Request, who: Caller = Depends(caller)) -> list[dict[str, Any]]:
+def item_audit(item_id: ItemId, request: Request, who: Caller = Depends(caller)) -> list[dict[str, Any]]:
     load_item(request, who, item_id)
     return [audit_row(e) for e in review.audit_of(settings_of(request), item_id=item_id)]
 
@@ -225,7 +227,8 @@ def run_audit(flow_run_id: str, request: Request, who: Caller = Depends(caller))
 
 
 @router.get("/audit.csv", response_class=PlainTextResponse)
-def audit_csv(request: Request, who: Caller = Depends(caller), item: int | None = None,
+def audit_csv(request: Request, who: Caller = Depends(caller),
+              item: Annotated[int | None, Query(ge=1, le=DB_INT)] = None,
               run: str | None = None) -> Response:
     """The audit trail of an item or a run as CSV; cells that a spreadsheet would run as formulas are made inert."""
     if item is None and run is None:

@@ -151,7 +151,7 @@ def next_item(request: Request) -> Response:
 
 
 @router.get("/items/{item_id}", response_class=HTMLResponse)
-def item_page(item_id: int, request: Request) -> Response:
+def item_page(item_id: api.ItemId, request: Request) -> Response:
     who = _signed_in(request)
     if isinstance(who, Response):
         return who
@@ -162,7 +162,7 @@ def item_page(item_id: int, request: Request) -> Response:
 
 
 @router.post("/items/{item_id}/claim")
-def claim(item_id: int, request: Request, who: Caller = Depends(caller)) -> Response:
+def claim(item_id: api.ItemId, request: Request, who: Caller = Depends(caller)) -> Response:
     try:
         api.claim(item_id, request, who)
     except HTTPException as exc:
@@ -171,7 +171,7 @@ def claim(item_id: int, request: Request, who: Caller = Depends(caller)) -> Resp
 
 
 @router.post("/items/{item_id}/unclaim")
-def unclaim(item_id: int, request: Request, who: Caller = Depends(caller)) -> Response:
+def unclaim(item_id: api.ItemId, request: Request, who: Caller = Depends(caller)) -> Response:
     try:
         api.unclaim(item_id, request, who)
     except HTTPException as exc:
@@ -180,7 +180,7 @@ def unclaim(item_id: int, request: Request, who: Caller = Depends(caller)) -> Re
 
 
 @router.post("/items/{item_id}/resolve")
-async def resolve(item_id: int, request: Request, who: Caller = Depends(caller)) -> Response:
+async def resolve(item_id: api.ItemId, request: Request, who: Caller = Depends(caller)) -> Response:
     form = await request.form()
     item, _ = api.load_item(request, who, item_id)
     action = str(form.get("action", ""))
@@ -213,7 +213,7 @@ async def resolve(item_id: int, request: Request, who: Caller = Depends(caller))
 @router.post("/items/bulk")
 async def bulk(request: Request, who: Caller = Depends(caller)) -> Response:
     form = await request.form()
-    ids = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit()]
+    ids = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit() and 0 < int(v) <= api.DB_INT]
     if not ids:
         return _back("/", "select some items first")
     action = str(form.get("action", ""))
