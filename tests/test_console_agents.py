@@ -1,6 +1,6 @@
 """Twenty agents at once against the console's API on loopback: every item decided once, every run resumed.
 
-The suite runs 240 items over four runs (the 2,000-item run with its throughput is a benchmark's: it takes
+The suite runs 120 items over four runs (the 2,000-item run with its throughput is a benchmark's: it takes
 minutes on this machine, where the server and the twenty clients share one Python process and two CPUs).
 
 A real uvicorn server on a free 127.0.0.1 port, a real Prefect server holding the paused runs, and the
@@ -29,7 +29,7 @@ from tests.test_review import make_item, store
 
 AGENTS = 20
 RUNS = 4
-ITEMS_PER_RUN = 60
+ITEMS_PER_RUN = 30
 FLAGGED = [{"field": "customer_id", "check": "duplicate_key", "reason": "another record has this key"}]
 
 

@@ -43,6 +43,6 @@ schema = schemathesis.openapi.from_asgi("/api/openapi.json", _app())
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_request_the_document_allows_gives_a_server_error(case: Any) -> None:
     case.call_and_validate(headers=TOKEN, checks=[not_a_server_error])
