@@ -348,3 +348,13 @@ def test_the_dashboard_counts_backlog_sla_straight_through_and_agent_rate(client
     sign_in(client, name)
     page = client.get("/dashboard")
     assert page.status_code == 200 and page.text.count("<svg") == 4
+
+
+def test_a_message_is_shown_only_when_the_console_sent_it(client: TestClient, settings: Settings) -> None:
+    csrf = sign_in(client, person(settings))
+    forged = client.get("/", params={"msg": "Your account is locked: call 555-0100", "sig": "0" * 32})
+    assert "Your account is locked" not in forged.text
+    _, ids = open_items(settings, [2])
+    client.post(f"/items/{ids[2]}/claim", data={"csrf": csrf})
+    sent = client.post(f"/items/{ids[2]}/unclaim", data={"csrf": csrf})  # redirected, with the console's message
+    assert f"item {ids[2]} is back in the queue" in sent.text

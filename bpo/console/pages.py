@@ -25,13 +25,25 @@ LOGIN_CSRF = "bpo_login_csrf"
 PER_PAGE = 50
 
 
+# the message a redirect carries to the next page is signed: a link made elsewhere cannot put words on a page
+_MESSAGE_KEY = secrets.token_bytes(32)
+
+
+def _signature(message: str) -> str:
+    return hmac.new(_MESSAGE_KEY, message.encode(), "sha256").hexdigest()[:32]
+
+
 def _page(request: Request, template: str, who: Caller | None, **context: Any) -> HTMLResponse:
+    message = request.query_params.get("msg", "")
+    if not hmac.compare_digest(request.query_params.get("sig", ""), _signature(message)):
+        message = ""
     return templates.TemplateResponse(request, template, {"who": who, "csrf": who.csrf if who else "",
-                                                      "message": request.query_params.get("msg", ""), **context})
+                                                      "message": message, **context})
 
 
 def _back(path: str, message: str = "") -> RedirectResponse:
-    return RedirectResponse(path + (("?" + urlencode({"msg": message})) if message else ""), status_code=303)
+    query = ("?" + urlencode({"msg": message, "sig": _signature(message)})) if message else ""
+    return RedirectResponse(path + query, status_code=303)
 
 
 def _secure(request: Request) -> bool:
