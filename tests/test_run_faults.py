@@ -153,6 +153,10 @@ def test_killed_during_load_then_rerun_gives_exact_rows(stack: dict[str, str], t
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     batch, _ = batch_of(tmp_path, "load", 8000, review=0.0, start_key=80_000, seed=52)
+    # the target database is held locked, so the load is caught running however fast it would be (it waits
+    # on the lock, up to the engine's busy timeout); the kill comes while it waits
+    lock = sqlite3.connect(target_db.removeprefix("sqlite:///"), isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
     proc = start(batch)
     run = wait_for(lambda: run_of(batch), 60, "the run to open")
 
@@ -162,9 +166,13 @@ def test_killed_during_load_then_rerun_gives_exact_rows(stack: dict[str, str], t
                 any_=[UUID(run.flow_run_id)])))
         return any(t.name.startswith("load_passed") and t.state and t.state.is_running() for t in trs)
 
-    wait_for(loading, 120, "the load to start")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    try:
+        wait_for(loading, 120, "the load to start")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
     rerun = subprocess.run([*BPO, "run", "data-entry", str(batch), "--json"], capture_output=True, text=True,
                            timeout=180)
     assert rerun.returncode == 0, rerun.stderr
