@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -97,6 +109,9 @@ class ReviewItem(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # four-eyes: the first approval ({by, at, decision, reason}) of an item that needs a second approver
     first_approval: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # a quality sample: a record that passed every check, sent to review to measure straight-through
+    # accuracy; blind (never shown to the agent as a sample)
+    sample: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @property
     def resolved(self) -> bool:
@@ -177,3 +192,51 @@ class SignInFailure(Base):
     address: Mapped[str] = mapped_column(String(64), default="")
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
+
+
+class Team(Base):
+    """A group of agents, as far as the product needs more than its name: where it is told of its work."""
+
+    __tablename__ = "teams"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    webhook: Mapped[str | None] = mapped_column(Text, default=None)  # a URL told of assignments and overdue items
+    email: Mapped[str | None] = mapped_column(Text, default=None)  # an address told of the same
+
+
+class Notification(Base):
+    """One message to send (an outbox row): written in the transaction of the event, delivered apart from it.
+
+    A failed delivery is retried with backoff until ``MAX_ATTEMPTS`` (``bpo.notify``); it never holds
+    up the decision or assignment that caused it.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_pending", "delivered_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[str] = mapped_column(String(40))  # assigned | overdue | escalated
+    channel: Mapped[str] = mapped_column(String(20))  # webhook | email
+    target: Mapped[str] = mapped_column(Text)  # the URL or the address
+    payload: Mapped[dict[str, Any]] = mapped_column()  # ids, process, step, due time: never record values
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    failed_at: Mapped[datetime | None] = mapped_column(default=None)  # given up after the last attempt
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class GateLink(Base):
+    """A signed, expiring, single-use link through which a named approver without an account answers a gate."""
+
+    __tablename__ = "gate_links"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)  # in the signed token; used once
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id"), index=True)
+    approver: Mapped[str] = mapped_column(String(100))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    used_from: Mapped[str | None] = mapped_column(Text, default=None)  # the address (and browser) it was used from
