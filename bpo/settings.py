@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     # the review console (bpo console; bpo stack up starts it) on 127.0.0.1
     console_port: int = 8700
     s3_port: int = 8333
+    # the mail server notifications by email go through (bpo.notify); None: email notifications fail, logged
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "nonvoice-bpo@localhost"
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
     work_pool: str = "bpo-process"
     result_storage_block: str = "bpo-results"
 
