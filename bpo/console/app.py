@@ -18,7 +18,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bpo.console import api, pages
+from bpo.console import api, links, pages
 from bpo.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -55,4 +55,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(links.router)
     return app
