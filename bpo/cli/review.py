@@ -1,4 +1,4 @@
-"""``bpo review``: the review queue from a terminal — list, show, claim, resolve, export, expire.
+"""``bpo review``: the review queue from a terminal — list, show, claim, resolve, export, expire, link.
 
 Everything an item holds came from a client file or an agent: it is printed as literal text
 (``rich.text.Text``, ``escape``), never read as console markup.
