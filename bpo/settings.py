@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # folders searched, in order, for process specs (<name>.yaml) and suites (<suite>.json), separated
     # like PATH; empty means the shipped flows/specs and expectations
     process_dirs: Annotated[list[Path], NoDecode] = []
+    # the key that signs gate links (approval by a named person without an account); None: a random key
+    # made once into <home>/link.key, so that links outlive a restart of the console
+    link_secret: SecretStr | None = None
 
     @field_validator("process_dirs", mode="before")
     @classmethod
@@ -96,6 +99,16 @@ class Settings(BaseSettings):
     def _no_placeholder(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and v.get_secret_value().strip().lower() in PLACEHOLDERS | {""}:
             raise ValueError("BPO_S3_SECRET_ACCESS_KEY is a placeholder; set the real key or unset it")
+        return v
+
+    @field_validator("link_secret")
+    @classmethod
+    def _strong_link_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            secret = v.get_secret_value().strip()
+            if secret.lower() in PLACEHOLDERS or len(secret) < 32:
+                raise ValueError("BPO_LINK_SECRET must be a random value of at least 32 characters "
+                                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or unset")
         return v
 
     @model_validator(mode="after")

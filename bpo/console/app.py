@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bpo import notify
-from bpo.console import api, pages
+from bpo.console import api, links, pages
 from bpo.settings import Settings
 
 log = logging.getLogger("bpo.console")
@@ -75,4 +75,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(links.router)
     return app
