@@ -134,29 +134,13 @@ def target_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.fixture
 def console_server(tmp_path: Path) -> Iterator[tuple[str, object]]:
-    """The review console served by uvicorn on a free 127.0.0.1 port, on a fresh SQLite ops database:
-    (its base URL, its Settings)."""
-    import threading
-    import time
-
-    import uvicorn
-
-    from bpo.console.app import create_app
+    """The review console on a fresh SQLite ops database: (its base URL, its Settings)."""
     from bpo.db.session import upgrade
     from bpo.settings import Settings
+    from tests.servers import serving  # the console's imports come after this file has set the environment
 
     url = f"sqlite:///{tmp_path / 'console-ops.db'}"
     upgrade(url)
     settings = Settings(ops_database_url=url)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                           limit_concurrency=200))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the console did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", settings
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(settings) as base:
+        yield base, settings

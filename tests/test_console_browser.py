@@ -2,22 +2,32 @@
 
 A rejected sign-in, then sign-in; the queue filtered to a run; claim an item, correct the field that
 failed, see the check still failing without a reload, fix it, approve; an item resolved with the
-keyboard alone; bulk approve; the dashboard. Screenshots of the queue, an item page and the
-dashboard are saved in the test's folder (``tmp_path/screenshots``).
+keyboard alone; bulk approve; the dashboard; and against the real stack, a data-entry run's item
+approved by two people (four-eyes), the run resumed and the corrected record loaded. Screenshots of
+the queue, an item page and the dashboard are saved in the test's folder (``tmp_path/screenshots``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import create_engine, text
 
 from bpo import review, users
-from bpo.settings import Settings
+from bpo.processes import SHIPPED_DIRS
+from bpo.samples import make_records, to_csv
+from bpo.settings import Settings, get_settings
+from bpo.spec import SPECS_DIR
+from tests.servers import serving
 from tests.test_review import item_id, keep_open, make_item, store
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -107,7 +117,7 @@ def test_an_agent_corrects_and_approves_an_item_in_the_browser(browser: Browser,
     assert review.get_item(settings, second).status == "approved"
 
     page.goto(f"{base}/dashboard")
-    expect(page.locator("svg.chart")).to_have_count(4)
+    expect(page.locator("svg.chart")).to_have_count(5)
     page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
     assert not errors, errors
     assert all((shots / f).stat().st_size > 1000 for f in ("queue.png", "item.png", "dashboard.png"))
@@ -131,3 +141,78 @@ def test_bulk_approve_in_the_browser(browser: Browser, console_server: tuple[str
     expect(page.locator(".message")).to_contain_text("1 decided, 1 still failing")
     assert review.get_item(settings, passing).status == "approved"
     assert review.get_item(settings, failing).status == "open"
+
+
+@pytest.fixture
+def four_eyes_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The shipped onboarding spec as process ``big_deposits``: an approved opening balance ≥ 10,000 needs two."""
+    spec = yaml.safe_load((SPECS_DIR / "customer_onboarding.yaml").read_text())
+    spec["name"] = "big-deposits"
+    spec["review"]["four_eyes"] = [{"field": "opening_balance", "op": ">=", "value": 10000}]
+    folder = tmp_path / "processes"
+    folder.mkdir()
+    (folder / "big_deposits.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("BPO_PROCESS_DIRS", os.pathsep.join(map(str, [folder, *SHIPPED_DIRS])))
+    get_settings.cache_clear()
+    yield "big_deposits"
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_two_approvers_in_the_browser_resume_the_run_and_the_record_is_loaded(
+        browser: Browser, stack: dict[str, str], target_db: str, four_eyes_process: str, tmp_path: Path) -> None:
+    from flows.data_entry import data_entry
+
+    settings = Settings()  # the stack's ops database: the console and the run share it
+    first, second = (f"{who}-{uuid.uuid4().hex[:6]}" for who in ("ann", "ben"))
+    for name in (first, second):
+        users.add_user(settings, name, PASSWORD, "agent")
+    batch = tmp_path / "deposits"
+    batch.mkdir()
+    records = make_records(3, seed=61, review_fraction=0.0, start=78_000)
+    records[1].update(email="big-at-example.com", opening_balance="25000.00")  # a bad email on a large deposit
+    (batch / "forms.csv").write_bytes(to_csv(records))
+
+    result: dict[str, Any] = {}
+    run = threading.Thread(target=lambda: result.update(data_entry(batch=str(batch), process=four_eyes_process)),
+                           daemon=True)
+    run.start()
+    deadline = time.monotonic() + 120
+    while not [i for i in review.list_items(settings, process=four_eyes_process)]:
+        assert run.is_alive() and time.monotonic() < deadline, "the run raised no review item"
+        time.sleep(0.3)
+    (item,) = review.list_items(settings, process=four_eyes_process)
+    with serving(settings) as base:
+        one = browser.new_context().new_page()
+        _sign_in(one, base, first)
+        one.goto(f"{base}/items/{item.id}")
+        one.click("#claim")
+        one.locator('input[name="field.email"]').fill("big@example.com")
+        expect(one.locator("#live")).to_contain_text("passes every check", timeout=30_000)
+        one.uncheck('input[name="then"]')
+        one.click("#approve")
+        expect(one.locator('.message[role="status"]')).to_contain_text("a second approver must approve it")
+
+        # the first approver cannot take the item again for the second approval
+        one.goto(f"{base}/items/{item.id}")
+        one.click("#claim")
+        expect(one.locator('.message[role="status"]')).to_contain_text(f"{first} gave the first approval")
+
+        two = browser.new_context().new_page()
+        _sign_in(two, base, second)
+        two.goto(f"{base}/?queue=second-approval")
+        expect(two.locator(f'a[href="/items/{item.id}"]')).to_have_count(1)
+        two.click(f'a[href="/items/{item.id}"]')
+        two.click("#claim")
+        expect(two.locator('input[name="field.email"]')).to_have_value("big@example.com")
+        two.uncheck('input[name="then"]')
+        two.click("#approve")
+        expect(two.locator('.message[role="status"]')).to_contain_text(f"item {item.id} approved; the run resumed")
+    run.join(timeout=120)
+    assert not run.is_alive() and result["loaded"] == 3, result
+    with create_engine(target_db).connect() as conn:
+        row = conn.execute(text("SELECT email, opening_balance FROM customers WHERE customer_id = :k"),
+                           {"k": records[1]["customer_id"]}).one()
+    assert row.email == "big@example.com" and float(row.opening_balance) == 25000.0
+    audit = [e.action for e in review.audit_of(settings, item_id=item.id)]
+    assert audit.count("first_approval") == 1 and audit.count("approved") == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bpo.review import ReviewError, get_item, resolve, resolve_many
+from bpo.review import ReviewError, claim, claim_next, get_item, resolve, resolve_many
 from bpo.settings import Settings, get_settings
 from bpo.spec import ApprovalRule
 from tests.test_review import events, item_id, keep_open, make_item, store
@@ -46,6 +46,11 @@ def test_a_rule_match_needs_a_second_different_approver(settings: Settings) -> N
     assert item.queue == "second-approval"
     with pytest.raises(ReviewError, match="needs a second approver: ann gave the first approval"):
         resolve(settings, iid, approve=True, actor="ann")
+    with pytest.raises(ReviewError, match="needs a second approver: ann gave the first approval"):
+        claim(settings, iid, "ann")  # nor take it back to approve again
+    assert get_item(settings, iid).assignee is None
+    mine = claim_next(settings, "ann", processes=frozenset({PROCESS}))
+    assert mine is None or mine.id != iid, "the next item for the first approver is never the one she approved"
     second = resolve(settings, iid, approve=True, actor="bob")
     assert second.status == "approved"
     item = get_item(settings, iid)
@@ -70,6 +75,21 @@ def test_a_second_approver_who_changes_the_values_gives_a_new_first_approval(set
     with pytest.raises(ReviewError, match="bob gave the first approval"):
         resolve(settings, iid, approve=True, actor="bob")
     assert resolve(settings, iid, approve=True, actor="ann").status == "approved"  # ann did not approve 15,000
+
+
+def test_the_second_approval_starts_from_the_first_approvers_corrections(settings: Settings) -> None:
+    run_id = str(uuid.uuid4())
+    store(settings.ops_database_url or "", [make_item(run_id, 2, process=PROCESS, opening_balance="USD 12000.00",
+                                                      email="ann-at-example.com")])
+    keep_open(settings.ops_database_url or "", run_id)
+    iid = item_id(settings, run_id, 2)
+    assert resolve(settings, iid, approve=True, actor="ann", sets={"email": "ann@example.com"}).status \
+        == "awaiting_second"
+    # the proposed email still fails: approving "as it is" means as the first approver corrected it
+    done = resolve(settings, iid, approve=True, actor="bob")
+    item = get_item(settings, iid)
+    assert done.status == "approved" and item.decision["email"] == "ann@example.com"
+    assert [e.action for e in events(settings.ops_database_url or "", iid)][-2:] == ["first_approval", "approved"]
 
 
 def test_a_rejection_needs_no_second_person(settings: Settings) -> None:
@@ -114,10 +134,10 @@ def test_through_the_api_an_agent_cannot_give_both_approvals(settings: Settings)
         first = client.post(f"/api/items/{iid}/resolve", json={"approve": True}, headers=ann).json()
         assert first["status"] == "awaiting_second"
         assert client.get(f"/api/items/{iid}", headers=ann).json()["first_approval"]["by"] == names[0]
-        client.post(f"/api/items/{iid}/claim", headers=ann)
-        refused = client.post(f"/api/items/{iid}/resolve", json={"approve": True}, headers=ann)
+        refused = client.post(f"/api/items/{iid}/claim", headers=ann)
         assert refused.status_code == 409 and "second approver" in refused.json()["detail"]
-        client.post(f"/api/items/{iid}/unclaim", headers=ann)
+        refused = client.post(f"/api/items/{iid}/resolve", json={"approve": True}, headers=ann)
+        assert refused.status_code == 409
         client.post(f"/api/items/{iid}/claim", headers=bob)
         second = client.post(f"/api/items/{iid}/resolve", json={"approve": True}, headers=bob).json()
         assert second["status"] == "approved"

@@ -43,7 +43,9 @@ def item_detail(item: ReviewItem, run_status: str | None) -> dict[str, Any]:
                                                               "reason": str(c.get("reason", ""))})
     source = item.source or {}
     raw = source.get("values") or {}
-    fields = [{"name": name, "raw": json_safe(raw.get(name)), "proposed": json_safe(value),
+    # four-eyes: the second approver is shown the values the first approved, to approve as they are
+    first_set = (item.first_approval or {}).get("set") or {} if item.status == "open" else {}
+    fields = [{"name": name, "raw": json_safe(raw.get(name)), "proposed": json_safe(first_set.get(name, value)),
                "checks": checks.get(name, [])} for name, value in (item.proposed or {}).items()]
     return {**item_row(item, run_status), "source": {k: json_safe(v) for k, v in source.items() if k != "values"},
             "raw": {k: json_safe(v) for k, v in raw.items()}, "fields": fields,

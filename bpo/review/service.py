@@ -150,10 +150,11 @@ def get_item(settings: Settings, item_id: int) -> ReviewItem:
 
 
 def claim(settings: Settings, item_id: int, actor: str) -> ReviewItem:
-    """Assign an open item to ``actor``; an item claimed by someone else is refused."""
+    """Assign an open item to ``actor``; an item claimed by someone else is refused, and so is an item
+    waiting for its second approval to the person who gave the first (four-eyes)."""
     _need_actor(actor)
     with session_scope(_ops(settings)) as s:
-        if not _changed(s, _takeable(item_id, actor).values(assignee=actor)):
+        if not _changed(s, _takeable(item_id, actor).where(_not_first_approved_by(actor)).values(assignee=actor)):
             _refuse(s, item_id, actor)
         item = s.get(ReviewItem, item_id, populate_existing=True)
         assert item is not None
@@ -170,7 +171,7 @@ def claim_next(settings: Settings, actor: str, *, processes: frozenset[str] | No
     """
     _need_actor(actor)
     for assignee in (actor, ""):
-        f = QueueFilter(status="open", assignee=assignee, processes=processes)
+        f = QueueFilter(status="open", assignee=assignee, processes=processes, second_approver=actor)
         for _ in range(tries):
             page, _total = queue_page(settings, f, limit=1)
             if not page:
@@ -234,6 +235,7 @@ class QueueFilter:
     assignee: str | None = None  # a name, or "" for unassigned items
     overdue: bool | None = None
     flow_run_id: str | None = None
+    second_approver: str | None = None  # leave out the items this person gave the first of two approvals
 
 
 SORTS = {"due": (ReviewItem.due_at, ReviewItem.id), "-due": (ReviewItem.due_at.desc(), ReviewItem.id.desc()),
@@ -255,6 +257,8 @@ def _where(q: Any, f: QueueFilter, now: datetime) -> Any:
         q = q.where(ReviewItem.assignee.is_(None))
     elif f.assignee:
         q = q.where(ReviewItem.assignee == f.assignee)
+    if f.second_approver:
+        q = q.where(_not_first_approved_by(f.second_approver))
     if f.overdue is True:
         q = q.where(ReviewItem.due_at < now)
     elif f.overdue is False:
@@ -405,13 +409,28 @@ def _check(s: Session, item: ReviewItem, actor: str, wanted: dict[str, Any]) -> 
     if item.status != "open" or (item.assignee and item.assignee != actor):
         _refuse(s, item.id, actor)
     kind = kind_of(item)
-    decision = _parse(kind, wanted)
+    decision = _parse(kind, _on_first_approval(item, wanted))
     try:
         return kind.check(item, decision)
     except CorrectionRefused as exc:
         s.add(AuditEvent(actor=actor, action="correction_refused", item_id=item.id, flow_run_id=item.flow_run_id,
                          detail={**decision.model_dump(mode="json", by_alias=True), "failures": exc.failures}))
         raise
+
+
+def _on_first_approval(item: ReviewItem, wanted: dict[str, Any]) -> dict[str, Any]:
+    """A second approval starts from what the first approver approved: their corrections, then the second's own.
+
+    So a second approver who changes nothing approves the first's values (and one who changes a field
+    keeps the first's other corrections), whichever way the approval comes (console, API, CLI).
+    """
+    first = item.first_approval
+    if not first or wanted.get("approve") is not True:
+        return wanted
+    merged = {**wanted, "set": {**(first.get("set") or {}), **(wanted.get("set") or {})}}
+    if first.get("keep") and not wanted.get("keep"):
+        merged["keep"] = first["keep"]
+    return merged
 
 
 def _parse(kind: Kind, wanted: dict[str, Any]) -> BaseModel:
@@ -456,7 +475,8 @@ def _decide(s: Session, item: ReviewItem, actor: str, outcome: Outcome, now: dat
     if _needs_second(item, outcome) and (first is None or first.get("decision") != outcome.decision):
         if not _changed(s, _takeable(item.id, actor).where(_first_approval_is(first)).values(
                 first_approval={"by": actor, "at": now.isoformat(), "decision": outcome.decision,
-                                "reason": outcome.reason, "changed": outcome.changed},
+                                "reason": outcome.reason, "changed": outcome.changed,
+                                "set": outcome.audit.get("set") or {}, "keep": outcome.audit.get("keep")},
                 assignee=None, queue=SECOND_APPROVAL_QUEUE)):
             _refuse(s, item.id, actor)
         s.add(AuditEvent(actor=actor, action="first_approval", item_id=item.id, flow_run_id=item.flow_run_id,
@@ -484,6 +504,11 @@ def _sample_outcome(item: ReviewItem, outcome: Outcome) -> str | None:
     return "corrected" if outcome.changed else "correct"
 
 
+def _not_first_approved_by(actor: str) -> Any:
+    """The item has no first approval, or one given by somebody other than ``actor``."""
+    return or_(ReviewItem.first_approval.is_(None), ReviewItem.first_approval["by"].as_string() != actor)
+
+
 def _first_approval_is(first: dict[str, Any] | None) -> Any:
     """The item still has the first approval it was read with: two approvals at once cannot both be first."""
     if first is None:
@@ -505,14 +530,16 @@ def _changed(s: Session, statement: Any) -> bool:
 
 def _refuse(s: Session, item_id: int, actor: str) -> None:
     """Raise why ``actor`` cannot act on the item, read as it is now (after whoever changed it committed)."""
-    row = s.execute(select(ReviewItem.status, ReviewItem.decided_by, ReviewItem.assignee).where(
-        ReviewItem.id == item_id)).first()
+    row = s.execute(select(ReviewItem.status, ReviewItem.decided_by, ReviewItem.assignee,
+                           ReviewItem.first_approval).where(ReviewItem.id == item_id)).first()
     if row is None:
         raise ReviewError(f"no review item {item_id}")
     if row.status != "open":
         raise ReviewError(f"item {item_id} is already {row.status} (by {row.decided_by})")
     if row.assignee and row.assignee != actor:
         raise ReviewError(f"item {item_id} is claimed by {row.assignee}")
+    if (row.first_approval or {}).get("by") == actor:
+        raise ReviewError(f"item {item_id} needs a second approver: {actor} gave the first approval")
     raise ReviewError(f"item {item_id} changed while you acted on it; try again")
 
 
