@@ -16,8 +16,9 @@ stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Prefect ser
 review_app = typer.Typer(no_args_is_help=True, help=(
     "Review items: list, show, claim, unclaim, next, resolve, export, expire. With BPO_TOKEN set (an API token "
     "from `bpo users token NAME`), list/show/claim/unclaim/next/resolve go through the console's API "
-    "(BPO_CONSOLE_URL, default http://127.0.0.1:8700) as the token's user, under its rules; without it, "
-    "every command works on the ops database directly (an engineer's local use)."))
+    "(BPO_CONSOLE_URL, default http://127.0.0.1:BPO_CONSOLE_PORT) as the token's user, under its rules; "
+    "without it they work on the ops database directly (an engineer's local use). export and expire always "
+    "work on the ops database."))
 db_app = typer.Typer(no_args_is_help=True, help="The ops database.")
 run_app = typer.Typer(no_args_is_help=True, help="Run a process once against the stack.")
 runs_app = typer.Typer(no_args_is_help=True, help="Runs: list them with how they ended, retry one that failed.")
