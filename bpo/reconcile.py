@@ -50,6 +50,7 @@ class Totals(BaseModel):
     reviewed: int = 0
     approved: int = 0
     straight_through: int = 0
+    sampled: int = 0  # records that passed every check and were reviewed as quality samples
     carried_over: int = 0  # decisions applied from an earlier run of the same content
 
 
@@ -114,7 +115,8 @@ def reconcile(taken: list[FileTaken], routed: Routed, passed: Passed, decided: D
         superseded=_of_file(routed.superseded, f) + _of_file(decided.superseded, f),
         quarantined=f.bad_rows + f.held, uncounted=f.uncounted, notes=f.notes) for f in taken]
     return Reconciliation.of(files, reviewed=routed.review, approved=decided.approved,
-                             straight_through=routed.passed, carried_over=routed.carried_over)
+                             straight_through=routed.passed, sampled=routed.sampled,
+                             carried_over=routed.carried_over)
 
 
 def rejected_at_gate(taken: list[FileTaken], routed: Routed) -> Decided:

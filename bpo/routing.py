@@ -34,6 +34,7 @@ class Routed(BaseModel):
 
     passed: int  # straight through, loaded at once
     review: int  # held for a person (or for a decision carried over from an earlier run)
+    sampled: int = 0  # of those: quality samples (records that passed every check, reviewed to measure accuracy)
     superseded: dict[str, int] = {}  # per file: records of a repeated key replaced by a later one
     carried_over: int = 0  # held records whose decision was taken before, for the same content
     taken_over: int = 0  # items still open in an ended run of the batch, now this run's
@@ -57,6 +58,7 @@ class PartRouted(BaseModel):
     members: list[Member]  # records of repeated keys: decided together, batch-wide
     carried_over: int = 0
     taken_over: int = 0
+    sampled: int = 0  # of the held records: quality samples, which passed every check
 
 
 def _proposed(row: dict[str, Any], raw: dict[str, Any], spec: ProcessSpec) -> dict[str, Any]:
@@ -105,13 +107,18 @@ def _records(table: pa.Table) -> list[dict[str, Any]]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def write_items(run: RunContext, items: list[dict[str, Any]]) -> tuple[int, int]:
+def write_items(run: RunContext, spec: ProcessSpec, items: list[dict[str, Any]]) -> tuple[int, int]:
     """Write review items, applying what was decided before; returns (carried over, taken over)."""
     with session_scope(get_settings().ops_database_url or "") as s:
         carried = carry_over(s, flow_run_id=run.flow_run_id, process=run.spec, batch=run.batch, items=items)
-        add_items(s, items)
+        add_items(s, items, assign_among=assignment_groups(spec))
         audit_carried(s, run.flow_run_id, RECORDS_STEP, carried.sources)
     return carried.carried_over, carried.taken_over
+
+
+def assignment_groups(spec: ProcessSpec) -> list[str]:
+    """The groups whose members new items are assigned to at once; none: items wait in the shared queue."""
+    return spec.review.groups if spec.review.assign == "least_loaded" else []
 
 
 def _source_values(src: dict[str, Any]) -> dict[str, Any]:
@@ -140,12 +147,16 @@ def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: li
     checks = checks[checks["check"] != "duplicate_key"]  # said once per key, by route_batch
     repeated = data[ROW].isin(duplicates["row"]).to_numpy()
     wanted = data[ROW].isin(checks["row"]).to_numpy() | repeated
+    raw_table = _parquet(store, part.raw)
+    sampled = _sample(raw_table, run.spec, spec.review.sample_share) & ~wanted
+    wanted |= sampled
     if not wanted.any():
         return PartRouted(held=[], members=[])
     # only these records become Python values, in one pass (a Series per record would cost ~1 ms each)
     taken = np.flatnonzero(wanted)
     rows = _records(table.take(taken))
-    raws = _records(_parquet(store, part.raw).take(taken))
+    raws = _records(raw_table.take(taken))
+    is_sample = set(data[ROW].to_numpy()[sampled].tolist())
     checks = checks.sort_values("row", kind="stable")
     found: dict[int, list[dict[str, str]]] = {}
     for r in checks.astype({"field": str, "check": str, "reason": str}).itertuples(index=False):
@@ -166,12 +177,28 @@ def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: li
             "record_key": f"{src['_source_file']}:{int(src['_source_row'])}",
             "record_hash": record_hash(run.spec, [values]),
             "source": {"file": str(src["_source_file"]), "row": int(src["_source_row"]), "values": values},
-            "failed_checks": found[number], "proposed": _proposed(row, src, spec), "due_at": due,
-            "on_timeout": spec.review.on_timeout,
+            "failed_checks": found.get(number, []), "proposed": _proposed(row, src, spec), "due_at": due,
+            "on_timeout": spec.review.on_timeout, "sample": number in is_sample,
         })
-    carried, taken_over = write_items(run, items) if items else (0, 0)
-    return PartRouted(held=sorted(found.keys() - is_repeated), members=members, carried_over=carried,
-                      taken_over=taken_over)
+    carried, taken_over = write_items(run, spec, items) if items else (0, 0)
+    return PartRouted(held=sorted((found.keys() - is_repeated) | is_sample), members=members, carried_over=carried,
+                      taken_over=taken_over, sampled=len(is_sample))
+
+
+SAMPLE_SCALE = 1_000_000
+
+
+def _sample(raw: pa.Table, process: str, share: float) -> np.ndarray:
+    """Which records are quality samples: ``share`` of them, chosen by a hash of their source values.
+
+    The same record is chosen again by a re-run (its decision then carries over instead of asking
+    twice), and which records are chosen does not depend on their order or their chunk.
+    """
+    if share <= 0:
+        return np.zeros(raw.num_rows, dtype=bool)
+    values = raw.select([c for c in raw.column_names if not c.startswith("_")]).to_pandas().astype(str)
+    salted = pd.util.hash_pandas_object(values.assign(_process=process), index=False).to_numpy()
+    return (salted % SAMPLE_SCALE) < round(share * SAMPLE_SCALE)
 
 
 def _group_item(run: RunContext, spec: ProcessSpec, members: list[Member], due: datetime) -> dict[str, Any]:
@@ -227,14 +254,14 @@ def route_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], checked: 
                 superseded[m.file] = superseded.get(m.file, 0) + 1
             held += [m.row for m in members[:-1]]
     if group_items:
-        more_carried, more_taken = write_items(run, group_items)
+        more_carried, more_taken = write_items(run, spec, group_items)
         carried, taken_over = carried + more_carried, taken_over + more_taken
     key = run.key("review", "rows.parquet")
     put_parquet(get_store(), key, pd.DataFrame({ROW: pd.Series(sorted(held), dtype="int64")}))
     total = sum(p.rows for p in parts)
     withheld = sum(superseded.values())
-    return Routed(passed=total - len(held), review=len(held) - withheld, superseded=superseded,
-                  carried_over=carried, taken_over=taken_over, review_rows=key)
+    return Routed(passed=total - len(held), review=len(held) - withheld, sampled=sum(p.sampled for p in routed),
+                  superseded=superseded, carried_over=carried, taken_over=taken_over, review_rows=key)
 
 
 class GateVerdict(BaseModel):
@@ -253,7 +280,8 @@ def ask_gate(run: RunContext, spec: ProcessSpec, routed: Routed) -> None:
                    "items_approved": int(counts.get("approved", 0)), "items_rejected": int(counts.get("rejected", 0)),
                    "superseded": sum(routed.superseded.values()), "artifacts": get_store().uri(run.prefix)}
         open_gate(s, run.flow_run_id, run.spec, GATE_STEP, summary,
-                  datetime.now(UTC) + timedelta(hours=spec.review.due_hours), spec.review.on_timeout)
+                  datetime.now(UTC) + timedelta(hours=spec.review.due_hours), spec.review.on_timeout,
+                  assign_among=assignment_groups(spec))
 
 
 def gate_verdict(run: RunContext) -> GateVerdict:

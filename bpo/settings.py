@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     # an API token (`bpo users token NAME`): with it `bpo review` works through the console, as that user
     token: SecretStr | None = None
     s3_port: int = 8333
+    # the mail server notifications by email go through (bpo.notify); None: email notifications fail, logged
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "nonvoice-bpo@localhost"
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
     work_pool: str = "bpo-process"
     result_storage_block: str = "bpo-results"
 
@@ -72,6 +79,9 @@ class Settings(BaseSettings):
     # folders searched, in order, for process specs (<name>.yaml) and suites (<suite>.json), separated
     # like PATH; empty means the shipped flows/specs and expectations
     process_dirs: Annotated[list[Path], NoDecode] = []
+    # the key that signs gate links (approval by a named person without an account); None: a random key
+    # made once into <home>/link.key, so that links outlive a restart of the console
+    link_secret: SecretStr | None = None
 
     @field_validator("process_dirs", mode="before")
     @classmethod
@@ -100,6 +110,16 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, v: SecretStr | None) -> SecretStr | None:
         # BPO_TOKEN= (set but empty) means no token, as if it were unset
         return v if v is not None and v.get_secret_value().strip() else None
+
+    @field_validator("link_secret")
+    @classmethod
+    def _strong_link_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            secret = v.get_secret_value().strip()
+            if secret.lower() in PLACEHOLDERS or len(secret) < 32:
+                raise ValueError("BPO_LINK_SECRET must be a random value of at least 32 characters "
+                                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or unset")
+        return v
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

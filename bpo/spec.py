@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bpo.processes import SHIPPED_DIRS, find_process_file
@@ -86,6 +87,26 @@ def _number(value: object) -> Decimal | None:
         return None
 
 
+class NotifySpec(BaseModel):
+    """Where a process's review tells people of new assignments and overdue items (``bpo.notify``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook: str | None = None  # an http(s) URL, sent a JSON POST
+    email: str | None = None  # an address, sent a short mail through the SMTP settings
+
+    @model_validator(mode="after")
+    def _check(self) -> NotifySpec:
+        if self.webhook and not self.webhook.startswith(("http://", "https://")):
+            raise ValueError("review.notify.webhook must be an http:// or https:// URL")
+        if self.email:
+            try:
+                validate_email(self.email, check_deliverability=False)
+            except EmailNotValidError as exc:
+                raise ValueError(f"review.notify.email is not an address: {exc}") from None
+        return self
+
+
 class ReviewSpec(BaseModel):
     """How records that automation cannot settle are reviewed."""
 
@@ -105,6 +126,18 @@ class ReviewSpec(BaseModel):
     groups: list[str] = Field(default_factory=list)
     # four-eyes: an approval whose values match any of these rules needs a second, different approver
     four_eyes: list[ApprovalRule] = Field(default_factory=list)
+    # quality sampling: this share of the records that pass every check goes to review all the same,
+    # unmarked, so that the agents' verdicts measure how often straight-through records are right
+    sample_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    # least_loaded: each new item is assigned at once to the member of ``groups`` holding fewest open items
+    assign: Literal["none", "least_loaded"] = "none"
+    notify: NotifySpec = Field(default_factory=NotifySpec)
+
+    @model_validator(mode="after")
+    def _assign_needs_groups(self) -> ReviewSpec:
+        if self.assign == "least_loaded" and not self.groups:
+            raise ValueError("review.assign: least_loaded needs review.groups (whose members are assigned)")
+        return self
 
 
 class IntakeSpec(BaseModel):

@@ -16,13 +16,15 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import ValidationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bpo.db.models import ApiToken, Membership, SignInFailure, User, WebSession
+from bpo.db.models import ApiToken, Membership, SignInFailure, Team, User, WebSession
 from bpo.db.session import session_scope
 from bpo.settings import Settings
+from bpo.spec import NotifySpec
 
 log = logging.getLogger("bpo.users")
 
@@ -110,6 +112,27 @@ def set_groups(settings: Settings, name: str, groups: list[str]) -> Person:
             s.add(Membership(user_id=user.id, group=group))
         s.flush()
         return _person(s, user)
+
+
+def set_team(settings: Settings, group: str, *, webhook: str | None, email: str | None) -> Team:
+    """Say where a group (team) is told of its new assignments and overdue items; None clears a target."""
+    if not group.strip():
+        raise UserError("name the group")
+    try:
+        target = NotifySpec(webhook=webhook or None, email=email or None)
+    except ValidationError as exc:
+        raise UserError("; ".join(str(e["msg"]).removeprefix("Value error, ")
+                                  for e in exc.errors(include_input=False))) from None
+    with session_scope(_ops(settings)) as s:
+        team = s.get(Team, group) or Team(name=group)
+        team.webhook, team.email = target.webhook, target.email
+        s.add(team)
+        return team
+
+
+def list_teams(settings: Settings) -> list[Team]:
+    with session_scope(_ops(settings)) as s:
+        return list(s.scalars(select(Team).order_by(Team.name)))
 
 
 def list_users(settings: Settings) -> list[Person]:

@@ -258,3 +258,40 @@ def test_a_spec_can_ask_for_a_gate_a_rejected_gate_loads_nothing(stack: dict[str
     result = _run_with(agent, batch=str(clean), process=str(gated))
     assert [i.kind for i in agent.seen] == ["gate"] and agent.looked == 0
     assert result["loaded"] == 5 == _rows(target_db)
+
+
+def test_a_share_of_clean_records_is_reviewed_as_blind_samples_and_a_rerun_samples_the_same(
+        stack: dict[str, str], target_db: str, tmp_path: Path) -> None:
+    spec = yaml.safe_load((SPECS_DIR / "customer_onboarding.yaml").read_text())
+    spec["review"]["sample_share"] = 0.3
+    sampled_spec = tmp_path / "customer_onboarding_sampled.yaml"
+    sampled_spec.write_text(yaml.safe_dump(spec))
+    batch = tmp_path / "sampled"
+    batch.mkdir()
+    (batch / "forms.csv").write_bytes(to_csv(make_records(20, seed=59, review_fraction=0.0, start=77_000)))
+
+    rejected: list[str] = []
+
+    def decide(item: Any) -> Any:
+        if not rejected:  # the first sample is wrong after all; the others are right as proposed
+            rejected.append(item.record_key)
+            return (False, "the form was for another branch")
+        return (True, None)
+
+    agent = Agent(batch, decide)
+    result = _run_with(agent, batch=str(batch), process=str(sampled_spec))
+    assert agent.seen and all(i.failed_checks == [] and i.sample for i in agent.seen)
+    assert result["sampled"] == len(agent.seen) == result["reviewed"]
+    assert result["straight_through"] == 20 - len(agent.seen)
+    assert result["loaded"] == 19 == _rows(target_db) and result["rejected"] == 1
+    with session_scope(_settings().ops_database_url) as s:
+        from bpo.db.models import ReviewItem
+
+        outcomes = sorted(s.scalars(select(ReviewItem.sample_outcome).where(
+            ReviewItem.id.in_([i.id for i in agent.seen]))))
+    assert outcomes == sorted(["rejected"] + ["correct"] * (len(agent.seen) - 1))
+
+    again_agent = Agent(batch, lambda item: (False, "asked twice"))
+    again = _run_with(again_agent, batch=str(batch), process=str(sampled_spec))
+    assert again_agent.seen == [], "the same records are sampled again, and their decisions carry over"
+    assert again["carried_over"] == len(agent.seen) and again["loaded"] == 19

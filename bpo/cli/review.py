@@ -1,11 +1,12 @@
-"""``bpo review``: the review queue from a terminal — list, show, claim, unclaim, next, resolve, export, expire.
+"""``bpo review``: the review queue from a terminal — list, show, claim, unclaim, next, resolve, export, expire,
+link.
 
 With an API token (``BPO_TOKEN``, from ``bpo users token NAME``) ``list``, ``show``, ``claim``,
 ``unclaim``, ``next`` and ``resolve`` go through the console's JSON API (``BPO_CONSOLE_URL``, by
 default the one ``bpo stack up`` started) as the token's user, under the console's rules: groups,
 claims, four-eyes. A console that cannot be reached is an error, never a quiet fall back to the
 database, where those rules would not hold. Without a token they work on the ops database directly
-(an engineer's local use). ``export`` and ``expire`` always work on the ops database.
+(an engineer's local use). ``export``, ``expire`` and ``link`` always work on the ops database.
 
 Everything an item holds came from a client file or an agent: it is printed as literal text
 (``rich.text.Text``, ``escape``), never read as console markup.
@@ -301,3 +302,28 @@ def review_expire() -> None:
     from bpo.review import expire_overdue
 
     out.print(expire_overdue(settings()))
+
+
+@review_app.command("link")
+def review_link(
+    item_id: int,
+    approver: str = typer.Option(..., "--approver", help="Who answers the gate (named in the audit)."),
+    hours: float = typer.Option(48, "--hours", help="How long the link works."),
+    console_url: str | None = typer.Option(None, "--console-url", help="The console as the approver reaches it; "
+                                                                        "default http://127.0.0.1:<console port>."),
+    actor: str = typer.Option(getpass.getuser(), "--as", help="Who makes the link."),
+) -> None:
+    """Print a signed, single-use, expiring link through which APPROVER answers a gate without an account."""
+    from bpo.review import ReviewError
+    from bpo.review.links import expiry_of, issue_link
+
+    s = settings()
+    base = (console_url or f"http://127.0.0.1:{s.console_port}").rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        fail("--console-url is an http:// or https:// address", 2)
+    try:
+        token = issue_link(s, item_id, approver=approver, created_by=actor, hours=hours)
+    except ReviewError as exc:
+        fail(str(exc))
+    out.print(f"{base}/gate/{token}", markup=False, highlight=False, soft_wrap=True)
+    err.print(Text(f"for {approver.strip()}: works once, until {expiry_of(token):%Y-%m-%d %H:%M} UTC"))

@@ -62,6 +62,29 @@ def groups(name: str,
     out.print(f"{escape(person.name)}: {escape(', '.join(sorted(person.groups))) or 'no group'}", soft_wrap=True)
 
 
+@users_app.command("team")
+def team(group: str = typer.Argument(..., help="The group (team)."),
+         webhook: str = typer.Option("", help="A URL sent a JSON POST on each new assignment and overdue item."),
+         email: str = typer.Option("", help="An address sent a mail for the same (BPO_SMTP_HOST)."),
+         show: bool = typer.Option(False, "--list", help="List every team's targets instead.")) -> None:
+    """Say where a team is told of its work: a webhook and/or an address (empty clears it)."""
+    from bpo import notify, users
+
+    _ready()
+    if show:
+        table = Table("team", "webhook", "email")
+        for t in users.list_teams(settings()):
+            table.add_row(escape(t.name), escape(notify.where(t.webhook)) if t.webhook else "", escape(t.email or ""))
+        out.print(table)
+        return
+    try:
+        t = users.set_team(settings(), group, webhook=webhook, email=email)
+    except users.UserError as exc:
+        fail(str(exc))
+    targets = [x for x in (t.webhook and f"webhook {notify.where(t.webhook)}", t.email and f"email {t.email}") if x]
+    out.print(f"team {escape(t.name)}: {escape(', '.join(targets)) or 'not notified'}", soft_wrap=True)
+
+
 @users_app.command("token")
 def token(name: str, label: str = typer.Option("", "--label", help="What the token is for.")) -> None:
     """Issue an API token for NAME and print it once (only its hash is kept)."""

@@ -18,6 +18,7 @@ from bpo.console.views import audit_row, item_detail, item_row, item_stored
 from bpo.db.models import ReviewItem
 from bpo.db.session import session_scope
 from bpo.exports import write_csv
+from bpo.review import links
 from bpo.settings import Settings
 from bpo.spec import load_spec
 
@@ -48,6 +49,11 @@ class BulkBody(BaseModel):
 
 class AssignBody(BaseModel):
     assignee: str | None = None
+
+
+class LinkBody(BaseModel):
+    approver: str = Field(min_length=1, max_length=links.MAX_APPROVER)
+    hours: float = Field(48, gt=0, le=links.MAX_HOURS)
 
 
 def processes_in_queue(request: Request) -> list[str]:
@@ -226,6 +232,26 @@ def bulk_resolve(body: BulkBody, request: Request, who: Caller = Depends(caller)
         raise HTTPException(422, str(exc)) from None
     return {"decided": done.decided, "left_open": done.left_open, "refused": {**refused, **done.refused},
             "resumed": done.resumed}
+
+
+@router.post("/items/{item_id}/link")
+def gate_link(item_id: ItemId, body: LinkBody, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    """A signed, single-use, expiring link through which ``approver`` answers a gate without an account."""
+    must_supervise(who.person)
+    item, _ = load_item(request, who, item_id)
+    try:
+        links.check_approver(body.approver)
+        if item.kind != "gate":
+            raise review.ReviewError(f"item {item_id} is a {item.kind} item; only a gate can be answered through "
+                                     f"a link")
+    except review.ReviewError as exc:
+        raise HTTPException(422, str(exc)) from None
+    try:
+        token = links.issue_link(settings_of(request), item_id, approver=body.approver, created_by=who.person.name,
+                                 hours=body.hours)
+    except review.ReviewError as exc:
+        raise _refusal(exc) from None
+    return {"url": str(request.url_for("gate_page", token=token)), "expires_at": links.expiry_of(token).isoformat()}
 
 
 @router.get("/items/{item_id}/audit")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,8 +19,11 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bpo.console import api, pages
+from bpo import notify
+from bpo.console import api, links, pages
 from bpo.settings import Settings
+
+log = logging.getLogger("bpo.console")
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,12 +42,28 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+NOTIFY_EVERY = 5.0  # seconds between two looks at the notification outbox
+
+
+def _deliver_notifications(settings: Settings, stop: threading.Event) -> None:
+    """Send queued notifications while the console runs; a failure is logged and retried, never raised."""
+    while not stop.wait(NOTIFY_EVERY):
+        try:
+            notify.deliver_due(settings)
+        except Exception:  # the database may be away a moment: the next round tries again
+            log.exception("delivering notifications failed; retried in %.0f s", NOTIFY_EVERY)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # a correction is validated with Great Expectations, whose import takes seconds: taken now, beside
     # the first requests, not by the first agent who corrects a field
     threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
+    stop = threading.Event()
+    threading.Thread(target=_deliver_notifications, args=(app.state.settings, stop), daemon=True,
+                     name="bpo-notify").start()
     yield
+    stop.set()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -55,4 +75,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(links.router)
     return app

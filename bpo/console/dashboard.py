@@ -1,11 +1,13 @@
 """The supervisors' dashboard: backlog by process and age, SLA attainment, straight-through rate,
-items resolved per agent-hour; figures from the ops database, charts drawn here as SVG (no script)."""
+items resolved per agent-hour, straight-through accuracy measured by quality samples; figures from the
+ops database, charts drawn here as SVG (no script)."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from html import escape
+from math import sqrt
 from typing import Any
 
 from sqlalchemy import select
@@ -54,8 +56,14 @@ def metrics(settings: Settings, *, now: datetime | None = None, days: int = 30,
         for process, counts in runs:
             if processes is not None and process not in processes:
                 continue
-            through[process][0] += int((counts or {}).get("straight_through", 0))
-            through[process][1] += int((counts or {}).get("records_in", 0))
+            # quality samples passed every check too: they count as straight through for the rate
+            counts = counts or {}
+            through[process][0] += int(counts.get("straight_through", 0)) + int(counts.get("sampled", 0))
+            through[process][1] += int(counts.get("records_in", 0))
+        samples: dict[str, Counter[str]] = defaultdict(Counter)
+        for process, outcome in s.execute(mine(select(ReviewItem.process, ReviewItem.sample_outcome).where(
+                ReviewItem.sample_outcome.is_not(None), ReviewItem.decided_at >= since))):
+            samples[process][outcome] += 1
         hours: dict[str, set[datetime]] = defaultdict(set)
         decided_by: Counter[str] = Counter()
         q = select(AuditEvent.actor, AuditEvent.at).where(AuditEvent.action.in_(DECISIONS), AuditEvent.at >= since,
@@ -72,15 +80,33 @@ def metrics(settings: Settings, *, now: datetime | None = None, days: int = 30,
                 for p, v in sorted(sla.items())},
         "straight_through": {p: {"records": v[1], "straight_through": v[0], "share": v[0] / v[1] if v[1] else None}
                              for p, v in sorted(through.items())},
+        "accuracy": {p: _accuracy(c) for p, c in sorted(samples.items())},
         # decisions per hour in which the agent decided anything: a rate while at work, not per calendar hour
         "per_agent_hour": {a: {"decisions": n, "hours": len(hours[a]), "rate": n / len(hours[a])}
                            for a, n in sorted(decided_by.items())},
     }
 
 
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% for z = 1.96): sound for small samples and for 0 or n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _accuracy(outcomes: Counter[str]) -> dict[str, Any]:
+    n, correct = sum(outcomes.values()), outcomes.get("correct", 0)
+    low, high = wilson(correct, n)
+    return {"samples": n, "correct": correct, "corrected": outcomes.get("corrected", 0),
+            "rejected": outcomes.get("rejected", 0), "share": correct / n, "low": low, "high": high}
+
+
 def bar_chart(title: str, bars: list[tuple[str, float]], *, unit: str = "", maximum: float | None = None,
-              width: int = 520) -> str:
-    """A horizontal bar chart as SVG markup; every label is escaped."""
+              width: int = 520, intervals: list[tuple[float, float]] | None = None) -> str:
+    """A horizontal bar chart as SVG markup, each bar with its interval (a whisker) if given; labels escaped."""
     row, label_w, pad = 24, 170, 8
     top = max([v for _, v in bars] + [maximum or 0, 1e-9])
     height = pad * 2 + 20 + row * max(1, len(bars))
@@ -94,8 +120,15 @@ def bar_chart(title: str, bars: list[tuple[str, float]], *, unit: str = "", maxi
         w = (width - label_w - 70) * (value / top)
         shown = f"{value:.0%}" if unit == "%" else f"{value:g}{unit}"
         parts.append(f'<text x="{pad}" y="{y + 15}" class="chart-label">{escape(label[:28])}</text>'
-                     f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 8}" class="chart-bar"/>'
-                     f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" class="chart-value">{escape(shown)}</text>')
+                     f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 8}" class="chart-bar"/>')
+        end = w
+        if intervals:
+            low, high = ((width - label_w - 70) * (v / top) for v in intervals[i])
+            mid, end = y + row / 2 - 1, max(w, high)
+            shown += f" ({intervals[i][0]:.0%}–{intervals[i][1]:.0%})" if unit == "%" else ""
+            parts.append(f'<path d="M{label_w + low:.1f} {mid:.1f}H{label_w + high:.1f}M{label_w + low:.1f} '
+                         f'{mid - 5:.1f}v10M{label_w + high:.1f} {mid - 5:.1f}v10" class="chart-interval"/>')
+        parts.append(f'<text x="{label_w + end + 6:.1f}" y="{y + 15}" class="chart-value">{escape(shown)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -106,7 +139,11 @@ def charts(m: dict[str, Any]) -> list[str]:
     sla = [(p, v["share"]) for p, v in m["sla"].items() if v["share"] is not None]
     through = [(p, v["share"]) for p, v in m["straight_through"].items() if v["share"] is not None]
     rate = [(a, round(v["rate"], 1)) for a, v in m["per_agent_hour"].items()]
+    accuracy = [(f"{p} (n={v['samples']})", v["share"]) for p, v in m["accuracy"].items()]
     return [bar_chart("Open items by process and age", backlog),
             bar_chart(f"Decided within the due time (last {m['days']} days)", sla, unit="%", maximum=1),
             bar_chart(f"Straight-through rate (last {m['days']} days)", through, unit="%", maximum=1),
-            bar_chart("Decisions per agent-hour", rate)]
+            bar_chart("Decisions per agent-hour", rate),
+            bar_chart(f"Straight-through accuracy, quality samples, 95% interval (last {m['days']} days)", accuracy,
+                      unit="%", maximum=1, width=640,
+                      intervals=[(v["low"], v["high"]) for v in m["accuracy"].values()])]

@@ -112,6 +112,8 @@ class ReviewItem(Base):
     # a quality sample: a record that passed every check, sent to review to measure straight-through
     # accuracy; blind (never shown to the agent as a sample)
     sample: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # a sample's outcome, once a person decided it: correct (approved as proposed) | corrected | rejected
+    sample_outcome: Mapped[str | None] = mapped_column(String(20), default=None)
 
     @property
     def resolved(self) -> bool:

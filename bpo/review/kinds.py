@@ -51,6 +51,7 @@ class Outcome:
     decision: dict[str, Any] | None = None  # the accepted values, stored on the item
     reason: str | None = None
     audit: dict[str, Any] = field(default_factory=dict)  # what the agent asked for, kept in the audit trail
+    changed: bool = False  # the agent changed what automation proposed (what a quality sample measures)
 
 
 class Kind(Protocol):

@@ -73,7 +73,7 @@ class RecordKind:
             values = ", ".join(f"{k}={_text(v)}" for k, v in (m.get("proposed") or {}).items())
             notes.append(f"record {m['file']}:{m['row']} (--keep {m['file']}:{m['row']}): {values}")
         return Display(title=item.record_key, columns=["field", "source", "proposed", ""], rows=rows,
-                       notes=notes, summary=", ".join(checks))
+                       notes=notes, summary=", ".join(checks) or "check the record against its source")
 
     def check(self, item: ReviewItem, decision: Any) -> Outcome:
         assert isinstance(decision, RecordDecision)
@@ -94,7 +94,9 @@ class RecordKind:
             raise CorrectionRefused(failures)
         if kept is not None:  # where the loaded record came from: the one kept, not the one proposed
             accepted[KEPT] = {"file": kept["file"], "row": kept["row"]}
-        return Outcome("approved", decision=accepted, reason=decision.reason, audit=audit)
+        changed = kept is not None or any(str(v).strip() != str(item.proposed.get(k) or "").strip()
+                                          for k, v in decision.sets.items())
+        return Outcome("approved", decision=accepted, reason=decision.reason, audit=audit, changed=changed)
 
 
 KEPT = "_kept"  # in an approved decision: which record of a repeated key was kept

@@ -10,6 +10,7 @@ acting at the same moment one wins and the other is told who did.
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import CursorResult, Table, Update, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from bpo import runs
-from bpo.db.models import AuditEvent, ReviewItem, Run
+from bpo import notify, runs
+from bpo.db.models import AuditEvent, Membership, ReviewItem, Run, User
 from bpo.db.session import session_scope
 from bpo.review.kinds import CorrectionRefused, Kind, Outcome, ReviewError, kind_of
 from bpo.settings import Settings
@@ -48,11 +49,13 @@ class BulkResolution:
     resumed: list[str] = field(default_factory=list)  # runs resumed after their last item
 
 
-def add_items(session: Session, items: Sequence[ReviewItem | dict[str, Any]]) -> int:
+def add_items(session: Session, items: Sequence[ReviewItem | dict[str, Any]], *,
+              assign_among: Sequence[str] = ()) -> int:
     """Insert items not already there (same run, step and record key), in bulk; return how many were new.
 
     An item is a ``ReviewItem`` or a plain row of its columns (cheaper by the ten thousand);
-    columns left out take their defaults.
+    columns left out take their defaults. With ``assign_among`` (groups), each new open item is
+    assigned to the member of those groups who holds the fewest open items (``assign_least_loaded``).
     """
     if not items:
         return 0
@@ -74,7 +77,46 @@ def add_items(session: Session, items: Sequence[ReviewItem | dict[str, Any]]) ->
     session.execute(insert(cast(Table, AuditEvent.__table__)), [
         {"actor": "system", "action": "created", "item_id": ids[r["record_key"]], "flow_run_id": run_id,
          "detail": {"checks": [c["check"] for c in r["failed_checks"]]}} for r in new])
+    if assign_among:
+        assign_least_loaded(session, [ids[r["record_key"]] for r in new if r.get("status", "open") == "open"],
+                            assign_among)
     return len(new)
+
+
+def assign_least_loaded(session: Session, item_ids: Sequence[int], groups: Sequence[str]) -> dict[int, str]:
+    """Assign each item to the active member of ``groups`` holding the fewest open items; return who got what.
+
+    The load counted is every open item a member holds, of any process; ties go by name, so the
+    order is reproducible. With no member in the groups the items stay in the shared queue.
+    """
+    members = sorted(set(session.scalars(select(User.name).join(Membership, Membership.user_id == User.id).where(
+        Membership.group.in_(sorted(groups)), User.active.is_(True)))))
+    if not members or not item_ids:
+        return {}
+    held = dict(session.execute(select(ReviewItem.assignee, func.count()).where(
+        ReviewItem.status == "open", ReviewItem.assignee.in_(members)).group_by(ReviewItem.assignee)).tuples().all())
+    heap = [(int(held.get(m, 0)), m) for m in members]
+    heapq.heapify(heap)
+    given: dict[int, str] = {}
+    for item_id in item_ids:
+        load, member = heapq.heappop(heap)
+        given[item_id] = member
+        heapq.heappush(heap, (load + 1, member))
+    by_member: dict[str, list[int]] = {}
+    for item_id, member in given.items():
+        by_member.setdefault(member, []).append(item_id)
+    for member, ids in by_member.items():
+        session.execute(update(ReviewItem).where(ReviewItem.id.in_(ids), ReviewItem.status == "open",
+                                                 ReviewItem.assignee.is_(None))
+                        .values(assignee=member).execution_options(synchronize_session=False))
+    run_of = dict(session.execute(select(ReviewItem.id, ReviewItem.flow_run_id).where(
+        ReviewItem.id.in_(list(given)))).tuples().all())
+    session.execute(insert(cast(Table, AuditEvent.__table__)), [
+        {"actor": "system", "action": "assigned", "item_id": i, "flow_run_id": run_of.get(i),
+         "detail": {"from": None, "to": m, "rule": "least_loaded", "groups": sorted(groups)}}
+        for i, m in given.items()])
+    notify.assigned(session, list(given))
+    return given
 
 
 def open_count(session: Session, flow_run_id: str, step: str) -> int:
@@ -173,6 +215,8 @@ def assign(settings: Settings, item_id: int, *, actor: str, assignee: str | None
             raise ReviewError(f"item {item_id} is already {item.status}")
         s.add(AuditEvent(actor=actor, action="assigned", item_id=item_id, flow_run_id=item.flow_run_id,
                          detail={"from": before, "to": assignee}))
+        if assignee:
+            notify.assigned(s, [item_id])
         s.refresh(item)
         return item
 
@@ -407,11 +451,12 @@ def _decide(s: Session, item: ReviewItem, actor: str, outcome: Outcome, now: dat
     first = item.first_approval
     if first is not None and outcome.status == "approved" and not outcome.audit.get("set"):
         # an approval with no corrections of its own approves what the first approver approved
-        outcome = Outcome("approved", decision=first.get("decision"), reason=outcome.reason, audit=outcome.audit)
+        outcome = Outcome("approved", decision=first.get("decision"), reason=outcome.reason, audit=outcome.audit,
+                          changed=bool(first.get("changed")))
     if _needs_second(item, outcome) and (first is None or first.get("decision") != outcome.decision):
         if not _changed(s, _takeable(item.id, actor).where(_first_approval_is(first)).values(
                 first_approval={"by": actor, "at": now.isoformat(), "decision": outcome.decision,
-                                "reason": outcome.reason},
+                                "reason": outcome.reason, "changed": outcome.changed},
                 assignee=None, queue=SECOND_APPROVAL_QUEUE)):
             _refuse(s, item.id, actor)
         s.add(AuditEvent(actor=actor, action="first_approval", item_id=item.id, flow_run_id=item.flow_run_id,
@@ -421,13 +466,22 @@ def _decide(s: Session, item: ReviewItem, actor: str, outcome: Outcome, now: dat
         raise ReviewError(f"item {item.id} needs a second approver: {actor} gave the first approval")
     won = _changed(s, _takeable(item.id, actor).where(_first_approval_is(first)).values(
         status=outcome.status, decision=outcome.decision, reason=outcome.reason, decided_by=actor,
-        decided_at=now, assignee=actor))
+        decided_at=now, assignee=actor, sample_outcome=_sample_outcome(item, outcome)))
     if not won:
         _refuse(s, item.id, actor)
     detail = {**outcome.audit, **({"first_approval_by": first["by"]} if first else {})}
     s.add(AuditEvent(actor=actor, action=outcome.status, item_id=item.id, flow_run_id=item.flow_run_id,
                      detail=detail))
     return outcome.status
+
+
+def _sample_outcome(item: ReviewItem, outcome: Outcome) -> str | None:
+    """What a person's decision of a quality sample says of automation: correct, corrected or rejected."""
+    if not item.sample:
+        return None
+    if outcome.status == "rejected":
+        return "rejected"
+    return "corrected" if outcome.changed else "correct"
 
 
 def _first_approval_is(first: dict[str, Any] | None) -> Any:
@@ -510,6 +564,7 @@ def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[s
     now = now or datetime.now(UTC)
     done = {"escalated": 0, "rejected": 0, "resumed": 0}
     touched: set[tuple[str, str]] = set()
+    overdue_now: dict[str, list[int]] = {}  # action -> the items it was applied to
     with session_scope(_ops(settings)) as s:
         overdue = list(s.scalars(select(ReviewItem).where(ReviewItem.status == "open", ReviewItem.due_at < now)))
         for item in overdue:
@@ -535,6 +590,9 @@ def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[s
                 touched.add((item.flow_run_id, item.step))
             s.add(AuditEvent(actor="system", action="timed_out", item_id=item.id, flow_run_id=item.flow_run_id,
                              detail={"action": action}))
+            overdue_now.setdefault(action, []).append(item.id)
+        for action, ids in overdue_now.items():
+            notify.overdue(s, ids, action)
     for run_id, step in touched:
         done["resumed"] += int(resume_if_done(settings, run_id, step))
     return done
