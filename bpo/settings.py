@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     prefect_port: int = 4200
     # the review console (bpo console; bpo stack up starts it) on 127.0.0.1
     console_port: int = 8700
+    # where `bpo review` finds the console's API when it has a token; None means http://127.0.0.1:<console_port>
+    console_url: str | None = None
+    # an API token (`bpo users token NAME`): with it `bpo review` works through the console, as that user
+    token: SecretStr | None = None
     s3_port: int = 8333
     # the mail server notifications by email go through (bpo.notify); None: email notifications fail, logged
     smtp_host: str | None = None
@@ -101,6 +105,12 @@ class Settings(BaseSettings):
             raise ValueError("BPO_S3_SECRET_ACCESS_KEY is a placeholder; set the real key or unset it")
         return v
 
+    @field_validator("token")
+    @classmethod
+    def _blank_is_none(cls, v: SecretStr | None) -> SecretStr | None:
+        # BPO_TOKEN= (set but empty) means no token, as if it were unset
+        return v if v is not None and v.get_secret_value().strip() else None
+
     @field_validator("link_secret")
     @classmethod
     def _strong_link_secret(cls, v: SecretStr | None) -> SecretStr | None:
@@ -113,6 +123,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
+        if self.console_url is None:
+            self.console_url = f"http://127.0.0.1:{self.console_port}"
         if self.ops_database_url is None:
             self.ops_database_url = f"sqlite:///{(self.home / 'ops.db').resolve()}"
         if self.target_database_url is None:

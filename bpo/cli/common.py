@@ -13,7 +13,12 @@ from bpo.settings import Settings
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="``bpo``: the one command a person types — stack, runs, review, database.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Prefect server and SeaweedFS on 127.0.0.1.")
-review_app = typer.Typer(no_args_is_help=True, help="Review items: list, show, claim, resolve, expire.")
+review_app = typer.Typer(no_args_is_help=True, help=(
+    "Review items: list, show, claim, unclaim, next, resolve, export, expire, link. With BPO_TOKEN set (an API token "
+    "from `bpo users token NAME`), list/show/claim/unclaim/next/resolve go through the console's API "
+    "(BPO_CONSOLE_URL, default http://127.0.0.1:BPO_CONSOLE_PORT) as the token's user, under its rules; "
+    "without it they work on the ops database directly (an engineer's local use). export, expire and link always "
+    "work on the ops database."))
 db_app = typer.Typer(no_args_is_help=True, help="The ops database.")
 run_app = typer.Typer(no_args_is_help=True, help="Run a process once against the stack.")
 runs_app = typer.Typer(no_args_is_help=True, help="Runs: list them with how they ended, retry one that failed.")

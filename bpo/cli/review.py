@@ -1,4 +1,12 @@
-"""``bpo review``: the review queue from a terminal — list, show, claim, resolve, export, expire, link.
+"""``bpo review``: the review queue from a terminal — list, show, claim, unclaim, next, resolve, export, expire,
+link.
+
+With an API token (``BPO_TOKEN``, from ``bpo users token NAME``) ``list``, ``show``, ``claim``,
+``unclaim``, ``next`` and ``resolve`` go through the console's JSON API (``BPO_CONSOLE_URL``, by
+default the one ``bpo stack up`` started) as the token's user, under the console's rules: groups,
+claims, four-eyes. A console that cannot be reached is an error, never a quiet fall back to the
+database, where those rules would not hold. Without a token they work on the ops database directly
+(an engineer's local use). ``export``, ``expire`` and ``link`` always work on the ops database.
 
 Everything an item holds came from a client file or an agent: it is printed as literal text
 (``rich.text.Text``, ``escape``), never read as console markup.
@@ -8,6 +16,9 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +28,58 @@ from rich.table import Table
 from rich.text import Text
 
 from bpo.cli.common import err, fail, out, review_app, settings
+from bpo.cli.review_backend import Backend, ConsoleBackend, Refused, Row
+from bpo.console_client import ConsoleClient, ConsoleError, ConsoleUnreachable
 
 STATUSES = ("open", "approved", "rejected", "all")
-
-
-def _item_dict(item: Any) -> dict[str, Any]:
-    keys = ("id", "flow_run_id", "process", "step", "kind", "record_key", "status", "queue", "assignee", "due_at",
-            "on_timeout", "source", "failed_checks", "proposed", "decision", "reason", "decided_by", "decided_at")
-    return {k: getattr(item, k) for k in keys}
+LIST_LIMIT = 200
+AS_HELP = "Who acts (default: your login name). With BPO_TOKEN you act as the token's user: another name is refused."
 
 
 def _status(status: str) -> str | None:
     if status not in STATUSES:
         fail(f"--status is one of {', '.join(STATUSES)}, not {status!r}", 2)
     return None if status == "all" else status
+
+
+@contextmanager
+def _acting(actor: str | None = None) -> Iterator[Backend]:
+    """Where this command acts: the console's API when a token is set, else the ops database.
+
+    A refusal, or a console that cannot be reached, ends the command with why.
+    """
+    s = settings()
+    try:
+        backend: Backend
+        if s.token is None:
+            from bpo.cli.review_db import DatabaseBackend  # the review service takes seconds to import: only here
+
+            backend = DatabaseBackend(s, actor or getpass.getuser())
+        else:
+            console = ConsoleBackend(ConsoleClient(s.console_url or "", s.token.get_secret_value()))
+            backend = console
+            if actor is not None:
+                user = console.user()
+                if actor != user:
+                    console.close()
+                    fail(f"--as {actor}: BPO_TOKEN is {user}'s API token, and through the console you act as "
+                         f"the token's user; leave out --as, or use {actor}'s own token", 2)
+        try:
+            yield backend
+        finally:
+            backend.close()
+    except Refused as exc:
+        fail(str(exc))
+    except ConsoleUnreachable as exc:
+        fail(f"{exc}. BPO_TOKEN is set, so `bpo review` works through the console and its rules: start it "
+             "(`bpo stack up`, or `bpo console`) or set BPO_CONSOLE_URL to where it runs. Without BPO_TOKEN it "
+             "works on the ops database directly (an engineer's local use).")
+    except ConsoleError as exc:
+        fail(str(exc))
+
+
+def _due(value: str | None) -> str:
+    return f"{datetime.fromisoformat(value):%Y-%m-%d %H:%M}" if value else ""
 
 
 @review_app.command("list")
@@ -41,80 +90,76 @@ def review_list(
     run: str | None = typer.Option(None, "--run", help="Only this flow run id."),
     queue: str | None = typer.Option(None, help="default or supervisor"),
 ) -> None:
-    """The review queue, soonest due first."""
-    from bpo.review import kind_of, list_items
-    from bpo.runs import run_statuses, sweep_dead_runs
-
-    items = list_items(settings(), status=_status(status), process=process, flow_run_id=run, queue=queue)
-    # an item of an ended run waits for the batch's next run (`bpo runs retry`), not for this one
-    sweep_dead_runs(settings(), flow_run_ids={i.flow_run_id for i in items})
-    run_status = run_statuses(settings(), (i.flow_run_id for i in items))
+    """The review queue, soonest due first (the items you may work on, with BPO_TOKEN)."""
+    wanted = _status(status)
+    with _acting() as backend:
+        items, total = backend.queue(status=wanted, process=process, run=run, queue=queue, limit=LIST_LIMIT)
     if as_json:
-        out.print_json(json.dumps([{**_item_dict(i), "run_status": run_status.get(i.flow_run_id)} for i in items],
-                                  default=str))
+        out.print_json(json.dumps(items, default=str))
         return
     table = Table("id", "kind", "process", "record", "to decide", "status", "queue", "assignee", "due (UTC)", "run")
     for i in items:
-        table.add_row(str(i.id), Text(i.kind), Text(i.process), Text(i.record_key), Text(kind_of(i).display(i).summary),
-                      i.status, Text(i.queue), Text(i.assignee or ""), f"{i.due_at:%Y-%m-%d %H:%M}",
-                      run_status.get(i.flow_run_id, ""))
+        table.add_row(str(i["id"]), Text(i["kind"]), Text(i["process"]), Text(i["record_key"]),
+                      Text(i["summary"] or ""), Text(i["status"]), Text(i["queue"]), Text(i["assignee"] or ""),
+                      _due(i["due_at"]), Text(i["run_status"] or ""))
     out.print(table)
-    out.print(f"{len(items)} item(s)")
+    out.print(f"{len(items)} item(s)" + (f" of {total}: the {len(items)} soonest due" if total > len(items) else ""))
+
+
+def _print_item(item: Row) -> None:
+    shown = item["display"]
+    out.print(f"[bold]item {item['id']}[/bold] · {escape(item['kind'])} · {escape(item['process'])} · "
+              f"{escape(shown['title'])} · {escape(item['status'])} · due {_due(item['due_at'])} UTC · "
+              f"on timeout: {escape(item['on_timeout'])}")
+    table = Table()
+    for column in shown["columns"]:
+        table.add_column(Text(column))
+    for row in shown["rows"]:
+        table.add_row(*(Text(v, style="red") if v == "✗" else Text(v) for v in row))
+    out.print(table)
+    for note in shown["notes"]:
+        out.print(Text("  " + note))
+    if item["decision"] or item["reason"]:
+        out.print(Text(f"decision by {item['decided_by']}: {item['decision'] or ''} {item['reason'] or ''}"))
 
 
 @review_app.command("show")
 def review_show(item_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
     """One item as its kind shows it: for a record, the source values beside the proposed ones and the failed checks."""
-    from bpo.review import ReviewError, get_item, kind_of
-
-    try:
-        item = get_item(settings(), item_id)
-        shown = kind_of(item).display(item)
-    except ReviewError as exc:
-        fail(str(exc))
+    with _acting() as backend:
+        item = backend.item(item_id)
     if as_json:
-        out.print_json(json.dumps(_item_dict(item), default=str))
+        out.print_json(json.dumps(item, default=str))
         return
-    out.print(f"[bold]item {item.id}[/bold] · {escape(item.kind)} · {escape(item.process)} · {escape(shown.title)} · "
-              f"{item.status} · due {item.due_at:%Y-%m-%d %H:%M} UTC · on timeout: {escape(item.on_timeout)}")
-    table = Table()
-    for column in shown.columns:
-        table.add_column(Text(column))
-    for row in shown.rows:
-        table.add_row(*(Text(v, style="red") if v == "✗" else Text(v) for v in row))
-    out.print(table)
-    for note in shown.notes:
-        out.print(Text("  " + note))
-    if item.decision or item.reason:
-        out.print(Text(f"decision by {item.decided_by}: {item.decision or ''} {item.reason or ''}"))
+    _print_item(item)
 
 
 @review_app.command("claim")
-def review_claim(item_id: int, actor: str = typer.Option(getpass.getuser(), "--as", help="Who claims it.")) -> None:
+def review_claim(item_id: int, actor: str | None = typer.Option(None, "--as", help=AS_HELP)) -> None:
     """Take an item so no one else works on it."""
-    from bpo.review import ReviewError, claim
+    with _acting(actor) as backend:
+        item = backend.claim(item_id)
+    out.print(Text(f"item {item['id']} claimed by {item['assignee']}"))
 
-    try:
-        claim(settings(), item_id, actor)
-    except ReviewError as exc:
-        fail(str(exc))
-    out.print(Text(f"item {item_id} claimed by {actor}"))
+
+@review_app.command("unclaim")
+def review_unclaim(item_id: int, actor: str | None = typer.Option(None, "--as", help=AS_HELP)) -> None:
+    """Give back an item you hold: anyone may claim it then."""
+    with _acting(actor) as backend:
+        item = backend.unclaim(item_id)
+    out.print(Text(f"item {item['id']} is back in the queue"))
 
 
 @review_app.command("next")
-def review_next(actor: str = typer.Option(getpass.getuser(), "--as", help="Who claims it.")) -> None:
+def review_next(actor: str | None = typer.Option(None, "--as", help=AS_HELP)) -> None:
     """Claim the next item for you (one you hold, else the soonest due unassigned one) and show it."""
-    from bpo.review import ReviewError, claim_next
-
-    try:
-        item = claim_next(settings(), actor)
-    except ReviewError as exc:
-        fail(str(exc))
+    with _acting(actor) as backend:
+        item = backend.next()
     if item is None:
         out.print("no open item is waiting for you")
         return
-    out.print(Text(f"item {item.id} claimed by {actor}"))
-    review_show(item.id)
+    out.print(Text(f"item {item['id']} claimed by {item['assignee']}"))
+    _print_item(item)
 
 
 @review_app.command("resolve")
@@ -135,7 +180,7 @@ def review_resolve(
     keep: str | None = typer.Option(None, "--keep", help="With --approve, for a repeated key: the record kept "
                                                           "(FILE:ROW, as `show` lists it); the rest are superseded."),
     reason: str | None = typer.Option(None, "--reason", help="Why (needed to reject)."),
-    actor: str = typer.Option(getpass.getuser(), "--as", help="Who decides."),
+    actor: str | None = typer.Option(None, "--as", help=AS_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Decide one item, or many with one decision; the last item of a run resumes it.
@@ -147,7 +192,8 @@ def review_resolve(
       bpo review resolve (ID ... | --all-open ...) --reject --reason TEXT
 
     Exit 3 when a single item's decision is refused (it stays open); a bulk resolve lists the
-    items it left open and exits 0.
+    items it left open and exits 0. With BPO_TOKEN a single item is decided as in the console:
+    claim it first (`bpo review claim ID`, or `bpo review next`).
     """
     ids = list(item_ids or [])
     if sum((approve, approve_passing, reject, decision is not None)) != 1:
@@ -181,20 +227,21 @@ def review_resolve(
     if keep is not None:
         wanted = {"approve": True, "set": corrections, "keep": keep, **({"reason": reason} if reason else {})}
     verdict: bool | None = None if wanted is not None else (approve or approve_passing)
-    if len(ids) == 1 and not approve_passing:
-        _resolve_one(ids[0], verdict, corrections, reason if wanted is None else None, wanted, actor, as_json)
-    else:
-        _resolve_many(ids, all_open, process, run, verdict, reason if wanted is None else None, wanted, actor,
-                      as_json)
+    with _acting(actor) as backend:
+        if len(ids) == 1 and not approve_passing:
+            _resolve_one(backend, ids[0], verdict, corrections, reason if wanted is None else None, wanted, as_json)
+        else:
+            _resolve_many(backend, ids, all_open, process, run, verdict, reason if wanted is None else None, wanted,
+                          as_json)
 
 
-def _resolve_one(item_id: int, approve: bool | None, sets: dict[str, str], reason: str | None,
-                 decision: dict[str, Any] | None, actor: str, as_json: bool) -> None:
-    from bpo.review import CorrectionRefused, ReviewError, resolve
-
+def _resolve_one(backend: Backend, item_id: int, approve: bool | None, sets: dict[str, str], reason: str | None,
+                 decision: dict[str, Any] | None, as_json: bool) -> None:
     try:
-        done = resolve(settings(), item_id, approve=approve, actor=actor, sets=sets, reason=reason, decision=decision)
-    except CorrectionRefused as exc:
+        done = backend.resolve(item_id, approve=approve, sets=sets, reason=reason, decision=decision)
+    except Refused as exc:
+        if not exc.failures:
+            raise
         if as_json:
             out.print_json(json.dumps({"item": item_id, "status": "refused", "failures": exc.failures}))
             raise typer.Exit(3) from None
@@ -202,44 +249,35 @@ def _resolve_one(item_id: int, approve: bool | None, sets: dict[str, str], reaso
         for f in exc.failures:
             err.print(Text(f"  {f['field']}: {f['reason']} ({f['check']})"))
         raise typer.Exit(3) from None
-    except ReviewError as exc:
-        fail(str(exc))
     if as_json:
-        out.print_json(json.dumps(done.__dict__))
+        out.print_json(json.dumps(done))
         return
-    status = ("approved once: it needs a second approver (four-eyes)" if done.status == "awaiting_second"
-              else done.status)
-    out.print(f"item {item_id} {status}; {done.open_left} open in this run"
-              + (" — run resumed" if done.resumed else ""))
-    if done.rerun:
-        out.print(done.rerun, markup=False, soft_wrap=True)
+    status = ("approved once: it needs a second approver (four-eyes)" if done["status"] == "awaiting_second"
+              else done["status"])
+    out.print(Text(f"item {item_id} {status}; {done['open_left']} open in this run"
+                   + (" — run resumed" if done["resumed"] else "")))
+    if done["rerun"]:
+        out.print(done["rerun"], markup=False, soft_wrap=True)
 
 
-def _resolve_many(ids: list[int], all_open: bool, process: str | None, run: str | None, approve: bool | None,
-                  reason: str | None, decision: dict[str, Any] | None, actor: str, as_json: bool) -> None:
-    from bpo.review import ReviewError, list_items, resolve_many
-
-    s = settings()
+def _resolve_many(backend: Backend, ids: list[int], all_open: bool, process: str | None, run: str | None,
+                  approve: bool | None, reason: str | None, decision: dict[str, Any] | None, as_json: bool) -> None:
     if all_open:
-        ids = [i.id for i in list_items(s, status="open", process=process, flow_run_id=run, limit=None)]
-    try:
-        done = resolve_many(s, ids, approve=approve, actor=actor, reason=reason, decision=decision)
-    except ReviewError as exc:
-        fail(str(exc))
+        ids = backend.open_ids(process=process, run=run)
+    done = backend.resolve_many(ids, approve=approve, reason=reason, decision=decision)
     if as_json:
-        out.print_json(json.dumps({"selected": len(ids), "decided": done.decided, "left_open": done.left_open,
-                                   "refused": done.refused, "resumed": done.resumed}))
+        out.print_json(json.dumps({"selected": len(ids), **done}))
         return
-    counts = {status: sum(1 for v in done.decided.values() if v == status) for status in ("approved", "rejected")}
+    counts = {status: sum(1 for v in done["decided"].values() if v == status) for status in ("approved", "rejected")}
     out.print(f"{len(ids)} selected: {counts['approved']} approved, {counts['rejected']} rejected, "
-              f"{len(done.left_open)} left open, {len(done.refused)} not decided")
-    for item_id, failures in done.left_open.items():
+              f"{len(done['left_open'])} left open, {len(done['refused'])} not decided")
+    for item_id, failures in done["left_open"].items():
         out.print(Text(f"  item {item_id} stays open, it still fails: "
                        + "; ".join(f"{f['field']}: {f['reason']} ({f['check']})" for f in failures)))
-    for item_id, why in done.refused.items():
+    for item_id, why in done["refused"].items():
         out.print(Text(f"  item {item_id} not decided: {why}"))
-    for run_id in done.resumed:
-        out.print(f"run {run_id} resumed")
+    for run_id in done["resumed"]:
+        out.print(Text(f"run {run_id} resumed"))
 
 
 @review_app.command("export")

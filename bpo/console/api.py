@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bpo import review, users
 from bpo.console import dashboard
 from bpo.console.auth import Caller, caller, may_work, must_supervise, must_work, settings_of, visible_processes
-from bpo.console.views import audit_row, item_detail, item_row
+from bpo.console.views import audit_row, item_detail, item_row, item_stored
 from bpo.db.models import ReviewItem
 from bpo.db.session import session_scope
 from bpo.exports import write_csv
@@ -100,8 +100,9 @@ def list_items(request: Request, who: Caller = Depends(caller), status: str | No
                process: str | None = None, step: str | None = None, kind: str | None = None,
                queue: str | None = None, assignee: str | None = None, overdue: bool | None = None,
                run: str | None = None, sort: str = "due", page: int = Query(1, ge=1),
-               per_page: int = Query(50, ge=1, le=500), counts: bool = True) -> dict[str, Any]:
-    """Items in the queue, filtered, sorted and paginated, with the counts of the filter (unless ``counts=false``)."""
+               per_page: int = Query(50, ge=1, le=500), counts: bool = True, full: bool = False) -> dict[str, Any]:
+    """Items in the queue, filtered, sorted and paginated, with the counts of the filter (unless ``counts=false``);
+    ``full=true`` adds what each item holds (source, failed checks, proposed values, decision)."""
     settings = settings_of(request)
     f = queue_filter(request, who, status=status, process=process, step=step, kind=kind, queue=queue,
                      assignee=assignee, overdue=overdue, run=run)
@@ -109,7 +110,8 @@ def list_items(request: Request, who: Caller = Depends(caller), status: str | No
         rows, total = review.queue_page(settings, f, sort=sort, offset=(page - 1) * per_page, limit=per_page)
     except review.ReviewError as exc:
         raise HTTPException(422, str(exc)) from None
-    return {"items": [item_row(i, st) for i, st in rows], "total": total, "page": page, "per_page": per_page,
+    row = item_stored if full else item_row
+    return {"items": [row(i, st) for i, st in rows], "total": total, "page": page, "per_page": per_page,
             "counts": review.queue_counts(settings, f) if counts else None}
 
 
@@ -117,6 +119,18 @@ def list_items(request: Request, who: Caller = Depends(caller), status: str | No
 def get_item(item_id: ItemId, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     item, run_status = load_item(request, who, item_id)
     return item_detail(item, run_status)
+
+
+@router.post("/next")
+def next_item(request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    """Claim the next item for you (one you hold, else the soonest due free one of your processes): ``item``,
+    null when nothing waits for you."""
+    allowed = visible_processes(who.person, processes_in_queue(request))
+    item = review.claim_next(settings_of(request), who.person.name, processes=allowed)
+    if item is None:
+        return {"item": None}
+    item, run_status = load_item(request, who, item.id)
+    return {"item": item_detail(item, run_status)}
 
 
 def _hold(item_id: int, request: Request, who: Caller,

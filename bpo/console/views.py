@@ -34,6 +34,14 @@ def item_row(item: ReviewItem, run_status: str | None, *, now: datetime | None =
     }
 
 
+def item_stored(item: ReviewItem, run_status: str | None) -> dict[str, Any]:
+    """A queue line with what the item holds as stored: its source, failed checks, proposed values, decision."""
+    decided = _aware(item.decided_at)
+    return {**item_row(item, run_status), "source": item.source, "failed_checks": item.failed_checks,
+            "proposed": item.proposed, "decision": item.decision, "reason": item.reason,
+            "decided_at": decided.isoformat() if decided else None}
+
+
 def item_detail(item: ReviewItem, run_status: str | None) -> dict[str, Any]:
     """Everything an agent needs to decide: the source beside the fields, each failed check on its field."""
     display = kind_of(item).display(item)
