@@ -141,3 +141,21 @@ def test_through_the_api_an_agent_cannot_give_both_approvals(settings: Settings)
         client.post(f"/api/items/{iid}/claim", headers=bob)
         second = client.post(f"/api/items/{iid}/resolve", json={"approve": True}, headers=bob).json()
         assert second["status"] == "approved"
+
+
+def test_a_second_approval_of_a_first_approval_replaced_meanwhile_is_refused(settings: Settings) -> None:
+    from datetime import UTC, datetime
+
+    from bpo.db.session import session_scope
+    from bpo.review.kinds import Outcome
+    from bpo.review.service import _decide
+
+    _, iid = _item(settings, "USD 12000.00")
+    resolve(settings, iid, approve=True, actor="ann")
+    seen_by_carol = get_item(settings, iid)  # carol reads ann's first approval …
+    resolve(settings, iid, approve=True, actor="bob", sets={"opening_balance": "USD 15000.00"})  # … bob replaces it
+    with session_scope(settings.ops_database_url or "") as s, pytest.raises(ReviewError):
+        _decide(s, seen_by_carol, "carol", Outcome("approved", decision=seen_by_carol.first_approval["decision"]),
+                datetime.now(UTC))
+    item = get_item(settings, iid)
+    assert item.status == "open" and item.first_approval["by"] == "bob", "bob's 15,000 still waits for a second"

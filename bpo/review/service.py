@@ -510,10 +510,12 @@ def _not_first_approved_by(actor: str) -> Any:
 
 
 def _first_approval_is(first: dict[str, Any] | None) -> Any:
-    """The item still has the first approval it was read with: two approvals at once cannot both be first."""
+    """The item still has the first approval it was read with (none, or the same person's at the same moment):
+    two approvals at once cannot both be first, and none confirms a first approval replaced meanwhile."""
     if first is None:
         return ReviewItem.first_approval.is_(None)
-    return ReviewItem.first_approval.is_not(None)
+    return (ReviewItem.first_approval["by"].as_string() == str(first.get("by"))) & (
+        ReviewItem.first_approval["at"].as_string() == str(first.get("at")))
 
 
 def _takeable(item_id: int, actor: str) -> Update:
