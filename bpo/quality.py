@@ -100,10 +100,13 @@ def in_scope(expectation_type: str, scope: Scope, kwargs: dict[str, Any] | None 
     return row_local == (scope == "row")
 
 
-def load_suite(name: str, *, date_columns: tuple[str, ...] = (), scope: Scope = "all"):  # -> gx.ExpectationSuite
+def load_suite(name: str, *, date_columns: tuple[str, ...] = (), scope: Scope = "all",
+               columns: frozenset[str] | None = None):  # -> gx.ExpectationSuite
     """Load the suite ``<name>.json``; refuse a suite where GX dropped an unknown expectation.
 
-    ``scope`` keeps the row-local expectations (``"row"``), the others (``"batch"``) or all of them.
+    ``scope`` keeps the row-local expectations (``"row"``), the others (``"batch"``) or all of them;
+    ``columns`` (if given) only the expectations on those columns (or on columns derived from them,
+    ``<column>_currency``) and those on no column at all.
     Date bounds on ``date_columns`` ("2015-12-31") become midnight timestamps: GX parses a bare date
     into a ``date``, which a datetime column cannot be compared with, while a timestamp bound lets
     GX use its vectorized range check.
@@ -116,7 +119,8 @@ def load_suite(name: str, *, date_columns: tuple[str, ...] = (), scope: Scope = 
         raise SuiteError(f"suite {name!r} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or any("type" not in e for e in data.get("expectations", [])):
         raise SuiteError(f"suite {name!r}: every expectation needs a 'type'")
-    data["expectations"] = [e for e in data.get("expectations", []) if in_scope(e["type"], scope, e.get("kwargs"))]
+    data["expectations"] = [e for e in data.get("expectations", []) if in_scope(e["type"], scope, e.get("kwargs"))
+                            and (columns is None or _on_columns(e.get("kwargs") or {}, columns))]
     declared = len(data["expectations"])
     for e in data["expectations"]:
         kwargs = e.get("kwargs", {})
@@ -171,15 +175,20 @@ def _describe(check: str, kwargs: dict[str, Any], value: Any) -> str:
     return f"{shown} fails {check}"
 
 
-def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True, scope: Scope = "all") -> Validation:
-    """Validate normalized records (with a ``_row`` column) against the spec's suite, or its ``scope``."""
+def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True, scope: Scope = "all",
+                   columns: frozenset[str] | None = None) -> Validation:
+    """Validate normalized records (with a ``_row`` column) against the spec's suite, or its ``scope``
+    (and, given ``columns``, only the expectations on them: see ``load_suite``)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     _prepare_gx()
+    wanted = load_suite(spec.suite, date_columns=_date_columns(spec), scope=scope, columns=columns)
+    if not wanted.expectations:  # none on these columns: nothing for GX to do
+        return _nothing_to_check()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = context.suites.add(load_suite(spec.suite, date_columns=_date_columns(spec), scope=scope))
+    suite = context.suites.add(wanted)
     batch = (context.data_sources.add_pandas("records").add_dataframe_asset("batch")
              .add_batch_definition_whole_dataframe("whole")
              .get_batch(batch_parameters={"dataframe": _frame_for_gx(df, spec)}))
@@ -336,6 +345,11 @@ def _expectations(spec: ProcessSpec, scope: Scope) -> list[dict[str, Any]]:
     data = json.loads(_suite_json(spec.suite))
     return [e for e in data.get("expectations", [])
             if isinstance(e, dict) and in_scope(str(e.get("type")), scope, e.get("kwargs"))]
+
+
+def _on_columns(kwargs: dict[str, Any], columns: frozenset[str]) -> bool:
+    named = _columns_of(kwargs)
+    return not named or any(c in columns or any(c.startswith(f"{f}_") for f in columns) for c in named)
 
 
 def _columns_of(kwargs: dict[str, Any]) -> list[str]:

@@ -166,3 +166,29 @@ def test_record_and_gate_show_through_their_kind(settings: Settings, run_id: str
     assert ["email", "not-an-email", "not-an-email", "✗"] in shown.rows
     assert shown.summary == "email:match_regex"
     assert kind_of(gate).display(gate).rows == [["records", "3"]]
+
+
+@pytest.mark.parametrize("sets", [
+    {},
+    {"email": "fixed@example.com"},
+    {"email": "still-broken"},
+    {"date_of_birth": "1850-01-01", "first_name": "Ann"},  # out of the suite's range
+    {"opening_balance": "USD 2000000.00"},  # above the suite's maximum
+    {"opening_balance": "XYZ 10"},
+    {"plan": "platinum", "signup_date": "2031-02-01"},
+    {"country": "CA"},  # the postal code no longer fits its country
+    {"customer_id": ""},
+])
+def test_a_correction_rechecked_on_its_fields_gets_the_verdict_of_the_whole_suite(sets: dict[str, str]) -> None:
+    """Only the expectations on the fields a correction changes (and those that failed) run again: the
+    others passed on values that have not changed. The verdict is the whole suite's, field by field."""
+    from bpo.review.record import fields_to_recheck, revalidate
+    from bpo.spec import load_spec
+    from tests.test_review import make_item
+
+    spec = load_spec("customer_onboarding")
+    item = make_item(str(uuid.uuid4()), 2, seed=4)  # its email check failed in the flow
+    values = {**item.proposed, **sets}
+    whole = revalidate(spec, values)
+    rechecked = revalidate(spec, values, recheck=fields_to_recheck(item, spec, sets))
+    assert rechecked == whole

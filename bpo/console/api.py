@@ -183,7 +183,8 @@ def check(item_id: ItemId, body: CheckBody, request: Request, who: Caller = Depe
     if unknown:
         raise HTTPException(422, f"no such field: {', '.join(unknown)}")
     values = {**{k: (None if v is None else str(v)) for k, v in item.proposed.items()}, **body.set}
-    accepted, failures = review.revalidate(load_spec(item.process), values)
+    spec = load_spec(item.process)
+    accepted, failures = review.revalidate(spec, values, recheck=review.fields_to_recheck(item, spec, body.set))
     return {"passes": not failures, "failures": failures, "accepted": accepted}
 
 

@@ -6,7 +6,7 @@ Importing it registers the kinds delivered here: ``record`` (data-entry correcti
 
 from bpo.review.gate import GateDecision, open_gate
 from bpo.review.kinds import CorrectionRefused, Display, Kind, Outcome, ReviewError, kind_of, register, registered
-from bpo.review.record import RecordDecision, revalidate
+from bpo.review.record import RecordDecision, fields_to_recheck, revalidate
 from bpo.review.service import (
     SORTS,
     BulkResolution,
@@ -35,4 +35,4 @@ __all__ = ["BulkResolution", "CorrectionRefused", "Display", "GateDecision", "Ki
            "RecordDecision", "Resolution", "ReviewError", "SORTS", "add_items", "assign", "audit_of", "claim",
            "claim_next", "expire_overdue", "get_item", "json_safe", "kind_of", "list_items", "open_count", "open_gate",
            "queue_counts", "queue_page", "register", "registered", "resolve", "resolve_many", "resume_if_done",
-           "revalidate", "set_run_status", "unclaim"]
+           "fields_to_recheck", "revalidate", "set_run_status", "unclaim"]

@@ -40,21 +40,35 @@ class RecordDecision(BaseModel):
         return self
 
 
-def revalidate(spec: ProcessSpec, values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """Normalize and validate one record as the flow would; return accepted values and failures."""
+def revalidate(spec: ProcessSpec, values: dict[str, Any], *,
+               recheck: set[str] | None = None) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Normalize and validate one record as the flow would; return accepted values and failures.
+
+    Every field is normalized again; with ``recheck`` (``fields_to_recheck``) only the expectations on
+    those fields run again: the others passed in the flow on values that have not changed since.
+    """
     raw = pd.DataFrame([{name: (None if values.get(name) is None else str(values.get(name)))
                          for name in spec.fields}], dtype=object)
     normalized = normalize_frame(raw, spec)
     data = normalized.data.assign(**{ROW: [0]})
     failures = [{"field": str(r.field), "check": str(r.check), "reason": str(r.reason)}
                 for r in normalized.issues.itertuples()]
-    checked = validate_frame(data, spec, docs=False)
+    checked = validate_frame(data, spec, docs=False, columns=None if recheck is None else frozenset(recheck))
     # as in routing: a check on a value normalization could not read adds nothing to the reason given
     unread = {f["field"] for f in failures}
     failures += [{"field": str(r.field), "check": str(r.check), "reason": str(r.reason)}
                  for r in checked.failures.itertuples() if str(r.field) not in unread]
     accepted = {c: json_safe(v) for c, v in data.drop(columns=[ROW]).iloc[0].items() if not str(c).startswith("_")}
     return accepted, failures
+
+
+def fields_to_recheck(item: ReviewItem, spec: ProcessSpec, sets: dict[str, str]) -> set[str]:
+    """The fields whose expectations a decision must run again: those it changes, those that failed, and
+    those whose normalization depends on a changed field (a postal code on its country)."""
+    changed = {k for k, v in sets.items() if str(v) != str(item.proposed.get(k) if item.proposed.get(k) is not None
+                                                            else "")}
+    changed |= {f.name for f in spec.fields.values() if f.country_field in changed}
+    return changed | {str(c.get("field")) for c in item.failed_checks}
 
 
 class RecordKind:
@@ -89,7 +103,9 @@ class RecordKind:
             kept = _member(item, decision.keep)
             base = kept["proposed"]
             audit["keep"] = decision.keep
-        accepted, failures = revalidate(spec, {**base, **decision.sets})
+        # a record kept from a repeated key is another record than the proposed one: all of it is checked
+        recheck = None if kept is not None else fields_to_recheck(item, spec, decision.sets)
+        accepted, failures = revalidate(spec, {**base, **decision.sets}, recheck=recheck)
         if failures:
             raise CorrectionRefused(failures)
         if kept is not None:  # where the loaded record came from: the one kept, not the one proposed
