@@ -165,6 +165,9 @@ def bench(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             base = _start_console(root, env, free_port(), stack)
             api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
             api.get("/api/items")  # first request: the server's lazy imports
+            # and the first check waits for the console's Great Expectations import (a thread taken at start,
+            # which holds the interpreter meanwhile): the figures below are of a console at work, not starting
+            api.post(f"/api/items/{_ids(url, queue_run)[-1]}/check", json={})
             lists, pages, resolves, clis = [], [], [], []
             for i in range(args.samples):
                 t = time.perf_counter()
@@ -178,7 +181,6 @@ def bench(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 pages.append(time.perf_counter() - t)
                 assert got.status_code == 200
             ids = _ids(url, queue_run)
-            api.post(f"/api/items/{ids[-1]}/check", json={})  # the first check may wait for the GX import
             for item_id in ids[:args.samples]:
                 assert api.post(f"/api/items/{item_id}/claim").status_code == 200
                 t = time.perf_counter()
@@ -186,6 +188,7 @@ def bench(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 resolves.append(time.perf_counter() - t)
                 assert done.status_code == 200 and done.json()["status"] == "approved", done.text
             cli_env = {**env, "COLUMNS": "200"}
+            cli_env.pop("BPO_TOKEN", None)  # the baseline is the CLI on the database, one process a decision
             for item_id in ids[args.samples:args.samples + args.cli_samples]:
                 t = time.perf_counter()
                 proc = subprocess.run([sys.executable, "-m", "bpo.cli", "review", "resolve", str(item_id), "--approve",

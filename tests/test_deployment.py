@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -10,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from bpo import review
 from bpo.samples import make_records, to_csv, to_jsonl
 from bpo.settings import Settings
 from bpo.stack import deploy, start_worker, stop, worker_env
-from tests.cli import bpo
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,17 +61,14 @@ def test_schedule_picks_up_inbox_batches_once_and_a_worker_completes_them(stack:
         res = deploy(settings, ROOT)
         assert res.returncode == 0, res.stdout + res.stderr
 
-        def review_items() -> list[dict[str, Any]]:
-            listed = bpo("review", "list", "--json")
-            assert listed.returncode == 0, listed.stderr
-            return [i for i in json.loads(listed.stdout) if i["source"]["file"] == "forms.jsonl"]
+        def review_items() -> list[Any]:  # in process: the CLI's own tests are in test_review_cli*.py
+            return [i for i in review.list_items(settings) if i.source["file"] == "forms.jsonl"]
 
         items = wait_for(review_items, 180, "the review batch's items (its run suspends for review)")
         time.sleep(2)
         items = review_items()
-        for item in items:
-            done = bpo("review", "resolve", str(item["id"]), "--reject", "--reason", "test", "--as", "agent")
-            assert done.returncode == 0, done.stderr
+        done = review.resolve_many(settings, [i.id for i in items], actor="agent", approve=False, reason="test")
+        assert sorted(done.decided) == sorted(i.id for i in items), done
 
         def both_completed() -> list[Any]:
             runs = flow_runs("data-entry")
@@ -88,7 +84,7 @@ def test_schedule_picks_up_inbox_batches_once_and_a_worker_completes_them(stack:
         assert len(batches) == 2 and len(set(batches)) == 2, batches
         with create_engine(target).connect() as conn:
             loaded = conn.scalar(text("SELECT count(*) FROM customers"))
-        held = sum(len(i["source"].get("records") or [i]) for i in items)  # an item of a repeated key holds each
+        held = sum(len(i.source.get("records") or [i]) for i in items)  # an item of a repeated key holds each
         assert len(items) >= 3
         assert loaded == 40 + 30 - held  # every record sent to review was rejected
         assert store.list_keys(store.key("inbox", "data-entry") + "/") == []

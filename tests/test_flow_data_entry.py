@@ -93,8 +93,9 @@ def test_batch_with_review_pauses_resumes_and_loads(stack: dict[str, str], targe
         fixed = bpo("review", "resolve", str(ambiguous["id"]), "--approve", "--set", "signup_date=2024-03-04",
                     "--as", "agent-1")
         rest = [i for i in items if i["id"] != ambiguous["id"]]
-        for item in rest[:-1]:
-            bpo("review", "resolve", str(item["id"]), "--reject", "--reason", "not a real customer", "--as", "agent-1")
+        if rest[:-1]:  # one command for a selection (the CLI's bulk resolve)
+            bpo("review", "resolve", *(str(i["id"]) for i in rest[:-1]), "--reject", "--reason", "not a real customer",
+                "--as", "agent-1")
         last = bpo("review", "resolve", str(rest[-1]["id"]), "--reject", "--reason", "duplicate", "--as", "agent-2")
         return {"items": items, "rest": rest, "refused": refused, "fixed": fixed, "last": last, "at": time.monotonic()}
 
@@ -325,9 +326,8 @@ def test_whole_flow_on_postgresql_with_review(stack: dict[str, str], postgres_ta
         items = wait_for_items(1)
         time.sleep(2)
         items = open_items()
-        for item in items:
-            done = bpo("review", "resolve", str(item["id"]), "--reject", "--reason", "test", "--as", "agent")
-            assert done.returncode == 0, done.stderr
+        done = bpo("review", "resolve", *(str(i["id"]) for i in items), "--reject", "--reason", "test", "--as", "agent")
+        assert done.returncode == 0, done.stderr
         return items
 
     thread, box = in_background(agent)
@@ -400,8 +400,9 @@ def test_bpo_run_waits_for_review_says_so_and_resumes_when_the_cli_resolves(stac
     run_id = wait_for_items(1)[-1]["flow_run_id"]
     wait_until_paused(run_id)
     items = open_items(run_id)
-    for item in items[:-1]:
-        assert bpo("review", "resolve", str(item["id"]), "--reject", "--reason", "test", "--as", "a").returncode == 0
+    if items[:-1]:
+        assert bpo("review", "resolve", *(str(i["id"]) for i in items[:-1]), "--reject", "--reason", "test",
+                   "--as", "a").returncode == 0
     last = bpo("review", "resolve", str(items[-1]["id"]), "--reject", "--reason", "test", "--as", "a")
     resolved_at = time.time()
     assert "run resumed" in last.stdout
@@ -434,9 +435,9 @@ def test_a_column_recognized_only_approximately_sends_its_records_to_review(stac
     def agent() -> list[dict[str, Any]]:
         wait_for_items(4)
         items = open_items()
-        for item in items:  # the agent checks the column and accepts each record as proposed
-            done = bpo("review", "resolve", str(item["id"]), "--approve", "--as", "agent")
-            assert done.returncode == 0, done.stderr
+        # the agent checks the column and accepts each record as proposed
+        done = bpo("review", "resolve", *(str(i["id"]) for i in items), "--approve-passing", "--as", "agent")
+        assert done.returncode == 0, done.stderr
         return items
 
     thread, box = in_background(agent)

@@ -310,7 +310,7 @@ def review_link(
     approver: str = typer.Option(..., "--approver", help="Who answers the gate (named in the audit)."),
     hours: float = typer.Option(48, "--hours", help="How long the link works."),
     console_url: str | None = typer.Option(None, "--console-url", help="The console as the approver reaches it; "
-                                                                        "default http://127.0.0.1:<console port>."),
+                                                                        "default BPO_CONSOLE_URL."),
     actor: str = typer.Option(getpass.getuser(), "--as", help="Who makes the link."),
 ) -> None:
     """Print a signed, single-use, expiring link through which APPROVER answers a gate without an account."""
@@ -318,7 +318,7 @@ def review_link(
     from bpo.review.links import expiry_of, issue_link
 
     s = settings()
-    base = (console_url or f"http://127.0.0.1:{s.console_port}").rstrip("/")
+    base = (console_url or s.console_url or "").rstrip("/")
     if not base.startswith(("http://", "https://")):
         fail("--console-url is an http:// or https:// address", 2)
     try:
