@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -175,23 +176,36 @@ def _describe(check: str, kwargs: dict[str, Any], value: Any) -> str:
     return f"{shown} fails {check}"
 
 
+_threads = threading.local()
+
+
+def _dataframes():  # -> gx BatchDefinition
+    """This thread's GX batch definition for whole dataframes, in an ephemeral context made once per thread.
+
+    Making the context and its data source costs more than validating one record (GX writes its
+    project config as YAML on every addition); a context is not shared between threads.
+    """
+    found = getattr(_threads, "dataframes", None)
+    if found is None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        found = _threads.dataframes = (context.data_sources.add_pandas("records").add_dataframe_asset("batch")
+                                       .add_batch_definition_whole_dataframe("whole"))
+    return found
+
+
 def validate_frame(df: pd.DataFrame, spec: ProcessSpec, *, docs: bool = True, scope: Scope = "all",
                    columns: frozenset[str] | None = None) -> Validation:
     """Validate normalized records (with a ``_row`` column) against the spec's suite, or its ``scope``
     (and, given ``columns``, only the expectations on them: see ``load_suite``)."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     _prepare_gx()
-    wanted = load_suite(spec.suite, date_columns=_date_columns(spec), scope=scope, columns=columns)
-    if not wanted.expectations:  # none on these columns: nothing for GX to do
+    suite = load_suite(spec.suite, date_columns=_date_columns(spec), scope=scope, columns=columns)
+    if not suite.expectations:  # none on these columns: nothing for GX to do
         return _nothing_to_check()
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = context.suites.add(wanted)
-    batch = (context.data_sources.add_pandas("records").add_dataframe_asset("batch")
-             .add_batch_definition_whole_dataframe("whole")
-             .get_batch(batch_parameters={"dataframe": _frame_for_gx(df, spec)}))
+    batch = _dataframes().get_batch(batch_parameters={"dataframe": _frame_for_gx(df, spec)})
     result = batch.validate(suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW],
                                                   "return_unexpected_index_query": False})
     rows: list[tuple[int, str, str, str]] = []
