@@ -66,12 +66,18 @@ def _get_pool() -> tuple[ProcessPoolExecutor | None, threading.BoundedSemaphore]
 
 
 def _preload() -> None:
-    _import(PRELOAD)
+    import_modules(PRELOAD)
 
 
-def _import(modules: list[str]) -> None:
-    for module in modules:
-        importlib.import_module(module)
+_IMPORTING = threading.Lock()
+
+
+def import_modules(modules: list[str]) -> None:
+    """Import ``modules`` one thread at a time: two threads importing one package at once can each find the
+    other's modules half-initialized (Great Expectations' packages import one another in a cycle)."""
+    with _IMPORTING:
+        for module in modules:
+            importlib.import_module(module)
 
 
 def warm_up() -> list[Future[int]]:
@@ -95,7 +101,7 @@ def warm_up_in_background(batch: str | None = None) -> None:
     global _one_stream
     _one_stream = batch is not None and _under_one_chunk(Path(batch))
     if _one_stream:
-        threading.Thread(target=_import, args=(HERE_PRELOAD,), name="bpo-preload", daemon=True).start()
+        threading.Thread(target=import_modules, args=(HERE_PRELOAD,), name="bpo-preload", daemon=True).start()
     else:
         threading.Thread(target=warm_up, name="bpo-pool-warm-up", daemon=True).start()
 

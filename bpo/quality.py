@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel
 
+from bpo.pool import import_modules
 from bpo.processes import SHIPPED_DIRS, find_process_file
 from bpo.run import Part, RunContext, get_store, put_json, put_parquet, read_parquet
 from bpo.schema import CHECK_COLUMNS, CHECK_TYPES, ROW
@@ -25,12 +26,16 @@ EXPECTATIONS_DIR = SHIPPED_DIRS[1]  # the shipped suites
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
 
 
+GX = ["great_expectations"]
+
+
 def _prepare_gx() -> None:
     """Quiet GX's chatty loggers; skip the fingerprint GX takes of every frame it is given.
 
     GX hashes a whole DataFrame below ``HASH_THRESHOLD`` bytes into a batch marker nobody here reads:
     ~0.5 s per 200,000 records, as long as the checks themselves. A threshold of 0 skips it.
     """
+    import_modules(GX)  # one thread at a time (bpo.pool)
     from great_expectations.execution_engine import pandas_execution_engine
 
     _quiet_gx()
@@ -112,6 +117,7 @@ def load_suite(name: str, *, date_columns: tuple[str, ...] = (), scope: Scope = 
     into a ``date``, which a datetime column cannot be compared with, while a timestamp bound lets
     GX use its vectorized range check.
     """
+    import_modules(GX)  # one thread at a time (bpo.pool)
     import great_expectations as gx
 
     try:
@@ -187,6 +193,7 @@ def _dataframes():  # -> gx BatchDefinition
     """
     found = getattr(_threads, "dataframes", None)
     if found is None:
+        import_modules(GX)  # one thread at a time (bpo.pool)
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -273,6 +280,7 @@ def _render_html(result: Any) -> str:
     GX's page template does not escape the failing values it shows, and those come from client
     files: they are escaped here, so a value like ``<script>`` is shown, never run.
     """
+    import_modules(GX)  # one thread at a time (bpo.pool)
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
 
@@ -451,6 +459,7 @@ def combine_results(suite: str, checks: list[Checked]) -> dict[str, Any]:
 
 def render_docs(combined: dict[str, Any]) -> str:
     """One GX Data Docs page for the whole batch, from the combined result (values from client files escaped)."""
+    import_modules(GX)  # one thread at a time (bpo.pool)
     from great_expectations.core.expectation_validation_result import (
         ExpectationSuiteValidationResult,
         ExpectationValidationResult,

@@ -358,3 +358,40 @@ def test_a_message_is_shown_only_when_the_console_sent_it(client: TestClient, se
     client.post(f"/items/{ids[2]}/claim", data={"csrf": csrf})
     sent = client.post(f"/items/{ids[2]}/unclaim", data={"csrf": csrf})  # redirected, with the console's message
     assert f"item {ids[2]} is back in the queue" in sent.text
+
+
+CHECK_WHILE_STARTING = """
+import sys, uuid
+from fastapi.testclient import TestClient
+from bpo import users
+from bpo.console.app import create_app
+from bpo.db.session import upgrade
+from bpo.settings import Settings
+from tests.test_review import item_id, keep_open, make_item, store
+
+assert "great_expectations" not in sys.modules
+url = f"sqlite:///{sys.argv[1]}"
+upgrade(url)
+settings = Settings(ops_database_url=url)
+users.add_user(settings, "early", "correct horse battery", "agent")
+token = {"Authorization": "Bearer " + users.issue_token(settings, "early")[1]}
+run_id = str(uuid.uuid4())
+store(url, [make_item(run_id, 2, email="early-at-example.com")])
+keep_open(url, run_id)
+with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:  # its GX import starts now
+    got = client.post(f"/api/items/{item_id(settings, run_id, 2)}/check", json={"set": {"email": "e@example.com"}},
+                      headers=token)
+    assert got.status_code == 200 and got.json()["passes"], got.text
+print("ok")
+"""
+
+
+def test_a_check_while_the_console_still_imports_great_expectations_works(tmp_path: Path) -> None:
+    """The console imports GX in a thread at start; a first check at once imports it too. Two threads
+    importing GX at once used to find its modules half-initialized: the check failed with a server error."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CHECK_WHILE_STARTING, str(tmp_path / "ops.db")],
+                          capture_output=True, text=True, timeout=180, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]

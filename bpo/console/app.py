@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -21,6 +20,8 @@ from starlette.responses import Response
 
 from bpo import notify
 from bpo.console import api, links, pages
+from bpo.pool import import_modules
+from bpo.quality import GX
 from bpo.settings import Settings
 
 log = logging.getLogger("bpo.console")
@@ -58,7 +59,7 @@ def _deliver_notifications(settings: Settings, stop: threading.Event) -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # a correction is validated with Great Expectations, whose import takes seconds: taken now, beside
     # the first requests, not by the first agent who corrects a field
-    threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
+    threading.Thread(target=import_modules, args=(GX,), daemon=True).start()
     stop = threading.Event()
     threading.Thread(target=_deliver_notifications, args=(app.state.settings, stop), daemon=True,
                      name="bpo-notify").start()

@@ -18,6 +18,7 @@ from bpo.normalizers.text import normalize_text
 from bpo.spec import ProcessSpec
 
 ISSUE_COLUMNS = ["row", "field", "check", "reason"]
+_NOTHING_YET = pd.DataFrame()
 
 NORMALIZERS: dict[str, Normalizer] = {
     "text": normalize_text,
@@ -71,7 +72,9 @@ def normalize_frame(raw: pd.DataFrame, spec: ProcessSpec) -> NormalizedFrame:
     results: dict[str, Normalized] = {}
     for field in ordered:
         column = raw[field.name] if field.name in raw.columns else blank.rename(field.name)
-        done = pd.DataFrame({name: r.values.array for name, r in results.items()}, index=raw.index)
+        # only a field reading another (a postal code its country) is given the values normalized so far
+        done = (pd.DataFrame({name: r.values.array for name, r in results.items()}, index=raw.index)
+                if field.country_field else _NOTHING_YET)
         results[field.name] = NORMALIZERS[field.type](column, field, done, spec)
     columns: dict[str, Array] = {}
     for name in spec.fields:
