@@ -147,15 +147,16 @@ def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: li
     checks = checks[checks["check"] != "duplicate_key"]  # said once per key, by route_batch
     repeated = data[ROW].isin(duplicates["row"]).to_numpy()
     wanted = data[ROW].isin(checks["row"]).to_numpy() | repeated
-    raw_table = _parquet(store, part.raw)
-    sampled = _sample(raw_table, run.spec, spec.review.sample_share) & ~wanted
+    raw_table = _parquet(store, part.raw) if spec.review.sample_share > 0 else None
+    sampled = (pick_samples(raw_table, run.spec, spec.review.sample_share) & ~wanted if raw_table is not None
+               else np.zeros(len(data), dtype=bool))
     wanted |= sampled
     if not wanted.any():
         return PartRouted(held=[], members=[])
     # only these records become Python values, in one pass (a Series per record would cost ~1 ms each)
     taken = np.flatnonzero(wanted)
     rows = _records(table.take(taken))
-    raws = _records(raw_table.take(taken))
+    raws = _records((raw_table if raw_table is not None else _parquet(store, part.raw)).take(taken))
     is_sample = set(data[ROW].to_numpy()[sampled].tolist())
     checks = checks.sort_values("row", kind="stable")
     found: dict[int, list[dict[str, str]]] = {}
@@ -188,14 +189,12 @@ def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: li
 SAMPLE_SCALE = 1_000_000
 
 
-def _sample(raw: pa.Table, process: str, share: float) -> np.ndarray:
+def pick_samples(raw: pa.Table, process: str, share: float) -> np.ndarray:
     """Which records are quality samples: ``share`` of them, chosen by a hash of their source values.
 
     The same record is chosen again by a re-run (its decision then carries over instead of asking
     twice), and which records are chosen does not depend on their order or their chunk.
     """
-    if share <= 0:
-        return np.zeros(raw.num_rows, dtype=bool)
     values = raw.select([c for c in raw.column_names if not c.startswith("_")]).to_pandas().astype(str)
     salted = pd.util.hash_pandas_object(values.assign(_process=process), index=False).to_numpy()
     return (salted % SAMPLE_SCALE) < round(share * SAMPLE_SCALE)

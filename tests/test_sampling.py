@@ -19,7 +19,7 @@ from bpo import review, users
 from bpo.console import dashboard
 from bpo.console.app import create_app
 from bpo.db.session import upgrade
-from bpo.routing import _sample
+from bpo.routing import pick_samples
 from bpo.samples import make_records
 from bpo.settings import Settings
 from tests.test_review import item_id, keep_open, make_item, store
@@ -34,14 +34,15 @@ def _raw(n: int) -> pa.Table:
 
 def test_a_share_of_records_is_sampled_by_their_content_whatever_their_order() -> None:
     table = _raw(4000)
-    chosen = _sample(table, "customer_onboarding", 0.1)
+    chosen = pick_samples(table, "customer_onboarding", 0.1)
     assert 320 <= chosen.sum() <= 480, chosen.sum()
     ids = set(table.column("customer_id").to_numpy()[chosen])
     shuffled = table.take(random.Random(1).sample(range(table.num_rows), table.num_rows))
-    again = _sample(shuffled.drop_columns(["_row", "_source_row"]), "customer_onboarding", 0.1)
+    again = pick_samples(shuffled.drop_columns(["_row", "_source_row"]), "customer_onboarding", 0.1)
     assert set(shuffled.column("customer_id").to_numpy()[again]) == ids, "the same records, in any order or chunk"
-    assert _sample(table, "vendor_setup", 0.1).tolist() != chosen.tolist(), "each process draws its own"
-    assert not _sample(table, "customer_onboarding", 0.0).any() and _sample(table, "customer_onboarding", 1.0).all()
+    assert pick_samples(table, "vendor_setup", 0.1).tolist() != chosen.tolist(), "each process draws its own"
+    assert not pick_samples(table, "customer_onboarding", 0.0).any()
+    assert pick_samples(table, "customer_onboarding", 1.0).all()
 
 
 def test_the_wilson_interval() -> None:
