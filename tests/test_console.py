@@ -239,6 +239,29 @@ def test_supervisors_assign_and_see_users_agents_cannot(client: TestClient, sett
     assert agent_name in {u["name"] for u in client.get("/api/users", headers=supervisor).json()}
     assert [e.action for e in events(settings.ops_database_url or "", ids[2])] == ["created", "assigned"]
 
+    # to a group: its least-loaded active member (the one above already holds an item)
+    team = f"team-{uuid.uuid4().hex[:6]}"
+    busy, idle = person(settings, groups=[team]), person(settings, groups=[team])
+    _, more = open_items(settings, [3, 4])
+    review.assign(settings, more[3], actor="sup", assignee=busy)
+    done = client.post(f"/api/items/{more[4]}/assign", json={"group": team}, headers=supervisor).json()
+    assert done["assignee"] == idle
+    assert events(settings.ops_database_url or "", more[4])[-1].detail["group"] == team
+    assert client.post(f"/api/items/{more[4]}/assign", json={"group": "no-such-team"},
+                       headers=supervisor).status_code == 409
+    assert client.post(f"/api/items/{more[4]}/assign", json={"group": team, "assignee": busy},
+                       headers=supervisor).status_code == 409
+
+    # the supervisor's form on the item page does the same; an agent's page has none
+    sign_in(client, agent_name)
+    assert 'id="assign"' not in client.get(f"/items/{more[4]}").text
+    csrf = sign_in(client, person(settings, "supervisor"))
+    page = client.get(f"/items/{more[4]}").text
+    assert 'action="/items/' in page and 'id="assign"' in page and f'<option value="{team}">' in page
+    went = client.post(f"/items/{more[4]}/assign", data={"csrf": csrf, "assignee": "", "group": ""},
+                       follow_redirects=False)
+    assert went.status_code == 303 and review.get_item(settings, more[4]).assignee is None
+
 
 def test_bulk_resolve_approves_what_passes(client: TestClient, settings: Settings) -> None:
     agent = token_for(settings, person(settings))

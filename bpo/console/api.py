@@ -48,7 +48,10 @@ class BulkBody(BaseModel):
 
 
 class AssignBody(BaseModel):
+    """To a person, to the least-loaded member of a group, or (neither) back to the shared queue."""
+
     assignee: str | None = None
+    group: str | None = None
 
 
 class LinkBody(BaseModel):
@@ -167,7 +170,8 @@ def assign(item_id: ItemId, body: AssignBody, request: Request, who: Caller = De
         except users.UserError as exc:
             raise HTTPException(422, str(exc)) from None
     try:
-        item = review.assign(settings, item_id, actor=who.person.name, assignee=body.assignee or None)
+        item = review.assign(settings, item_id, actor=who.person.name, assignee=body.assignee or None,
+                             group=body.group or None)
     except review.ReviewError as exc:
         raise _refusal(exc) from None
     return item_row(item, run_status)

@@ -169,8 +169,24 @@ def item_page(item_id: api.ItemId, request: Request) -> Response:
         return who
     item, run_status = api.load_item(request, who, item_id)
     audit = review.audit_of(settings_of(request), item_id=item_id)
+    people = users.list_users(settings_of(request)) if who.person.supervises else []
     return _page(request, "item.html", who, item=item_detail(item, run_status),
-                 mine=item.assignee == who.person.name, audit=[audit_row(e) for e in audit])
+                 mine=item.assignee == who.person.name, audit=[audit_row(e) for e in audit],
+                 people=sorted(p.name for p in people), groups=sorted({g for p in people for g in p.groups}))
+
+
+@router.post("/items/{item_id}/assign")
+async def assign(item_id: api.ItemId, request: Request, who: Caller = Depends(caller)) -> Response:
+    """A supervisor's form: to a person, to a group's least-loaded member, or back to the queue."""
+    form = await request.form()
+    body = api.AssignBody(assignee=str(form.get("assignee", "")).strip() or None,
+                          group=str(form.get("group", "")).strip() or None)
+    try:
+        done = await run_in_threadpool(api.assign, item_id, body, request, who)
+    except HTTPException as exc:
+        return _back(f"/items/{item_id}", str(exc.detail))
+    return _back(f"/items/{item_id}", f"item {item_id} assigned to {done['assignee']}" if done["assignee"]
+                 else f"item {item_id} is back in the queue")
 
 
 @router.post("/items/{item_id}/claim")

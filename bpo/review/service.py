@@ -89,14 +89,9 @@ def assign_least_loaded(session: Session, item_ids: Sequence[int], groups: Seque
     The load counted is every open item a member holds, of any process; ties go by name, so the
     order is reproducible. With no member in the groups the items stay in the shared queue.
     """
-    members = sorted(set(session.scalars(select(User.name).join(Membership, Membership.user_id == User.id).where(
-        Membership.group.in_(sorted(groups)), User.active.is_(True)))))
-    if not members or not item_ids:
+    heap = _loads(session, groups)
+    if not heap or not item_ids:
         return {}
-    held = dict(session.execute(select(ReviewItem.assignee, func.count()).where(
-        ReviewItem.status == "open", ReviewItem.assignee.in_(members)).group_by(ReviewItem.assignee)).tuples().all())
-    heap = [(int(held.get(m, 0)), m) for m in members]
-    heapq.heapify(heap)
     given: dict[int, str] = {}
     for item_id in item_ids:
         load, member = heapq.heappop(heap)
@@ -203,19 +198,42 @@ def unclaim(settings: Settings, item_id: int, actor: str) -> ReviewItem:
         return item
 
 
-def assign(settings: Settings, item_id: int, *, actor: str, assignee: str | None) -> ReviewItem:
-    """A supervisor's assignment of an open item to a person (or back to the queue: ``None``)."""
+def _loads(session: Session, groups: Sequence[str]) -> list[tuple[int, str]]:
+    """The active members of ``groups`` with how many open items each holds, as a heap (least loaded first)."""
+    members = sorted(set(session.scalars(select(User.name).join(Membership, Membership.user_id == User.id).where(
+        Membership.group.in_(sorted(groups)), User.active.is_(True)))))
+    if not members:
+        return []
+    held = dict(session.execute(select(ReviewItem.assignee, func.count()).where(
+        ReviewItem.status == "open", ReviewItem.assignee.in_(members)).group_by(ReviewItem.assignee)).tuples().all())
+    heap = [(int(held.get(m, 0)), m) for m in members]
+    heapq.heapify(heap)
+    return heap
+
+
+def assign(settings: Settings, item_id: int, *, actor: str, assignee: str | None = None,
+           group: str | None = None) -> ReviewItem:
+    """A supervisor's assignment of an open item to a person, to the least-loaded member of a group, or back
+    to the shared queue (neither)."""
     _need_actor(actor)
+    if assignee and group:
+        raise ReviewError("assign to a person or to a group, not both")
     with session_scope(_ops(settings)) as s:
         item = s.get(ReviewItem, item_id)
         if item is None:
             raise ReviewError(f"no review item {item_id}")
+        if group:
+            first_by = (item.first_approval or {}).get("by")  # never back to the first of two approvers
+            members = sorted(m for m in _loads(s, [group]) if m[1] != first_by)
+            if not members:
+                raise ReviewError(f"group {group!r} has no active member who may take item {item_id}")
+            assignee = members[0][1]
         before = item.assignee
         if not _changed(s, update(ReviewItem).where(ReviewItem.id == item_id, ReviewItem.status == "open")
                         .values(assignee=assignee).execution_options(synchronize_session=False)):
             raise ReviewError(f"item {item_id} is already {item.status}")
         s.add(AuditEvent(actor=actor, action="assigned", item_id=item_id, flow_run_id=item.flow_run_id,
-                         detail={"from": before, "to": assignee}))
+                         detail={"from": before, "to": assignee, **({"group": group} if group else {})}))
         if assignee:
             notify.assigned(s, [item_id])
         s.refresh(item)
