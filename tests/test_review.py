@@ -283,7 +283,9 @@ def test_ambiguous_date_needs_a_correction_and_decision_is_normalized(settings: 
     assert set(decision) == set(SPEC.fields) | {"opening_balance_currency"}
     # the proposal itself is left as it was; the sets are in the audit trail
     assert item.proposed["signup_date"] == "03/04/2024"
-    assert events(url, iid)[-1].detail == {"set": {"signup_date": "2024-03-04"}, "reason": None}
+    assert events(url, iid)[-1].detail == {"set": {"signup_date": "2024-03-04"},
+                                           "before": {"signup_date": "03/04/2024"},
+                                           "reason": None}, "an edit is audited before and after"
 
 
 def test_unknown_field_in_sets_is_refused(settings: Settings, run_id: str) -> None:

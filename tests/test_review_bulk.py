@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bpo.review import get_item, resolve, resolve_many
+from bpo.review import audit_of, get_item, resolve, resolve_many
 from bpo.settings import Settings
 from tests.test_review import events, item_id, keep_open, make_item, store
 
@@ -101,3 +101,6 @@ def test_bulk_resolve_resumes_the_paused_run_once_after_its_last_item(prefect_ap
         assert not client.read_flow_run(run.id).state.is_paused()
         names = [s.name for s in sorted(client.read_flow_run_states(run.id), key=lambda s: s.timestamp)]
     assert names.count("Paused") == 1 and len(names) - names.index("Paused") == 2, names
+    resumed = [e for e in audit_of(settings, flow_run_id=run_id) if e.action == "resumed"]
+    assert len(resumed) == 1 and resumed[0].detail == {"step": "records", "approved": 2, "rejected": 2}, \
+        "the resume is in the run's audit"

@@ -91,7 +91,10 @@ class RecordKind:
 
     def check(self, item: ReviewItem, decision: Any) -> Outcome:
         assert isinstance(decision, RecordDecision)
-        audit = {"set": decision.sets, "reason": decision.reason}
+        # an edit is audited with the values it replaced, beside the values it set
+        audit: dict[str, Any] = {"set": decision.sets, "reason": decision.reason}
+        if decision.sets:
+            audit["before"] = {k: item.proposed.get(k) for k in decision.sets}
         if not decision.approve:
             return Outcome("rejected", reason=decision.reason, audit=audit)
         spec = load_spec(item.process)

@@ -597,8 +597,11 @@ def resume_if_done(settings: Settings, flow_run_id: str, step: str, *, settle_se
                 return False
             counts = dict(s.execute(select(ReviewItem.status, func.count()).where(
                 ReviewItem.flow_run_id == flow_run_id, ReviewItem.step == step).group_by(ReviewItem.status)).all())
-        client.resume_flow_run(UUID(flow_run_id), run_input={
-            "approved": int(counts.get("approved", 0)), "rejected": int(counts.get("rejected", 0))})
+        decided = {"approved": int(counts.get("approved", 0)), "rejected": int(counts.get("rejected", 0))}
+        client.resume_flow_run(UUID(flow_run_id), run_input=decided)
+    with session_scope(_ops(settings)) as s:
+        s.add(AuditEvent(actor="system", action="resumed", item_id=None, flow_run_id=flow_run_id,
+                         detail={"step": step, **decided}))
     return True
 
 
