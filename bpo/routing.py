@@ -179,7 +179,7 @@ def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: li
             "record_hash": record_hash(run.spec, [values]),
             "source": {"file": str(src["_source_file"]), "row": int(src["_source_row"]), "values": values},
             "failed_checks": found.get(number, []), "proposed": _proposed(row, src, spec), "due_at": due,
-            "on_timeout": spec.review.on_timeout, "sample": number in is_sample,
+            "on_timeout": spec.review.on_timeout, "sample": number in is_sample, "priority": spec.review.priority,
         })
     carried, taken_over = write_items(run, spec, items) if items else (0, 0)
     return PartRouted(held=sorted((found.keys() - is_repeated) | is_sample), members=members, carried_over=carried,
@@ -220,6 +220,7 @@ def _group_item(run: RunContext, spec: ProcessSpec, members: list[Member], due: 
                    "records": [{"file": m.file, "row": m.source_row, "values": m.values, "proposed": m.proposed}
                                for m in members]},
         "failed_checks": checks, "proposed": base.proposed, "due_at": due, "on_timeout": spec.review.on_timeout,
+        "priority": spec.review.priority,
     }
 
 
@@ -280,7 +281,7 @@ def ask_gate(run: RunContext, spec: ProcessSpec, routed: Routed) -> None:
                    "superseded": sum(routed.superseded.values()), "artifacts": get_store().uri(run.prefix)}
         open_gate(s, run.flow_run_id, run.spec, GATE_STEP, summary,
                   datetime.now(UTC) + timedelta(hours=spec.review.due_hours), spec.review.on_timeout,
-                  assign_among=assignment_groups(spec))
+                  assign_among=assignment_groups(spec), priority=spec.review.priority)
 
 
 def gate_verdict(run: RunContext) -> GateVerdict:

@@ -129,6 +129,8 @@ class ReviewSpec(BaseModel):
     # quality sampling: this share of the records that pass every check goes to review all the same,
     # unmarked, so that the agents' verdicts measure how often straight-through records are right
     sample_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    # how urgent this process's items are: higher ones come first when an agent asks for the next item
+    priority: int = Field(default=0, ge=0, le=9)
     # least_loaded: each new item is assigned at once to the member of ``groups`` holding fewest open items
     assign: Literal["none", "least_loaded"] = "none"
     notify: NotifySpec = Field(default_factory=NotifySpec)

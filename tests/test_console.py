@@ -211,7 +211,7 @@ def test_an_agent_works_only_on_the_processes_of_its_groups(client: TestClient, 
                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bpo.console import auth
 
-    monkeypatch.setattr(auth, "_groups_of", lambda process: frozenset({"onboarding"}))
+    monkeypatch.setattr(auth, "groups_of", lambda process: frozenset({"onboarding"}))
     outsider = token_for(settings, person(settings, groups=["claims"]))
     member = token_for(settings, person(settings, groups=["onboarding"]))
     supervisor = token_for(settings, person(settings, "supervisor"))
@@ -224,6 +224,37 @@ def test_an_agent_works_only_on_the_processes_of_its_groups(client: TestClient, 
     bulk = client.post("/api/items/bulk-resolve", json={"ids": [ids[2]], "approve": False, "reason": "r"},
                        headers=outsider).json()
     assert bulk["decided"] == {} and "not in a group" in bulk["refused"][str(ids[2])]
+
+
+def test_the_queue_filters_by_group_and_priority_and_next_takes_the_most_urgent(
+        client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bpo.console import auth
+
+    other = f"claims_{uuid.uuid4().hex[:6]}"
+    monkeypatch.setattr(auth, "groups_of", lambda process: frozenset({"claims" if process == other else "kyc"}))
+    supervisor = token_for(settings, person(settings, "supervisor"))
+    run_id = str(uuid.uuid4())
+    soon, urgent_later = make_item(run_id, 2, due_at=datetime.now(UTC) + timedelta(minutes=5)), make_item(run_id, 3)
+    urgent_later.priority = 2
+    store(settings.ops_database_url or "", [soon, urgent_later])
+    store(settings.ops_database_url or "", [make_item(str(uuid.uuid4()), 4, process=other)])
+    keep_open(settings.ops_database_url or "", run_id)
+    urgent = item_id(settings, run_id, 3)
+
+    page = client.get("/api/items", params={"priority": 2, "run": run_id}, headers=supervisor).json()
+    assert [i["id"] for i in page["items"]] == [urgent] and page["items"][0]["priority"] == 2
+    assert page["counts"]["priority"] == {"2": 1}
+    ranked = client.get("/api/items", params={"sort": "priority", "run": run_id}, headers=supervisor).json()
+    assert ranked["items"][0]["id"] == urgent, "the urgent one first, though the other is due sooner"
+    by_group = client.get("/api/items", params={"group": "claims", "per_page": 500}, headers=supervisor).json()
+    assert {i["process"] for i in by_group["items"]} == {other}
+    assert client.get("/api/items", params={"group": "nobody"}, headers=supervisor).json()["total"] == 0
+    got = review.claim_next(settings, person(settings), processes=frozenset({"customer_onboarding"}))
+    assert got is not None and got.priority == max(
+        i.priority for i in review.list_items(settings, process="customer_onboarding", limit=None))
+    sign_in(client, person(settings, "supervisor"))
+    assert client.get("/", params={"priority": "2"}).text.count('name="ids"') == \
+        client.get("/api/items", params={"priority": 2}, headers=supervisor).json()["total"]
 
 
 def test_supervisors_assign_and_see_users_agents_cannot(client: TestClient, settings: Settings) -> None:

@@ -264,6 +264,7 @@ def test_a_share_of_clean_records_is_reviewed_as_blind_samples_and_a_rerun_sampl
         stack: dict[str, str], target_db: str, tmp_path: Path) -> None:
     spec = yaml.safe_load((SPECS_DIR / "customer_onboarding.yaml").read_text())
     spec["review"]["sample_share"] = 0.3
+    spec["review"]["priority"] = 3
     sampled_spec = tmp_path / "customer_onboarding_sampled.yaml"
     sampled_spec.write_text(yaml.safe_dump(spec))
     batch = tmp_path / "sampled"
@@ -280,7 +281,7 @@ def test_a_share_of_clean_records_is_reviewed_as_blind_samples_and_a_rerun_sampl
 
     agent = Agent(batch, decide)
     result = _run_with(agent, batch=str(batch), process=str(sampled_spec))
-    assert agent.seen and all(i.failed_checks == [] and i.sample for i in agent.seen)
+    assert agent.seen and all(i.failed_checks == [] and i.sample and i.priority == 3 for i in agent.seen)
     assert result["sampled"] == len(agent.seen) == result["reviewed"]
     assert result["straight_through"] == 20 - len(agent.seen)
     assert result["loaded"] == 19 == _rows(target_db) and result["rejected"] == 1

@@ -93,7 +93,7 @@ def test_an_agent_outside_the_process_groups_sees_nothing_and_is_refused(
         console: tuple[str, Settings], bpo_review: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     from bpo.console import auth
 
-    monkeypatch.setattr(auth, "_groups_of", lambda process: frozenset({"onboarding"}))
+    monkeypatch.setattr(auth, "groups_of", lambda process: frozenset({"onboarding"}))
     url, settings = console
     _, outsider = person(settings, groups=["claims"])
     _, member = person(settings, groups=["onboarding"])

@@ -12,8 +12,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from bpo import review, users
-from bpo.console import dashboard
-from bpo.console.auth import Caller, caller, may_work, must_supervise, must_work, settings_of, visible_processes
+from bpo.console import auth, dashboard
+from bpo.console.auth import (
+    Caller,
+    caller,
+    may_work,
+    must_supervise,
+    must_work,
+    settings_of,
+    visible_processes,
+)
 from bpo.console.views import audit_row, item_detail, item_row, item_stored
 from bpo.db.models import ReviewItem
 from bpo.db.session import session_scope
@@ -66,11 +74,17 @@ def processes_in_queue(request: Request) -> list[str]:
 
 def queue_filter(request: Request, who: Caller, *, status: str | None, process: str | None, step: str | None,
                  kind: str | None, queue: str | None, assignee: str | None, overdue: bool | None,
-                 run: str | None = None) -> review.QueueFilter:
-    allowed = visible_processes(who.person, processes_in_queue(request))
+                 run: str | None = None, group: str | None = None, priority: int | None = None) -> review.QueueFilter:
+    """What a queue request selects, within the processes the caller may see; ``group``: the processes whose
+    review that group does."""
+    in_queue = processes_in_queue(request)
+    allowed = visible_processes(who.person, in_queue)
+    if group:
+        of_group = frozenset(p for p in in_queue if group in (auth.groups_of(p) or ()))
+        allowed = of_group if allowed is None else allowed & of_group
     return review.QueueFilter(status=status or None, process=process or None, processes=allowed, step=step or None,
                               kind=kind or None, queue=queue or None, assignee=assignee, overdue=overdue,
-                              flow_run_id=run or None)
+                              flow_run_id=run or None, priority=priority)
 
 
 def load_item(request: Request, who: Caller, item_id: int) -> tuple[ReviewItem, str | None]:
@@ -102,13 +116,14 @@ def me(who: Caller = Depends(caller)) -> dict[str, Any]:
 def list_items(request: Request, who: Caller = Depends(caller), status: str | None = "open",
                process: str | None = None, step: str | None = None, kind: str | None = None,
                queue: str | None = None, assignee: str | None = None, overdue: bool | None = None,
-               run: str | None = None, sort: str = "due", page: int = Query(1, ge=1),
+               run: str | None = None, group: str | None = None, priority: int | None = Query(None, ge=0, le=9),
+               sort: str = "due", page: int = Query(1, ge=1),
                per_page: int = Query(50, ge=1, le=500), counts: bool = True, full: bool = False) -> dict[str, Any]:
     """Items in the queue, filtered, sorted and paginated, with the counts of the filter (unless ``counts=false``);
     ``full=true`` adds what each item holds (source, failed checks, proposed values, decision)."""
     settings = settings_of(request)
     f = queue_filter(request, who, status=status, process=process, step=step, kind=kind, queue=queue,
-                     assignee=assignee, overdue=overdue, run=run)
+                     assignee=assignee, overdue=overdue, run=run, group=group, priority=priority)
     try:
         rows, total = review.queue_page(settings, f, sort=sort, offset=(page - 1) * per_page, limit=per_page)
     except review.ReviewError as exc:

@@ -65,7 +65,7 @@ async def caller(request: Request) -> Caller:
 
 
 @lru_cache(maxsize=256)
-def _groups_of(process: str) -> frozenset[str] | None:
+def groups_of(process: str) -> frozenset[str] | None:
     """The groups a process names for its review; None when its spec cannot be read (nobody but supervisors)."""
     try:
         return frozenset(load_spec(process).review.groups)
@@ -77,7 +77,7 @@ def may_work(person: Person, process: str) -> bool:
     """Supervisors and engineers work on every process; an agent on those open to one of their groups."""
     if person.supervises:
         return True
-    groups = _groups_of(process)
+    groups = groups_of(process)
     return groups is not None and (not groups or bool(groups & person.groups))
 
 

@@ -103,7 +103,7 @@ def _signed_in(request: Request) -> Caller | Response:
     return who
 
 
-FILTERS = ("status", "process", "step", "kind", "queue", "assignee", "overdue", "run", "sort")
+FILTERS = ("status", "process", "step", "kind", "queue", "assignee", "group", "priority", "overdue", "run", "sort")
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -125,7 +125,8 @@ def queue(request: Request) -> Response:
                          kind=chosen["kind"], queue=chosen["queue"],
                          assignee=None if chosen["assignee"] == "" else
                          ("" if chosen["assignee"] == "-" else chosen["assignee"]),
-                         overdue=overdue, run=chosen["run"])
+                         overdue=overdue, run=chosen["run"], group=chosen["group"] or None,
+                         priority=int(chosen["priority"]) if chosen["priority"].isdigit() else None)
     sort = chosen["sort"] if chosen["sort"] in review.SORTS else "due"
     rows, total = review.queue_page(settings, f, sort=sort, offset=(page - 1) * PER_PAGE, limit=PER_PAGE)
     counts = review.queue_counts(settings, f)

@@ -26,7 +26,7 @@ def item_row(item: ReviewItem, run_status: str | None, *, now: datetime | None =
         summary = ""
     return {
         "id": item.id, "process": item.process, "step": item.step, "kind": item.kind, "record_key": item.record_key,
-        "status": item.status, "queue": item.queue, "assignee": item.assignee,
+        "status": item.status, "queue": item.queue, "assignee": item.assignee, "priority": item.priority,
         "due_at": due.isoformat() if due else None, "overdue": bool(item.status == "open" and due and due < now),
         "on_timeout": item.on_timeout, "flow_run_id": item.flow_run_id, "run_status": run_status,
         "run_ended": run_status in ENDED, "summary": summary,

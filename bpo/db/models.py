@@ -114,6 +114,8 @@ class ReviewItem(Base):
     sample: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # a sample's outcome, once a person decided it: correct (approved as proposed) | corrected | rejected
     sample_outcome: Mapped[str | None] = mapped_column(String(20), default=None)
+    # how urgent the item is, from its process's spec (higher first when an agent asks for the next item)
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def resolved(self) -> bool:

@@ -159,7 +159,8 @@ def claim(settings: Settings, item_id: int, actor: str) -> ReviewItem:
 
 def claim_next(settings: Settings, actor: str, *, processes: frozenset[str] | None = None,
                tries: int = 20) -> ReviewItem | None:
-    """Claim the next item for ``actor``: one they hold already, else the soonest due unassigned one.
+    """Claim the next item for ``actor``: one they hold already, else the most urgent unassigned one (highest
+    priority, then soonest due).
 
     Another agent may take the chosen item first; the next one is tried (``tries`` times). None when
     nothing is waiting for ``actor`` (``processes``: the ones they may work on, None for every one).
@@ -168,7 +169,7 @@ def claim_next(settings: Settings, actor: str, *, processes: frozenset[str] | No
     for assignee in (actor, ""):
         f = QueueFilter(status="open", assignee=assignee, processes=processes, second_approver=actor)
         for _ in range(tries):
-            page, _total = queue_page(settings, f, limit=1)
+            page, _total = queue_page(settings, f, sort="priority", limit=1)
             if not page:
                 break
             try:
@@ -254,12 +255,14 @@ class QueueFilter:
     overdue: bool | None = None
     flow_run_id: str | None = None
     second_approver: str | None = None  # leave out the items this person gave the first of two approvals
+    priority: int | None = None
 
 
 SORTS = {"due": (ReviewItem.due_at, ReviewItem.id), "-due": (ReviewItem.due_at.desc(), ReviewItem.id.desc()),
          "created": (ReviewItem.created_at, ReviewItem.id), "-created": (ReviewItem.created_at.desc(),
                                                                           ReviewItem.id.desc()),
-         "id": (ReviewItem.id,), "-id": (ReviewItem.id.desc(),), "process": (ReviewItem.process, ReviewItem.due_at)}
+         "id": (ReviewItem.id,), "-id": (ReviewItem.id.desc(),), "process": (ReviewItem.process, ReviewItem.due_at),
+         "priority": (ReviewItem.priority.desc(), ReviewItem.due_at, ReviewItem.id)}
 
 
 def _where(q: Any, f: QueueFilter, now: datetime) -> Any:
@@ -275,6 +278,8 @@ def _where(q: Any, f: QueueFilter, now: datetime) -> Any:
         q = q.where(ReviewItem.assignee.is_(None))
     elif f.assignee:
         q = q.where(ReviewItem.assignee == f.assignee)
+    if f.priority is not None:
+        q = q.where(ReviewItem.priority == f.priority)
     if f.second_approver:
         q = q.where(_not_first_approved_by(f.second_approver))
     if f.overdue is True:
@@ -298,12 +303,13 @@ def queue_page(settings: Settings, f: QueueFilter, *, sort: str = "due", offset:
 
 
 def queue_counts(settings: Settings, f: QueueFilter) -> dict[str, dict[str, int]]:
-    """Counts of the items ``f`` selects (its status aside) by status, process, kind and queue; and overdue."""
+    """Counts of the items ``f`` selects (its status aside) by status, process, kind, queue and priority; and
+    overdue."""
     now = datetime.now(UTC)
     out: dict[str, dict[str, int]] = {}
     with session_scope(_ops(settings)) as s:
         for name, column in (("status", ReviewItem.status), ("process", ReviewItem.process),
-                             ("kind", ReviewItem.kind), ("queue", ReviewItem.queue)):
+                             ("kind", ReviewItem.kind), ("queue", ReviewItem.queue), ("priority", ReviewItem.priority)):
             scope = QueueFilter(**{**f.__dict__, "status": None}) if name == "status" else f
             q = _where(select(column, func.count()).select_from(ReviewItem), scope, now).group_by(column)
             out[name] = {str(k): int(n) for k, n in s.execute(q)}

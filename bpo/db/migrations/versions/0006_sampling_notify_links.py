@@ -1,4 +1,4 @@
-"""quality samples (review_items.sample, sample_outcome), teams with notification targets, the
+"""quality samples (review_items.sample, sample_outcome), item priority, teams with notification targets, the
 notification outbox, gate links
 
 Revision ID: 0006_sampling_notify_links
@@ -18,6 +18,7 @@ def upgrade() -> None:
     with op.batch_alter_table("review_items", schema=None) as batch_op:
         batch_op.add_column(sa.Column("sample", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.add_column(sa.Column("sample_outcome", sa.String(length=20), nullable=True))
+        batch_op.add_column(sa.Column("priority", sa.Integer(), nullable=False, server_default="0"))
     op.create_table(
         "teams",
         sa.Column("name", sa.String(length=100), primary_key=True),
@@ -60,5 +61,6 @@ def downgrade() -> None:
     op.drop_table("notifications")
     op.drop_table("teams")
     with op.batch_alter_table("review_items", schema=None) as batch_op:
+        batch_op.drop_column("priority")
         batch_op.drop_column("sample_outcome")
         batch_op.drop_column("sample")
