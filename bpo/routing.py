@@ -281,7 +281,7 @@ def ask_gate(run: RunContext, spec: ProcessSpec, routed: Routed) -> None:
                    "superseded": sum(routed.superseded.values()), "artifacts": get_store().uri(run.prefix)}
         open_gate(s, run.flow_run_id, run.spec, GATE_STEP, summary,
                   datetime.now(UTC) + timedelta(hours=spec.review.due_hours), spec.review.on_timeout,
-                  assign_among=assignment_groups(spec), priority=spec.review.priority)
+                  priority=spec.review.priority)  # not assigned to an agent: a signed link may answer it
 
 
 def gate_verdict(run: RunContext) -> GateVerdict:

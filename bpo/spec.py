@@ -131,7 +131,8 @@ class ReviewSpec(BaseModel):
     sample_share: float = Field(default=0.0, ge=0.0, le=1.0)
     # how urgent this process's items are: higher ones come first when an agent asks for the next item
     priority: int = Field(default=0, ge=0, le=9)
-    # least_loaded: each new item is assigned at once to the member of ``groups`` holding fewest open items
+    # least_loaded: each new record item is assigned at once to the member of ``groups`` holding fewest open
+    # items (a gate is not: it waits for a supervisor, or for the approver of a signed link)
     assign: Literal["none", "least_loaded"] = "none"
     notify: NotifySpec = Field(default_factory=NotifySpec)
 

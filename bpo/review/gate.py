@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -52,7 +51,7 @@ class GateKind:
 
 def open_gate(session: Session, flow_run_id: str, process: str, step: str, summary: dict[str, Any],
               due_at: datetime, on_timeout: Literal["escalate", "reject"], *,
-              assign_among: Sequence[str] = (), priority: int = 0) -> int:
+              priority: int = 0) -> int:
     """Ask a person to approve or reject the run's batch at ``step``; return how many gates were new (0 or 1).
 
     ``summary`` is what the person decides on (counts, files, where the report is), JSON-shaped.
@@ -60,7 +59,7 @@ def open_gate(session: Session, flow_run_id: str, process: str, step: str, summa
     return add_items(session, [{
         "flow_run_id": flow_run_id, "process": process, "step": step, "kind": GateKind.name, "record_key": GATE_KEY,
         "source": {"summary": summary}, "failed_checks": [], "proposed": {}, "due_at": due_at,
-        "on_timeout": on_timeout, "priority": priority}], assign_among=assign_among)
+        "on_timeout": on_timeout, "priority": priority}])
 
 
 register(GateKind())
