@@ -141,3 +141,16 @@ def test_review_next_claims_one_item_and_gives_it_again_until_resolved(settings:
     again = bpo("review", "next", "--as", actor, env=WIDE)
     assert f"item {claimed[0].id} claimed by {actor}" in again.stdout  # the one held comes first
     assert len([i for i in list_items(settings, limit=None) if i.assignee == actor]) == 1
+
+
+def test_a_correction_from_the_cli_on_the_database_is_validated_again(settings: Settings, run_id: str) -> None:
+    store(settings.ops_database_url, [make_item(run_id, 2, email="two-at-example.com")])
+    keep_open(settings.ops_database_url, run_id)
+    iid = str(item_id(settings, run_id, 2))
+    cli = CliRunner()  # in process, on the ops database (no BPO_TOKEN)
+    still = cli.invoke(app, ["review", "resolve", iid, "--approve", "--set", "email=still-wrong", "--as", "bob"])
+    assert still.exit_code == 3 and "email" in still.stderr and get_item(settings, int(iid)).status == "open"
+    fixed = cli.invoke(app, ["review", "resolve", iid, "--approve", "--set", "email=Two@Example.com", "--as", "bob"])
+    assert fixed.exit_code == 0, fixed.stderr
+    item = get_item(settings, int(iid))
+    assert (item.status, item.decided_by, item.decision["email"]) == ("approved", "bob", "two@example.com")

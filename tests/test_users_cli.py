@@ -1,19 +1,37 @@
-"""``bpo users …`` as an engineer types it: the password prompted twice, tokens shown once and revocable."""
+"""``bpo users …`` as an engineer types it: the password prompted twice, tokens shown once and revocable.
+
+In process (typer's CliRunner, the same app the ``bpo`` command runs), each prompt answered on stdin.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
+from dataclasses import dataclass
+
+import pytest
+from typer.testing import CliRunner
 
 from bpo import users
-from bpo.settings import Settings
+from bpo.cli import app, common
+from bpo.settings import Settings, get_settings
 
 
-def bpo(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bpo.cli", *args], input=stdin, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"}, timeout=120)
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(autouse=True)
+def _wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common.out, "width", 200)  # a table is found whole
+    get_settings.cache_clear()
+
+
+def bpo(*args: str, stdin: str = "") -> Done:
+    done = CliRunner().invoke(app, list(args), input=stdin)
+    return Done(done.exit_code, done.stdout, done.stderr)
 
 
 def test_add_list_token_and_revoke(ops_db: str) -> None:
