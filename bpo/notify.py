@@ -40,6 +40,7 @@ MAX_WAIT = timedelta(hours=1)
 LEASE = timedelta(minutes=2)  # a delivery in progress; a deliverer that died gives it back after this
 TIMEOUT = 10.0  # seconds, for a webhook's answer or a mail server's
 LISTED = 100  # item ids a payload lists; the count says how many there were
+CHUNK = 500  # ids bound in one IN (...)
 
 
 @dataclass
@@ -57,12 +58,16 @@ def assigned(session: Session, item_ids: Sequence[int]) -> int:
             Membership, Membership.user_id == User.id).where(User.name.in_({i.assignee for i in items if i.assignee}))):
         members.setdefault(name, set()).add(group)
     by_target: dict[tuple[str, str], list[ReviewItem]] = {}
+    known: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (process, assignee) -> targets, looked up once
     for item in items:
         if not item.assignee:
             continue
-        groups = members.get(item.assignee, set())
-        reviewing = _review_groups(item.process)
-        for target in _targets(session, item.process, groups & reviewing if reviewing else groups):
+        if (item.process, item.assignee) not in known:
+            groups = members.get(item.assignee, set())
+            reviewing = _review_groups(item.process)
+            known[item.process, item.assignee] = _targets(session, item.process,
+                                                          groups & reviewing if reviewing else groups)
+        for target in known[item.process, item.assignee]:
             by_target.setdefault(target, []).append(item)
     return _queue(session, "assigned", by_target)
 
@@ -70,16 +75,19 @@ def assigned(session: Session, item_ids: Sequence[int]) -> int:
 def overdue(session: Session, item_ids: Sequence[int], action: str) -> int:
     """Queue word of items found past their due time, and what was done (``escalate`` or ``reject``)."""
     by_target: dict[tuple[str, str], list[ReviewItem]] = {}
+    known: dict[str, set[tuple[str, str]]] = {}  # process -> targets, looked up once
     for item in _items(session, item_ids):
-        for target in _targets(session, item.process, _review_groups(item.process)):
+        if item.process not in known:
+            known[item.process] = _targets(session, item.process, _review_groups(item.process))
+        for target in known[item.process]:
             by_target.setdefault(target, []).append(item)
     return _queue(session, "overdue", by_target, action=action)
 
 
 def _items(session: Session, item_ids: Sequence[int]) -> list[ReviewItem]:
-    if not item_ids:
-        return []
-    return list(session.scalars(select(ReviewItem).where(ReviewItem.id.in_(list(item_ids))).order_by(ReviewItem.id)))
+    ids = sorted(set(item_ids))
+    return [i for start in range(0, len(ids), CHUNK) for i in session.scalars(
+        select(ReviewItem).where(ReviewItem.id.in_(ids[start:start + CHUNK])).order_by(ReviewItem.id))]
 
 
 def _review_groups(process: str) -> set[str]:

@@ -49,6 +49,9 @@ class BulkResolution:
     resumed: list[str] = field(default_factory=list)  # runs resumed after their last item
 
 
+IN_CHUNK = 500  # ids bound in one IN (...)
+
+
 def add_items(session: Session, items: Sequence[ReviewItem | dict[str, Any]], *,
               assign_among: Sequence[str] = ()) -> int:
     """Insert items not already there (same run, step and record key), in bulk; return how many were new.
@@ -101,11 +104,13 @@ def assign_least_loaded(session: Session, item_ids: Sequence[int], groups: Seque
     for item_id, member in given.items():
         by_member.setdefault(member, []).append(item_id)
     for member, ids in by_member.items():
-        session.execute(update(ReviewItem).where(ReviewItem.id.in_(ids), ReviewItem.status == "open",
-                                                 ReviewItem.assignee.is_(None))
-                        .values(assignee=member).execution_options(synchronize_session=False))
-    run_of = dict(session.execute(select(ReviewItem.id, ReviewItem.flow_run_id).where(
-        ReviewItem.id.in_(list(given)))).tuples().all())
+        for start in range(0, len(ids), IN_CHUNK):
+            session.execute(update(ReviewItem).where(ReviewItem.id.in_(ids[start:start + IN_CHUNK]),
+                                                     ReviewItem.status == "open", ReviewItem.assignee.is_(None))
+                            .values(assignee=member).execution_options(synchronize_session=False))
+    listed = list(given)
+    run_of = {i: r for start in range(0, len(listed), IN_CHUNK) for i, r in session.execute(
+        select(ReviewItem.id, ReviewItem.flow_run_id).where(ReviewItem.id.in_(listed[start:start + IN_CHUNK])))}
     session.execute(insert(cast(Table, AuditEvent.__table__)), [
         {"actor": "system", "action": "assigned", "item_id": i, "flow_run_id": run_of.get(i),
          "detail": {"from": None, "to": m, "rule": "least_loaded", "groups": sorted(groups)}}
