@@ -60,6 +60,14 @@ def test_schedule_picks_up_inbox_batches_once_and_a_worker_completes_them(stack:
         configure_prefect(settings)
         res = deploy(settings, ROOT)
         assert res.returncode == 0, res.stdout + res.stderr
+        from prefect.client.orchestration import get_client
+        from prefect.deployments import run_deployment
+
+        with get_client(sync_client=True) as client:
+            dispatch = client.read_deployment_by_name("dispatch-inbox/data-entry-inbox")
+        assert [(s.active, s.schedule.interval.total_seconds()) for s in dispatch.schedules] == [(True, 60)]
+        # one dispatch now, beside the schedule's own ticks (not waited for): each batch still starts once
+        run_deployment("dispatch-inbox/data-entry-inbox", timeout=0)
 
         def review_items() -> list[Any]:  # in process: the CLI's own tests are in test_review_cli*.py
             return [i for i in review.list_items(settings) if i.source["file"] == "forms.jsonl"]
