@@ -187,6 +187,12 @@ class ProcessSpec(BaseModel):
         return self.name.replace("-", "_")
 
 
+def process_spec_paths() -> list[Path]:
+    """The shipped data-entry specs (a cleanup spec, ``kind: cleanup``, lives beside them but is another model)."""
+    return sorted(p for p in SPECS_DIR.glob("*.yaml")
+                  if (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("kind", "data_entry") == "data_entry")
+
+
 def load_spec(name_or_path: str | Path) -> ProcessSpec:
     """Load a spec by name (``customer_onboarding``, looked up in the process folders) or by path to a YAML file."""
     path = Path(name_or_path)

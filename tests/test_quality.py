@@ -16,7 +16,7 @@ import bpo.quality as quality
 from bpo.normalizers import normalize_frame
 from bpo.quality import ROW, SuiteError, load_suite, validate_frame
 from bpo.samples import make_records
-from bpo.spec import ProcessSpec, load_spec
+from bpo.spec import ProcessSpec, load_spec, process_spec_paths
 
 SUITE_FILES = sorted(quality.EXPECTATIONS_DIR.glob("*.json"))
 
@@ -63,9 +63,7 @@ def found(failures: pd.DataFrame) -> set[tuple[int, str, str]]:
 
 
 def test_there_is_a_suite_for_every_spec() -> None:
-    from bpo.spec import SPECS_DIR
-
-    for path in SPECS_DIR.glob("*.yaml"):
+    for path in process_spec_paths():
         assert (quality.EXPECTATIONS_DIR / f"{load_spec(path).suite}.json").is_file(), path
 
 

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from bpo.quality import EXPECTATIONS_DIR, load_suite
-from bpo.spec import SPECS_DIR, load_spec
+from bpo.spec import SPECS_DIR, load_spec, process_spec_paths
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
+SPECS = sorted(p.stem for p in process_spec_paths())
 
 
 @pytest.mark.parametrize("name", SPECS)
