@@ -23,8 +23,9 @@ def _end(flow_run: Any, state: Any, status: str) -> None:
     settings = get_settings()
     exc = _exception(state)
     table = None
-    try:
-        table = load_spec(flow_run.parameters.get("process", "customer_onboarding")).target.table
+    try:  # a data-entry run (it has a batch) names what it loaded into; other processes load nothing
+        if "batch" in flow_run.parameters:
+            table = load_spec(flow_run.parameters.get("process", "customer_onboarding")).target.table
     except (FileNotFoundError, ValueError):
         pass
     loaded = runs.loaded_by_run(settings, table, str(flow_run.id)) if table else None
