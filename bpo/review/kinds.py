@@ -45,9 +45,13 @@ class Display:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A checked decision, as the service writes it."""
+    """A checked decision, as the service writes it.
 
-    status: Literal["approved", "rejected"]
+    ``escalated`` is an answer that decides nothing (a pair's "not sure"): the service sends the item to
+    the supervisor queue, still open (``escalate``), with ``reason``.
+    """
+
+    status: Literal["approved", "rejected", "escalated"]
     decision: dict[str, Any] | None = None  # the accepted values, stored on the item
     reason: str | None = None
     audit: dict[str, Any] = field(default_factory=dict)  # what the agent asked for, kept in the audit trail
