@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 
 from bpo.db.models import Membership, Notification, ReviewItem, Team, User
 from bpo.db.session import session_scope
-from bpo.settings import Settings
 from bpo.process_review import review_of
+from bpo.settings import Settings
 
 log = logging.getLogger("bpo.notify")
 

@@ -15,8 +15,8 @@ from functools import lru_cache
 from fastapi import HTTPException, Request
 
 from bpo import users
-from bpo.settings import Settings
 from bpo.process_review import review_of
+from bpo.settings import Settings
 from bpo.users import Person
 
 COOKIE = "bpo_session"

@@ -7,7 +7,17 @@ Importing it registers the kinds delivered here: ``record`` (data-entry correcti
 
 from bpo.review.conflict import ConflictDecision, conflict_item
 from bpo.review.gate import GateDecision, open_gate
-from bpo.review.kinds import CorrectionRefused, Display, Kind, Outcome, ReviewError, kind_of, register, registered
+from bpo.review.kinds import (
+    CorrectionRefused,
+    Display,
+    InvalidDecision,
+    Kind,
+    Outcome,
+    ReviewError,
+    kind_of,
+    register,
+    registered,
+)
 from bpo.review.pair import PairDecision, pair_item
 from bpo.review.record import RecordDecision, fields_to_recheck, revalidate
 from bpo.review.service import (
@@ -35,9 +45,9 @@ from bpo.review.service import (
 )
 from bpo.review.values import json_safe
 
-__all__ = ["BulkResolution", "ConflictDecision", "CorrectionRefused", "Display", "GateDecision", "Kind", "Outcome",
-           "PairDecision", "QueueFilter", "RecordDecision", "Resolution", "ReviewError", "SORTS", "add_items",
-           "assign", "audit_of", "claim", "claim_next", "conflict_item", "escalate", "expire_overdue", "get_item",
-           "json_safe", "kind_of", "list_items", "open_count", "open_gate", "pair_item", "queue_counts", "queue_page",
-           "register", "registered", "resolve", "resolve_many", "resume_if_done", "fields_to_recheck", "revalidate",
-           "set_run_status", "unclaim"]
+__all__ = ["BulkResolution", "ConflictDecision", "CorrectionRefused", "Display", "GateDecision", "InvalidDecision",
+           "Kind", "Outcome", "PairDecision", "QueueFilter", "RecordDecision", "Resolution", "ReviewError", "SORTS",
+           "add_items", "assign", "audit_of", "claim", "claim_next", "conflict_item", "escalate", "expire_overdue",
+           "get_item", "json_safe", "kind_of", "list_items", "open_count", "open_gate", "pair_item", "queue_counts",
+           "queue_page", "register", "registered", "resolve", "resolve_many", "resume_if_done", "fields_to_recheck",
+           "revalidate", "set_run_status", "unclaim"]

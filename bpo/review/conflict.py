@@ -62,7 +62,7 @@ class ConflictSource(BaseModel):
 
 def conflict_item(*, flow_run_id: str, process: str, step: str, source: dict[str, Any], record_hash: str | None,
                   due_at: datetime, on_timeout: Literal["escalate", "reject"], priority: int = 0) -> dict[str, Any]:
-    """The row of a conflict item for ``add_items``: ``source`` as ``ConflictSource`` reads it, keyed by the row's key."""
+    """The row of a conflict item for ``add_items``: ``source`` as ``ConflictSource`` reads it, keyed by its row."""
     checked = ConflictSource.model_validate(source)
     return {"flow_run_id": flow_run_id, "process": process, "step": step, "kind": ConflictKind.name,
             "record_key": checked.row_key, "record_hash": record_hash, "source": checked.model_dump(mode="json"),

@@ -20,6 +20,10 @@ class ReviewError(ValueError):
     """A review action that cannot be taken; the message says why."""
 
 
+class InvalidDecision(ReviewError):
+    """A decision that is not of the item's kind (a field missing, unknown or out of range); the message says which."""
+
+
 class CorrectionRefused(ReviewError):
     """A decision that fails its kind's checks; ``failures`` lists them, the item stays open."""
 

@@ -129,7 +129,7 @@ class PairKind:
         source = item.source
         left, right = source.get("left") or {}, source.get("right") or {}
         rows = [[column, _text(left.get(column)), _text(right.get(column)),
-                 "=" if _same(left.get(column), right.get(column)) else "≠"]
+                 "=" if values_agree(left.get(column), right.get(column)) else "≠"]
                 for column in columns_of(source)]
         probability = float(source.get("match_probability") or 0.0)
         others = [str(m.get("key")) for m in source.get("cluster") or []
@@ -152,7 +152,7 @@ class PairKind:
         return Outcome("escalated", reason=decision.reason, audit=audit)
 
 
-def _same(left: Any, right: Any) -> bool:
+def values_agree(left: Any, right: Any) -> bool:
     """Whether two values agree as a reviewer reads them (text compared trimmed and case-folded)."""
     if isinstance(left, str) and isinstance(right, str):
         return left.strip().casefold() == right.strip().casefold()

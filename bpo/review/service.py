@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session
 from bpo import notify, runs
 from bpo.db.models import AuditEvent, Membership, ReviewItem, Run, User
 from bpo.db.session import session_scope
-from bpo.review.kinds import CorrectionRefused, Kind, Outcome, ReviewError, kind_of
+from bpo.process_review import review_of
+from bpo.review.kinds import CorrectionRefused, InvalidDecision, Kind, Outcome, ReviewError, kind_of
 from bpo.settings import Settings
 from bpo.spec import ReviewSpec
-from bpo.process_review import review_of
 
 
 @dataclass(frozen=True)
@@ -473,7 +473,7 @@ def _parse(kind: Kind, wanted: dict[str, Any]) -> BaseModel:
             where = ".".join(str(p) for p in e["loc"])
             text = str(e["msg"]).removeprefix("Value error, ")
             problems.append(f"{where}: {text}" if where else text)
-        raise ReviewError(f"not a {kind.name} decision: {'; '.join(problems)}") from None
+        raise InvalidDecision(f"not a {kind.name} decision: {'; '.join(problems)}") from None
 
 
 SECOND_APPROVAL_QUEUE = "second-approval"
