@@ -14,13 +14,14 @@ from bpo.review.pair import columns_of, values_agree
 
 # the waterfall's geometry, in SVG user units
 ROW, LABEL_W, PLOT_W, VALUE_W, PAD = 26, 260, 360, 70, 8
+LABEL_CHARS = 40  # what fits in LABEL_W at the chart's font size; the bar's tooltip has the whole label
 
 
 def pair_view(source: dict[str, Any]) -> dict[str, Any]:
     """A pair's rows (one per column, agreeing or not), its waterfall chart and the rest of its cluster."""
     left, right = source.get("left") or {}, source.get("right") or {}
-    rows = [{"column": c, "left": left.get(c), "right": right.get(c), "agree": values_agree(left.get(c), right.get(c))}
-            for c in columns_of(source)]
+    rows = [{"column": c, "left": left.get(c), "right": right.get(c), "agree": values_agree(left.get(c), right.get(c)),
+             "empty": left.get(c) is None and right.get(c) is None} for c in columns_of(source)]
     pair = {str(source.get("left_key")), str(source.get("right_key"))}
     members = source.get("cluster") or []
     cluster_columns = list(dict.fromkeys(c for m in members for c in (m.get("row") or {})))
@@ -57,7 +58,9 @@ def waterfall_chart(waterfall: dict[str, Any] | None) -> dict[str, Any] | None:
     for i, (label, detail, start, end, shape) in enumerate(spans):
         y = PAD + i * ROW
         change = end - start
-        bars.append({"label": label, "detail": detail, "shape": shape, "x": min(x(start), x(end)), "y": y + 4,
+        full = f"{label} · {detail}" if detail else label
+        bars.append({"text": full if len(full) <= LABEL_CHARS else full[:LABEL_CHARS - 1] + "…", "full": full,
+                     "shape": shape, "x": min(x(start), x(end)), "y": y + 4,
                      "width": max(round(abs(x(end) - x(start)), 1), 1.0), "height": ROW - 8, "text_y": y + ROW / 2 + 4,
                      "value_x": max(x(start), x(end)) + 6,
                      "value": f"{change:+.2f}" if shape in ("up", "down") else f"{end:.2f}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -19,6 +19,7 @@ from bpo.console import api, dashboard
 from bpo.console.auth import COOKIE, Caller, caller, caller_or_none, settings_of, visible_processes
 from bpo.console.compare import conflict_view, pair_view
 from bpo.console.views import audit_row, item_detail, item_row
+from bpo.review.pair import Verdict
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")  # .html is autoescaped
@@ -105,7 +106,7 @@ def _signed_in(request: Request) -> Caller | Response:
 
 
 # the answers of kinds decided with their own buttons (the form's ``action``)
-ANSWERS = {"pair": ("same", "different", "not_sure"), "conflict": ("acknowledge",)}
+ANSWERS: dict[str, tuple[str, ...]] = {"pair": get_args(Verdict), "conflict": ("acknowledge",)}
 
 FILTERS = ("status", "process", "step", "kind", "queue", "assignee", "group", "priority", "overdue", "run", "sort")
 

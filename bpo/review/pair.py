@@ -38,6 +38,8 @@ class PairDecision(BaseModel):
 class WaterfallStep(BaseModel):
     """One comparison's contribution to the match weight: the level its values fell in, and its log2 Bayes factor."""
 
+    model_config = ConfigDict(extra="allow")  # the model's own further figures (a term-frequency part) are kept
+
     column: str
     comparison: str = ""
     level: str = ""
