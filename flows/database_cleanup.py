@@ -11,6 +11,7 @@ rows waits for one gate. Schedule: the ``database-cleanup`` deployment runs nigh
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -48,6 +49,7 @@ def database_cleanup(database: str, table: str | None = None, spec: str = "custo
                      dry_run: bool = False, incremental: bool = False, retrain: bool = False) -> dict[str, Any]:
     """Check → snapshot → standardize → match → review pairs → plan → validate after → gate → apply → report."""
     cspec = load_cleanup_spec(spec)
+    spec_path = str(Path(spec).resolve()) if Path(spec).suffix in (".yaml", ".yml") else spec
     name = table or cspec.table
     if not name:
         raise CleanupRefused(f"no table given, and the spec {cspec.name!r} names none")
@@ -61,14 +63,17 @@ def database_cleanup(database: str, table: str | None = None, spec: str = "custo
         await_review(run, PAIRS_STEP)  # the uncertain pairs: same, different, or not sure (a supervisor)
     planned = plan_changes(run, cspec, snap, matched)
     if dry_run or planned.problems:  # a dry run, or a projection failing its checks, changes nothing
-        return publish_report(run, target, cspec, snap, matched, planned, None, dry_run=dry_run, final=True)
+        return publish_report(run, target, cspec, snap, matched, planned, None, spec_path=spec_path,
+                              dry_run=dry_run, final=True)
     if needs_gate(cspec, snap, planned):
-        draft = publish_report(run, target, cspec, snap, matched, planned, None, dry_run=False, final=False)
+        draft = publish_report(run, target, cspec, snap, matched, planned, None, spec_path=spec_path, dry_run=False,
+                               final=False)
         ask_gate(run, cspec, snap, planned, draft["report"])
         await_review(run, GATE_STEP)
         if not gate_approved(run):
-            return publish_report(run, target, cspec, snap, matched, planned, {"gate": "rejected"}, dry_run=False,
-                                  final=True)
+            return publish_report(run, target, cspec, snap, matched, planned, {"gate": "rejected"},
+                                  spec_path=spec_path, dry_run=False, final=True)
     applied = apply_changes(run, target, checked, cspec, planned)
     save_state(run, target, cspec, snap, matched)
-    return publish_report(run, target, cspec, snap, matched, planned, applied, dry_run=False, final=True)
+    return publish_report(run, target, cspec, snap, matched, planned, applied, spec_path=spec_path, dry_run=False,
+                          final=True)

@@ -85,7 +85,8 @@ def save_state(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapsho
 
 @task(retries=2, retry_delay_seconds=2, timeout_seconds=300)
 def publish_report(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapshot, matched: Matched,
-                   planned: Planned, applied: dict[str, Any] | None, *, dry_run: bool, final: bool) -> dict[str, Any]:
+                   planned: Planned, applied: dict[str, Any] | None, *, spec_path: str, dry_run: bool,
+                   final: bool) -> dict[str, Any]:
     """The HTML report in S3 and the Prefect artifacts; with ``final``, the run is closed in the ops database."""
     store = get_store()
     clusters = pipeline.cluster_rows(store, planned)
@@ -106,12 +107,13 @@ def publish_report(run: RunContext, target: Target, spec: CleanupSpec, snap: Sna
     summary = {"rows": snap.rows, "before": snap.before.shares(), "after": planned.after["shares"],
                "changes": planned.counts, "rows_touched": planned.rows_touched, "problems": planned.problems,
                "report": report_obj.key, "dry_run": dry_run, "pairs_for_review": matched.review_pairs,
-               "model": matching["model"], **(applied or {})}
+               "model": matching["model"], "flow_run_id": run.flow_run_id, "table": target.table,
+               "cleanup_spec": spec_path, **(applied or {})}
     if final:
         url = get_settings().ops_database_url or ""
         with session_scope(url) as s:
             set_run_status(s, run.flow_run_id, "failed" if planned.problems else "completed", **{
-                k: v for k, v in summary.items() if isinstance(v, int | float | str | bool)})
+                k: v for k, v in summary.items() if isinstance(v, int | float | str | bool) and k != "flow_run_id"})
         release_batch(url, flow_run_id=run.flow_run_id, process=run.spec, batch=run.batch)
     pipeline.clean_up_work(run) if final else None
     return summary

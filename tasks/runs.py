@@ -30,7 +30,7 @@ def _end(flow_run: Any, state: Any, status: str) -> None:
         pass
     loaded = runs.loaded_by_run(settings, table, str(flow_run.id)) if table else None
     if exc is not None:
-        message = runs.explain_failure(exc, settings, loaded=loaded)
+        message = runs.explain_failure(exc, settings, loaded=loaded, loads="batch" in flow_run.parameters)
         try:  # the traceback goes to the run's log, the short message to the person
             get_run_logger().error("run %s: %s\n%s", status, message, runs.format_traceback(exc))
         except Exception:  # no run context left (a crash): the ops database still gets the message
