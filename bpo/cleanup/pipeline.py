@@ -180,18 +180,23 @@ def _rows_by_key(store: ArtifactStore, snap: Snapshot, keys: set[str]) -> dict[s
 def cannot_link(spec: CleanupSpec) -> set[tuple[str, str]]:
     """Pairs a person said are different, in any earlier run of this cleanup: kept apart for good."""
     with session_scope(get_settings().ops_database_url or "") as s:
-        keys = s.scalars(select(ReviewItem.record_key).where(
-            ReviewItem.process == spec.name, ReviewItem.kind == "pair", ReviewItem.status == "rejected"))
-        return {tuple(k.split("|", 1)) for k in keys if "|" in k}  # type: ignore[misc]
+        rows = s.execute(select(ReviewItem.source, ReviewItem.decision).where(
+            ReviewItem.process == spec.name, ReviewItem.kind == "pair", ReviewItem.status == "rejected")).all()
+    # a pair rejected by a timeout has no verdict: it is asked again, not kept apart
+    return {_pair_of(src) for src, decision in rows if (decision or {}).get("verdict") == "different"}
+
+
+def _pair_of(src: dict[str, Any]) -> tuple[str, str]:
+    return str(src["left_key"]), str(src["right_key"])
 
 
 def same_pairs(run: RunContext, spec: CleanupSpec) -> set[tuple[str, str]]:
     """Pairs of this run a person said are the same entity."""
     with session_scope(get_settings().ops_database_url or "") as s:
-        keys = s.scalars(select(ReviewItem.record_key).where(
+        sources = s.scalars(select(ReviewItem.source).where(
             ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == PAIRS_STEP,
             ReviewItem.status == "approved"))
-        return {tuple(k.split("|", 1)) for k in keys if "|" in k}  # type: ignore[misc]
+        return {_pair_of(src) for src in sources}
 
 
 def ask_pairs(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Matched) -> int:
