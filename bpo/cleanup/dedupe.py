@@ -64,6 +64,8 @@ PAIR_BUDGET = 5_000_000
 EM_MAX_PAIRS = 2e6
 # the m of a comparison level no training match showed (see _floor_unseen)
 M_FLOOR = 1e-3
+# the least prior used: PRIOR_FLOOR / rows, about one duplicate per 1/PRIOR_FLOOR * 2 rows
+PRIOR_FLOOR = 0.1
 # share of true matches the deterministic rules are assumed to find, for the prior
 DETERMINISTIC_RECALL = 0.7
 DUCKDB_MEMORY = "3GB"
@@ -451,6 +453,11 @@ def train(spec: CleanupSpec, paths: list[Path], *, seed: int = 1) -> dict[str, A
         linker.training.estimate_probability_two_random_records_match(_deterministic_rules(kinds),
                                                                       recall=DETERMINISTIC_RECALL)
         log.info("dedupe: prior in %.1f s", time.perf_counter() - started)
+        settings_obj = linker._settings_obj
+        if settings_obj._probability_two_random_records_match < PRIOR_FLOOR / rows:
+            # the deterministic rules found (almost) nothing, e.g. no two rows agree exactly on every key:
+            # assume about one duplicate in ten rows rather than none
+            settings_obj._probability_two_random_records_match = PRIOR_FLOOR / rows
         started = time.perf_counter()
         linker.training.estimate_u_using_random_sampling(max_pairs=min(U_MAX_PAIRS, rows * (rows - 1) / 2),
                                                          seed=seed)
