@@ -33,7 +33,7 @@ import duckdb
 import pandas as pd
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
-from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+from splink import ColumnExpression, DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_rule_library import CustomRule
 from splink.clustering import cluster_pairwise_predictions_at_threshold
 from splink.internals.blocking_rule_creator import BlockingRuleCreator
@@ -137,8 +137,7 @@ def _comparisons(kinds: dict[str, str]) -> list[tuple[ComparisonCreator, list[st
     out: list[tuple[ComparisonCreator, list[str]]] = []
     done: set[str] = set()
     if "forename" in kinds and "surname" in kinds:
-        out.append((cl.ForenameSurnameComparison("forename", "surname", forename_surname_concat_col_name=FULL_NAME),
-                    ["forename", "surname"]))
+        out.append((_names_comparison(), ["forename", "surname"]))
         done |= {"forename", "surname"}
     contact = [a for a in kinds if kinds[a] in CONTACT_ROLES]
     if len(contact) >= 2:
@@ -160,7 +159,16 @@ def _comparisons(kinds: dict[str, str]) -> list[tuple[ComparisonCreator, list[st
                 cll.ElseLevel(),
             ])
         elif role == "email":
-            comparison = cl.EmailComparison(alias)
+            # Splink's EmailComparison without its Jaro-Winkler levels: addresses made of a name are alike
+            # whenever the names are, which the name comparison already counted (a father and son at one
+            # address share most of an email address and nothing else that matters)
+            username = ColumnExpression(alias).regex_extract(cl.EmailComparison.USERNAME_REGEX)
+            comparison = cl.CustomComparison(output_column_name=alias, comparison_levels=[
+                cll.NullLevel(alias),
+                cll.ExactMatchLevel(alias).configure(tf_adjustment_column=alias),
+                cll.ExactMatchLevel(username).configure(label_for_charts="Exact match on username"),
+                cll.ElseLevel(),
+            ])
         elif role in ("phone", "identifier"):
             # a one-key slip (a swapped pair of digits) is still strong evidence for a long number
             comparison = cl.DamerauLevenshteinAtThresholds(alias, [1])
@@ -185,6 +193,24 @@ def _comparisons(kinds: dict[str, str]) -> list[tuple[ComparisonCreator, list[st
 
 
 SWAPPED = ("forename=surname", "surname=forename")  # the key of the swapped-name rule
+
+
+def _names_comparison() -> ComparisonCreator:
+    """Given and family name together, as Splink's ForenameSurnameComparison, plus swapped names with a slip."""
+    jw = "jaro_winkler_similarity"
+    levels: list[ComparisonLevelCreator | dict[str, Any]] = [
+        cll.And(cll.NullLevel("forename"), cll.NullLevel("surname")),
+        cll.ExactMatchLevel(FULL_NAME).configure(tf_adjustment_column=FULL_NAME),
+        cll.ColumnsReversedLevel("forename", "surname", symmetrical=True),
+        cll.And(cll.JaroWinklerLevel("forename", 0.92), cll.JaroWinklerLevel("surname", 0.92)),
+        cll.And(cll.JaroWinklerLevel("forename", 0.88), cll.JaroWinklerLevel("surname", 0.88)),
+        cll.CustomLevel(f'{jw}("forename_l", "surname_r") >= 0.88 AND {jw}("surname_l", "forename_r") >= 0.88',
+                        label_for_charts="Names swapped, Jaro-Winkler >= 0.88 on both"),
+        cll.ExactMatchLevel("surname").configure(tf_adjustment_column="surname"),
+        cll.ExactMatchLevel("forename").configure(tf_adjustment_column="forename"),
+        cll.ElseLevel(),
+    ]
+    return cl.CustomComparison(comparison_levels=levels, output_column_name="forename_surname")
 
 
 def _contact_comparison(kinds: dict[str, str], contact: list[str]) -> ComparisonCreator:
@@ -459,8 +485,8 @@ def train(spec: CleanupSpec, paths: list[Path], *, seed: int = 1) -> dict[str, A
             # assume about one duplicate in ten rows rather than none
             settings_obj._probability_two_random_records_match = PRIOR_FLOOR / rows
         started = time.perf_counter()
-        linker.training.estimate_u_using_random_sampling(max_pairs=min(U_MAX_PAIRS, rows * (rows - 1) / 2),
-                                                         seed=seed)
+        u_pairs = min(U_MAX_PAIRS, rows * (rows - 1) / 2)
+        linker.training.estimate_u_using_random_sampling(max_pairs=u_pairs, seed=seed)
         log.info("dedupe: u in %.1f s", time.perf_counter() - started)
         comparisons = _comparisons(kinds)
         for cols in _em_rules(kinds, comparisons):
@@ -474,22 +500,26 @@ def train(spec: CleanupSpec, paths: list[Path], *, seed: int = 1) -> dict[str, A
     # Splink rebuilds comparisons from dicts without their description: put the column names back
     for trained, derived in zip(model["comparisons"], settings["comparisons"], strict=True):
         trained["comparison_description"] = derived["comparison_description"]
-        _floor_unseen(trained)
+        _floor_unseen(trained, u_pairs)
     return model
 
 
-def _floor_unseen(comparison: dict[str, Any]) -> None:
-    """Give a level no match showed in training an m, so it counts against a match instead of not at all.
+def _floor_unseen(comparison: dict[str, Any], sampled_pairs: float) -> None:
+    """Give the levels training never saw an m or u, so that they weigh what little is known of them.
 
-    Splink leaves such a level's m unset, and an unset m weighs nothing: two rows born decades apart would
-    lose no weight for it when every training match shared its date of birth. The m given is ``M_FLOOR``
-    but never above the level's u, so a level is never evidence *for* a match without a match showing it.
+    Splink leaves them unset (or 0), and an unset value weighs nothing: two rows born decades apart lose no
+    weight for it when every training match shared its date of birth, and two rows at one address gain
+    none when no random pair shared one. A level no match showed gets m = ``M_FLOOR``, never above its u (it
+    is no evidence *for* a match); a level no random pair showed gets u = half a pair in the sample.
     """
+    u_floor = 0.5 / max(sampled_pairs, 1.0)
     for level in comparison["comparison_levels"]:
-        if level.get("is_null_level") or level.get("m_probability") is not None:
+        if level.get("is_null_level"):
             continue
-        u = level.get("u_probability")
-        if u is not None:
+        m, u = level.get("m_probability"), level.get("u_probability")
+        if not u and m:
+            level["u_probability"] = u = u_floor
+        if not m and u:
             level["m_probability"] = min(M_FLOOR, float(u))
 
 
