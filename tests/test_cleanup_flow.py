@@ -117,7 +117,8 @@ def _changes(run_id: str) -> list[Any]:
         return log_of(s, run_id)
 
 
-def _resolve_pairs_when_asked(truth: dict[int, int], stop: threading.Event) -> threading.Thread:
+def _resolve_pairs_when_asked(truth: dict[int, int], stop: threading.Event,
+                              before_gate: Any = None) -> threading.Thread:
     """An agent in another thread: answers every open pair item by the truth (same / different), approves gates."""
     from bpo.cleanup.rows import decode_key
     from bpo.db.models import ReviewItem
@@ -132,6 +133,8 @@ def _resolve_pairs_when_asked(truth: dict[int, int], stop: threading.Event) -> t
                 open_ids = [(i.id, i.record_key) for i in s.query(ReviewItem).filter_by(kind="pair", status="open")]
                 gates = [i.id for i in s.query(ReviewItem).filter_by(kind="gate", status="open")]
             for item_id in gates:
+                if before_gate is not None:
+                    before_gate()
                 resolve(settings, item_id, actor="supervisor", approve=True, reason="the report looks right")
             for item_id, key in open_ids:
                 left, right = (decode_key(k) for k in key.split("|"))
@@ -195,3 +198,103 @@ def _last_run_id() -> str:
     with session_scope(get_settings().ops_database_url or "") as s:
         return s.scalars(select(Run.flow_run_id).where(Run.process == "customers-cleanup")
                          .order_by(Run.started_at.desc())).first() or ""
+
+
+@pytest.fixture
+def pg_url(postgres: str, tmp_path: Path) -> Iterator[str]:
+    name = f"client_{tmp_path.name.lower().replace('-', '_')}"[:60]
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield postgres.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _create_pg(url: str, rows: list[dict[str, Any]], orders: list[tuple[int, int]]) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, first_name TEXT, last_name TEXT, "
+                          "email TEXT, phone TEXT, date_of_birth TEXT, street TEXT, city TEXT, postal_code TEXT, "
+                          "country TEXT, updated_at DATE)"))
+        conn.execute(text("CREATE TABLE orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL "
+                          "REFERENCES customers(customer_id), amount NUMERIC(10, 2))"))
+        conn.execute(text("INSERT INTO customers VALUES (:customer_id, :first_name, :last_name, :email, :phone, "
+                          ":date_of_birth, :street, :city, :postal_code, :country, CAST(:updated_at AS DATE))"), rows)
+        conn.execute(text("INSERT INTO orders VALUES (:o, :c, 12.50)"), [{"o": o, "c": c} for o, c in orders])
+    engine.dispose()
+
+
+def test_cleanup_on_postgresql_detects_a_row_changed_before_apply_then_an_incremental_run_links_new_rows(
+        pg_url: str, tmp_path: Path, stack: dict[str, str]) -> None:
+    from bpo.db.models import ReviewItem
+    from bpo.db.session import session_scope
+    from bpo.settings import get_settings
+    from flows.database_cleanup import database_cleanup
+
+    rows, truth = make_customers(200, 0.1, seed=11)
+    orders = [(i, dup) for i, dup in enumerate(sorted(truth), start=1)]
+    _create_pg(pg_url, rows, orders)
+    edited = sorted(truth)[0]  # a duplicate someone edits while the change set waits at its gate
+
+    def edit_before_gate() -> None:
+        engine = create_engine(pg_url)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE customers SET street = '1 Edited Rd' WHERE customer_id = :k"), {"k": edited})
+        engine.dispose()
+
+    spec = _spec(tmp_path, thresholds={"auto_merge": 0.99, "review": 0.8, "gate_share": 0.0})
+    stop = threading.Event()
+    agent = _resolve_pairs_when_asked(truth, stop, before_gate=edit_before_gate)
+    try:
+        first = database_cleanup(database=pg_url, table="customers", spec=str(spec))
+    finally:
+        stop.set()
+        agent.join(timeout=5)
+    assert first["conflicts"] >= 1
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        street = conn.execute(text("SELECT street FROM customers WHERE customer_id = :k"), {"k": edited}).scalar()
+        remaining = {r[0] for r in conn.execute(text("SELECT customer_id FROM customers"))}
+        order_of = dict(conn.execute(text("SELECT order_id, customer_id FROM orders")).tuples().all())
+    assert street == "1 Edited Rd"  # not overwritten, not merged away
+    assert set(order_of.values()) <= remaining  # every order re-pointed to a row that exists (the FK holds)
+    merged = [d for d, o in truth.items() if not (d in remaining and o in remaining)]
+    assert len(merged) >= len(truth) - 2, f"{len(merged)} of {len(truth)} duplicates merged"  # one is in conflict
+    assert all((d in remaining) != (o in remaining) for d, o in truth.items() if d in merged)
+    with session_scope(get_settings().ops_database_url or "") as s:
+        conflict = s.query(ReviewItem).filter_by(flow_run_id=first["flow_run_id"], kind="conflict").all()
+    assert [c.source["row_key"] for c in conflict if c.source["row_key"] == str(edited)]
+
+    # a new duplicate arrives; the incremental run links the new and changed rows only
+    original = 5 if 5 in remaining else min(remaining)
+    with engine.begin() as conn:
+        base = dict(conn.execute(text("SELECT * FROM customers WHERE customer_id = :k"), {"k": original}).mappings()
+                    .one())
+        conn.execute(text("INSERT INTO customers VALUES (9999, :f, :l, :e, :p, :d, :s, :c, :z, :n, :u)"), {
+            "f": str(base["first_name"]).lower(), "l": base["last_name"], "e": base["email"], "p": base["phone"],
+            "d": base["date_of_birth"], "s": base["street"], "c": base["city"], "z": base["postal_code"],
+            "n": base["country"], "u": base["updated_at"]})
+        conn.execute(text("INSERT INTO orders VALUES (5000, 9999, 1.00)"))
+    before_second = table_hashes(pg_url, "customers")
+    stop = threading.Event()
+    agent = _resolve_pairs_when_asked(truth | {9999: original}, stop)
+    try:
+        second = database_cleanup(database=pg_url, table="customers", spec=str(_spec(tmp_path)), incremental=True)
+    finally:
+        stop.set()
+        agent.join(timeout=5)
+    assert second["model"] == "reused"
+    assert second["pairs_for_review"] <= first["pairs_for_review"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM customers WHERE customer_id = 9999")).scalar() == 0
+        assert conn.execute(text("SELECT customer_id FROM orders WHERE order_id = 5000")).scalar() == original
+    from bpo.cleanup.undo import undo_run
+
+    report = undo_run(second["flow_run_id"])
+    assert not report.refused and report.verified == report.restored
+    assert table_hashes(pg_url, "customers") == before_second
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT customer_id FROM orders WHERE order_id = 5000")).scalar() == 9999
+    engine.dispose()
