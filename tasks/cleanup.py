@@ -56,7 +56,7 @@ def ask_pairs(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Match
 def plan_changes(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Matched) -> Planned:
     """Clusters (auto-merges and the pairs a person called the same), survivors, and the 'after' checks."""
     cluster_of, how = pipeline.final_clusters(run, spec, matched)
-    return pipeline.plan_changes(run, spec, snap, cluster_of, how)
+    return pipeline.plan_changes(run, spec, snap, matched, cluster_of, how)
 
 
 @task(retries=2, retry_delay_seconds=2, timeout_seconds=60)
@@ -94,17 +94,17 @@ def publish_report(run: RunContext, target: Target, spec: CleanupSpec, snap: Sna
                 "auto-merge pairs": matched.auto_pairs, "review pairs": matched.review_pairs,
                 **({"new or changed rows": matched.new_rows} if matched.new_rows is not None else {})}
     html = report.render(table=target.table, run_id=run.flow_run_id, spec=spec.name, dry_run=dry_run,
-                         before=snap.before.as_dict(), after=planned.after, problems=planned.problems,
+                         before=planned.before, after=planned.after, problems=planned.problems,
                          counts=planned.counts, matching=matching, applied=applied, clusters=clusters)
     report_obj = store.put_bytes(run.key("report.html"), html.encode(), "text/html; charset=utf-8")
     slug = spec.name.lower()
     create_markdown_artifact(key=f"{slug}-report", description="Cleanup report", markdown=report.markdown(
-        table=target.table, dry_run=dry_run, before=snap.before.as_dict(), after=planned.after,
+        table=target.table, dry_run=dry_run, before=planned.before, after=planned.after,
         counts=planned.counts, problems=planned.problems, report_uri=store.uri(report_obj.key)))
     create_table_artifact(key=f"{slug}-clusters", description="Merged clusters (survivor, merged rows, how)",
                           table=[{"survivor": s, "merged": m, "how": h} for s, m, h in clusters[:500]])
     create_link_artifact(key=f"{slug}-report-link", link=store.uri(report_obj.key), description="HTML report")
-    summary = {"rows": snap.rows, "before": snap.before.shares(), "after": planned.after["shares"],
+    summary = {"rows": snap.rows, "before": planned.before["shares"], "after": planned.after["shares"],
                "changes": planned.counts, "rows_touched": planned.rows_touched, "problems": planned.problems,
                "report": report_obj.key, "dry_run": dry_run, "pairs_for_review": matched.review_pairs,
                "model": matching["model"], "flow_run_id": run.flow_run_id, "table": target.table,

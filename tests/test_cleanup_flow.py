@@ -148,44 +148,62 @@ def _resolve_pairs_when_asked(truth: dict[int, int], stop: threading.Event,
     return thread
 
 
-def test_cleanup_on_sqlite_merges_known_duplicates_repoints_orders_and_undoes_exactly(
+def test_cleanup_on_sqlite_dry_run_then_merge_repoint_undo_and_a_rerun_asks_no_one_again(
         sqlite_table: tuple[str, dict[int, int]], tmp_path: Path) -> None:
+    """A dry run changes nothing; a run merges the known duplicates (pairs answered by an agent) and re-points
+    orders; its undo restores every row exactly; run again on the restored table, no one is asked anything:
+    "same" answers carry over and "different" pairs stay apart."""
+    from bpo.cleanup.undo import undo_run
+    from bpo.db.models import ReviewItem
+    from bpo.db.session import session_scope
+    from bpo.settings import get_settings
     from flows.database_cleanup import database_cleanup
 
     url, truth = sqlite_table
+    spec = str(_spec(tmp_path, thresholds={"auto_merge": 0.99, "review": 0.8, "gate_share": 1.0}))
     before = table_hashes(url, "customers")
     orders_before = table_hashes(url, "orders")
+    dry = database_cleanup(database=url, table="customers", spec=spec, dry_run=True)
+    assert dry["dry_run"] and dry["changes"]["clusters"] >= 1 and "applied" not in dry
+    assert table_hashes(url, "customers") == before
+    with session_scope(get_settings().ops_database_url or "") as s:
+        assert not s.query(ReviewItem).filter_by(flow_run_id=dry["flow_run_id"]).count()
+
     stop = threading.Event()
     agent = _resolve_pairs_when_asked(truth, stop)
     try:
-        result = database_cleanup(database=url, table="customers", spec=str(_spec(tmp_path)))
+        result = database_cleanup(database=url, table="customers", spec=spec)
     finally:
         stop.set()
         agent.join(timeout=5)
     assert not result["problems"], result
+    remaining = set(table_hashes(url, "customers"))
+    merged = [d for d, o in truth.items() if not (d in remaining and o in remaining)]
+    assert len(merged) >= 0.9 * len(truth), f"only {len(merged)} of {len(truth)} duplicates merged"
+    assert all((d in remaining) != (o in remaining) for d, o in truth.items() if d in merged)
+    assert len(remaining) == len(before) - len(merged)  # nothing merged that is not a known duplicate
     engine = create_engine(url)
     with engine.connect() as conn:
-        remaining = {r[0] for r in conn.execute(text("SELECT customer_id FROM customers"))}
         orders = dict(conn.execute(text("SELECT order_id, customer_id FROM orders")).tuples().all())
     engine.dispose()
-    merged_away = set(before) - remaining
-    # every merged row was a known duplicate (or its original, the survivor being the other)
-    for key in merged_away:
-        partner = truth.get(key) or next(d for d, o in truth.items() if o == key)
-        assert partner in remaining
-    recall = len(merged_away) / len(truth)
-    assert recall >= 0.9, f"only {len(merged_away)} of {len(truth)} duplicates merged"
-    # every order points at a row that exists
     assert set(orders.values()) <= remaining
-    assert result["e164_phones"] if "e164_phones" in result else result["after"]["e164_phones"] >= \
-        result["before"]["e164_phones"]
+    assert result["after"]["e164_phones"] > result["before"]["e164_phones"]
+    assert result["after"]["duplicate_rate"] < result["before"]["duplicate_rate"]
+    with session_scope(get_settings().ops_database_url or "") as s:
+        asked = s.query(ReviewItem).filter_by(flow_run_id=result["flow_run_id"], kind="pair").all()
+        different = {(i.source["left_key"], i.source["right_key"]) for i in asked if i.status == "rejected"}
 
-    from bpo.cleanup.undo import undo_run
-
-    report = undo_run(result["flow_run_id"] if "flow_run_id" in result else _last_run_id())
-    assert not report.refused
+    report = undo_run(result["flow_run_id"])
+    assert not report.refused and report.verified == report.restored > 0
     assert table_hashes(url, "customers") == before
     assert table_hashes(url, "orders") == orders_before
+
+    again = database_cleanup(database=url, table="customers", spec=spec)  # no agent: it must not wait
+    assert set(table_hashes(url, "customers")) == remaining
+    with session_scope(get_settings().ops_database_url or "") as s:
+        items = s.query(ReviewItem).filter_by(flow_run_id=again["flow_run_id"], kind="pair").all()
+    assert all(i.status != "open" for i in items)
+    assert not {(i.source["left_key"], i.source["right_key"]) for i in items} & different
 
 
 def _last_run_id() -> str:

@@ -8,6 +8,7 @@ steps is keys and counts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -64,6 +65,7 @@ class Planned(BaseModel):
     rows_touched: int
     clusters: int
     merged_rows: int
+    before: dict[str, Any]
     after: dict[str, Any]
     problems: list[str] = Field(default_factory=list)  # the "after" checks that fail: nothing is applied
 
@@ -104,6 +106,14 @@ def match(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapshot, *,
     paths = local_copies(store, snap.match_parts, folder / "match")
     settings_hash = hashlib.sha256(json.dumps(dedupe.model_settings(spec, _compared(spec)), sort_keys=True,
                                               default=str).encode()).hexdigest()
+    if snap.rows < 2:  # an empty table, or one row: there is nothing to match, and no model to train
+        out = folder / "pairs.parquet"
+        folder.mkdir(parents=True, exist_ok=True)
+        _empty_pairs(out)
+        pairs_obj = store.put_bytes(run.key("pairs.parquet"), out.read_bytes(), "application/vnd.apache.parquet")
+        model_obj = put_json(store, run.key("model.json"), {"settings_hash": settings_hash, "model": None})
+        return Matched(pairs_key=pairs_obj.key, model_key=model_obj.key, trained=False, candidates=0, auto_pairs=0,
+                       review_pairs=0, held_clusters=0)
     model: dict[str, Any] | None = None
     if not retrain and f"{state}/model.json" in store.list_keys(f"{state}/model.json"):
         saved = json.loads(store.get_bytes(f"{state}/model.json"))
@@ -124,9 +134,7 @@ def match(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapshot, *,
         if new_rows:
             dedupe.predict_between(spec, model, [new_path], [clean_path], out, threshold=threshold)
         else:
-            pq.write_table(pa.table({"unique_id_l": pa.array([], pa.string()), "unique_id_r": pa.array([], pa.string()),
-                                     "match_probability": pa.array([], pa.float64()),
-                                     "match_weight": pa.array([], pa.float64())}), out)
+            _empty_pairs(out)
     else:
         dedupe.predict(spec, model, paths, out, threshold=threshold)
     pairs = pd.read_parquet(out)
@@ -134,6 +142,12 @@ def match(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapshot, *,
     auto = int((pairs["match_probability"] >= spec.thresholds.auto_merge).sum())
     return Matched(pairs_key=pairs_obj.key, model_key=model_obj.key, trained=trained, candidates=len(pairs),
                    auto_pairs=auto, review_pairs=len(pairs) - auto, held_clusters=0, new_rows=new_rows)
+
+
+def _empty_pairs(out: Path) -> None:
+    pq.write_table(pa.table({"unique_id_l": pa.array([], pa.string()), "unique_id_r": pa.array([], pa.string()),
+                             "match_probability": pa.array([], pa.float64()),
+                             "match_weight": pa.array([], pa.float64())}), out)
 
 
 def _expected_state(store: ArtifactStore, state: str) -> dict[str, str] | None:
@@ -294,18 +308,28 @@ def _snapshot_parts(store: ArtifactStore,
         yield _read(store, part), by_key
 
 
-def plan_changes(run: RunContext, spec: CleanupSpec, snap: Snapshot, cluster_of: dict[str, str],
+def plan_changes(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Matched, cluster_of: dict[str, str],
                  how: dict[str, str]) -> Planned:
     """The change set, stored in S3; and the 'after' figures of the table it would make, checked."""
     store = get_store()
     changes = build(_snapshot_parts(store, snap), cluster_of, how, spec)
     body = "\n".join(json.dumps(c, sort_keys=True) for c in changes.changes).encode()
     plan = store.put_bytes(run.key("changes.jsonl"), body, "application/x-ndjson")
+    before = dataclasses.replace(snap.before, nulls=dict(snap.before.nulls), duplicates=_duplicates(spec, matched))
     after = _after_figures(store, snap, changes, spec)
-    problems = _check_after(snap.before, after, snap, changes)
+    after.duplicates = max(before.duplicates - sum(len(m) for m in changes.clusters.values()), 0)
+    problems = _check_after(before, after, snap, changes)
     counts = changes.counts()
     return Planned(plan_key=plan.key, counts=counts, rows_touched=changes.rows_touched, clusters=counts["clusters"],
-                   merged_rows=counts["merged_rows"], after=after.as_dict(), problems=problems)
+                   merged_rows=counts["merged_rows"], before=before.as_dict(), after=after.as_dict(),
+                   problems=problems)
+
+
+def _duplicates(spec: CleanupSpec, matched: Matched) -> int:
+    """Rows the model takes for a duplicate of another (at the review threshold, pairs said different aside)."""
+    pairs = pd.read_parquet(io.BytesIO(get_store().get_bytes(matched.pairs_key)))
+    found = dedupe.clusters(pairs, spec.thresholds.review, cannot_link(spec)).cluster_of
+    return len(found) - len(set(found.values()))
 
 
 def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet, spec: CleanupSpec) -> Figures:
@@ -442,7 +466,8 @@ def save_state(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapsho
     buf = io.BytesIO()
     pq.write_table(pa.table({"key": list(hashes), "hash": list(hashes.values())}), buf)
     store.put_bytes(f"{state}/state.parquet", buf.getvalue(), "application/vnd.apache.parquet")
-    store.put_bytes(f"{state}/model.json", store.get_bytes(matched.model_key), "application/json")
+    if json.loads(store.get_bytes(matched.model_key)).get("model") is not None:
+        store.put_bytes(f"{state}/model.json", store.get_bytes(matched.model_key), "application/json")
 
 
 def cluster_rows(store: ArtifactStore, planned: Planned) -> list[tuple[str, str, str]]:
