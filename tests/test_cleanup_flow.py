@@ -73,9 +73,11 @@ def create_tables(url: str, rows: list[dict[str, Any]], orders: list[tuple[int, 
                           "country TEXT, updated_at TEXT)"))
         conn.execute(text("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, "
                           "customer_id INTEGER REFERENCES customers(customer_id), amount INTEGER)"))
-        conn.execute(text("INSERT INTO customers VALUES (:customer_id, :first_name, :last_name, :email, :phone, "
-                          ":date_of_birth, :street, :city, :postal_code, :country, :updated_at)"), rows)
-        conn.execute(text("INSERT INTO orders VALUES (:o, :c, 10)"), [{"o": o, "c": c} for o, c in orders])
+        if rows:
+            conn.execute(text("INSERT INTO customers VALUES (:customer_id, :first_name, :last_name, :email, :phone, "
+                              ":date_of_birth, :street, :city, :postal_code, :country, :updated_at)"), rows)
+        if orders:
+            conn.execute(text("INSERT INTO orders VALUES (:o, :c, 10)"), [{"o": o, "c": c} for o, c in orders])
     engine.dispose()
 
 
@@ -316,3 +318,43 @@ def test_cleanup_on_postgresql_detects_a_row_changed_before_apply_then_an_increm
     with engine.connect() as conn:
         assert conn.execute(text("SELECT customer_id FROM orders WHERE order_id = 5000")).scalar() == 9999
     engine.dispose()
+
+
+def test_an_empty_table_and_a_table_of_one_row_are_cleaned_without_matching(tmp_path: Path,
+                                                                          stack: dict[str, str]) -> None:
+    from flows.database_cleanup import database_cleanup
+
+    url = f"sqlite:///{tmp_path}/small.db"
+    create_tables(url, [], [])
+    spec = str(_spec(tmp_path, references=[], thresholds={"auto_merge": 0.99, "review": 0.8, "gate_share": 1.0}))
+    empty = database_cleanup(database=url, table="customers", spec=spec)
+    assert empty["rows"] == 0 and empty["applied"] == 0 and not empty["problems"]
+    rows, _ = make_customers(1, 0.0, seed=1)
+    rows[0]["first_name"] = "ANNA"
+    create_tables(url, rows, [])
+    one = database_cleanup(database=url, table="customers", spec=spec)
+    assert one["rows"] == 1 and one["changes"].get("update_safe") == 1 and one["applied"] == 1
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT first_name FROM customers")).scalar() == "Anna"
+    engine.dispose()
+
+
+def test_the_cli_refuses_a_table_that_does_not_fit_before_a_run_starts(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bpo.cli import app
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE customers (customer_id INTEGER, first_name TEXT)"))
+    engine.dispose()
+    runner = CliRunner()
+    got = runner.invoke(app, ["run", "database-cleanup", url, "customers", "--spec", str(_spec(tmp_path))])
+    assert got.exit_code == 1
+    assert "no primary key" in got.output and "has no column" in got.output and "'last_name'" in got.output
+    got = runner.invoke(app, ["run", "database-cleanup", "nope", "customers"])
+    assert got.exit_code == 1 and "neither a SQLAlchemy URL nor a connection" in got.output
+    got = runner.invoke(app, ["cleanup", "undo", "00000000-0000-0000-0000-000000000000"])
+    assert got.exit_code == 1 and "no cleanup run" in got.output
