@@ -86,7 +86,9 @@ def undo(
     """Restore every row the run changed exactly (checked by content hash); rows changed since are refused."""
     from bpo.cleanup.source import CleanupRefused
     from bpo.cleanup.undo import undo_run
+    from bpo.db.session import upgrade
 
+    upgrade(settings().ops_database_url or "")
     try:
         report = undo_run(run_id, database, settings())
     except (CleanupRefused, FileNotFoundError) as exc:
