@@ -474,3 +474,42 @@ def render_docs(combined: dict[str, Any]) -> str:
                                                         kwargs=r["expectation_config"]["kwargs"]))
             for r in combined["results"]])
     return _render_html(result)
+
+
+def check_expectations(expectations: list[dict[str, Any]], *, frame: pd.DataFrame | None = None,
+                       sql: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """Run expectations (``{"type", "kwargs"}``, as in a suite file) on a frame, or in a database.
+
+    ``sql`` is (SQLAlchemy URL, SELECT statement): the checks run in the database, as SQL, through GX's SQL
+    data source; the statement is compiled by SQLAlchemy (names quoted, no values in it), because GX pastes
+    a table name into its SQL unquoted. Returns one result per expectation: its type, column, success and
+    counts; an expectation GX could not run raises ``SuiteError``.
+    """
+    _prepare_gx()
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    suite = gx.ExpectationSuite(name="checks", expectations=[dict(e) for e in expectations])
+    if len(suite.expectations) != len(expectations):  # GX drops an unknown type silently
+        raise SuiteError(f"{len(expectations) - len(suite.expectations)} expectation(s) of an unknown type")
+    if sql is not None:
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        url, query = sql
+        source = context.data_sources.add_sql("database", connection_string=url)
+        batch = source.add_query_asset("table", query=query).add_batch_definition_whole_table("all").get_batch()
+    else:
+        assert frame is not None
+        batch = _dataframes().get_batch(batch_parameters={"dataframe": frame})
+    out = []
+    for r in batch.validate(suite).results:
+        cfg = r.expectation_config
+        assert cfg is not None
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            raise SuiteError(f"expectation {cfg.type} on {cfg.kwargs.get('column')!r} could not run: "
+                             f"{r.exception_info.get('exception_message')}")
+        out.append({"type": cfg.type, "column": cfg.kwargs.get("column"), "success": bool(r.success),
+                    "unexpected_count": int(r.result.get("unexpected_count") or 0),
+                    "element_count": int(r.result.get("element_count") or 0),
+                    "unexpected_percent": float(r.result.get("unexpected_percent") or 0.0)})
+    return out

@@ -61,7 +61,7 @@ def database_cleanup(database: str, table: str | None = None, spec: str = "custo
     if not dry_run:
         ask_pairs(run, cspec, snap, matched)
         await_review(run, PAIRS_STEP)  # the uncertain pairs: same, different, or not sure (a supervisor)
-    planned = plan_changes(run, cspec, snap, matched)
+    planned = plan_changes(run, cspec, checked, snap, matched)
     if dry_run or planned.problems:  # a dry run, or a projection failing its checks, changes nothing
         return publish_report(run, target, cspec, snap, matched, planned, None, spec_path=spec_path,
                               dry_run=dry_run, final=True)

@@ -53,10 +53,10 @@ def ask_pairs(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Match
 
 
 @task(retries=1, retry_delay_seconds=2, timeout_seconds=3600)
-def plan_changes(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Matched) -> Planned:
+def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Snapshot, matched: Matched) -> Planned:
     """Clusters (auto-merges and the pairs a person called the same), survivors, and the 'after' checks."""
     cluster_of, how = pipeline.final_clusters(run, spec, matched)
-    return pipeline.plan_changes(run, spec, snap, matched, cluster_of, how)
+    return pipeline.plan_changes(run, spec, checked, snap, matched, cluster_of, how)
 
 
 @task(retries=2, retry_delay_seconds=2, timeout_seconds=60)
@@ -95,7 +95,8 @@ def publish_report(run: RunContext, target: Target, spec: CleanupSpec, snap: Sna
                 **({"new or changed rows": matched.new_rows} if matched.new_rows is not None else {})}
     html = report.render(table=target.table, run_id=run.flow_run_id, spec=spec.name, dry_run=dry_run,
                          before=planned.before, after=planned.after, problems=planned.problems,
-                         counts=planned.counts, matching=matching, applied=applied, clusters=clusters)
+                         counts=planned.counts, matching=matching, applied=applied, clusters=clusters,
+                         checks_before=planned.checks_before, checks_after=planned.checks_after)
     report_obj = store.put_bytes(run.key("report.html"), html.encode(), "text/html; charset=utf-8")
     slug = spec.name.lower()
     create_markdown_artifact(key=f"{slug}-report", description="Cleanup report", markdown=report.markdown(
@@ -106,7 +107,8 @@ def publish_report(run: RunContext, target: Target, spec: CleanupSpec, snap: Sna
     create_link_artifact(key=f"{slug}-report-link", link=store.uri(report_obj.key), description="HTML report")
     summary = {"rows": snap.rows, "before": planned.before["shares"], "after": planned.after["shares"],
                "changes": planned.counts, "rows_touched": planned.rows_touched, "problems": planned.problems,
-               "report": report_obj.key, "dry_run": dry_run, "pairs_for_review": matched.review_pairs,
+               "report": report_obj.key, "dry_run": dry_run, "checks_before": planned.checks_before,
+               "checks_after": planned.checks_after, "pairs_for_review": matched.review_pairs,
                "model": matching["model"], "flow_run_id": run.flow_run_id, "table": target.table,
                "cleanup_spec": spec_path, **(applied or {})}
     if final:

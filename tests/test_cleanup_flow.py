@@ -191,6 +191,12 @@ def test_cleanup_on_sqlite_dry_run_then_merge_repoint_undo_and_a_rerun_asks_no_o
     assert set(orders.values()) <= remaining
     assert result["after"]["e164_phones"] > result["before"]["e164_phones"]
     assert result["after"]["duplicate_rate"] < result["before"]["duplicate_rate"]
+    # the table's expectations (GX), run in the database before and on the projection after
+    checks = {(b["type"], b["column"]): (b["unexpected_count"], a["unexpected_count"])
+              for b, a in zip(result["checks_before"], result["checks_after"], strict=True)}
+    phones_before, phones_after = checks[("expect_column_values_to_match_regex", "phone")]
+    assert phones_before >= len(truth) and phones_after == 0  # national spellings: E.164 after
+    assert checks[("expect_column_values_to_be_unique", "customer_id")] == (0, 0)
     with session_scope(get_settings().ops_database_url or "") as s:
         asked = s.query(ReviewItem).filter_by(flow_run_id=result["flow_run_id"], kind="pair").all()
         different = {(i.source["left_key"], i.source["right_key"]) for i in asked if i.status == "rejected"}

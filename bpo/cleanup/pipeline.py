@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from bpo.carry import carry_over, record_hash
 from bpo.cleanup import apply as applying
-from bpo.cleanup import dedupe, source
+from bpo.cleanup import checks, dedupe, source
 from bpo.cleanup.plan import ChangeSet, build
 from bpo.cleanup.rows import decode_key, encode_key
 from bpo.cleanup.snapshot import Figures, Snapshot, local_copies, profile, take_snapshot
@@ -68,6 +68,8 @@ class Planned(BaseModel):
     before: dict[str, Any]
     after: dict[str, Any]
     problems: list[str] = Field(default_factory=list)  # the "after" checks that fail: nothing is applied
+    checks_before: list[dict[str, Any]] = Field(default_factory=list)  # the expectations, in the database
+    checks_after: list[dict[str, Any]] = Field(default_factory=list)  # the same, on the projection
 
 
 def work_dir(run: RunContext) -> Path:
@@ -81,12 +83,15 @@ def state_prefix(store: ArtifactStore, spec: CleanupSpec, target: Target) -> str
 
 
 def snapshot(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec) -> Snapshot:
+    """The snapshot pass, then the table's expectations run in the database (the 'before' quality)."""
     engine = source.connect(target)
     try:
-        return take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows),
-                             checked.columns, spec, get_store(), run.key(""))
+        snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows),
+                             checked.columns, spec, get_store(), run.prefix)
+        snap.checks = checks.before(engine, target, checked, spec)
     finally:
         engine.dispose()
+    return snap
 
 
 def _read(store: ArtifactStore, key: str) -> pa.Table:
@@ -308,21 +313,23 @@ def _snapshot_parts(store: ArtifactStore,
         yield _read(store, part), by_key
 
 
-def plan_changes(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Matched, cluster_of: dict[str, str],
-                 how: dict[str, str]) -> Planned:
+def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Snapshot, matched: Matched,
+                 cluster_of: dict[str, str], how: dict[str, str]) -> Planned:
     """The change set, stored in S3; and the 'after' figures of the table it would make, checked."""
     store = get_store()
     changes = build(_snapshot_parts(store, snap), cluster_of, how, spec)
     body = "\n".join(json.dumps(c, sort_keys=True) for c in changes.changes).encode()
     plan = store.put_bytes(run.key("changes.jsonl"), body, "application/x-ndjson")
     before = dataclasses.replace(snap.before, nulls=dict(snap.before.nulls), duplicates=_duplicates(spec, matched))
-    after = _after_figures(store, snap, changes, spec)
+    after, projection = _after_figures(store, snap, changes, spec)
     after.duplicates = max(before.duplicates - sum(len(m) for m in changes.clusters.values()), 0)
-    problems = _check_after(before, after, snap, changes)
+    after_checks = checks.after(projection, checked, spec)
+    del projection
+    problems = _check_after(before, after, snap, changes) + checks.compare(snap.checks, after_checks)
     counts = changes.counts()
     return Planned(plan_key=plan.key, counts=counts, rows_touched=changes.rows_touched, clusters=counts["clusters"],
                    merged_rows=counts["merged_rows"], before=before.as_dict(), after=after.as_dict(),
-                   problems=problems)
+                   problems=problems, checks_before=snap.checks, checks_after=after_checks)
 
 
 def _duplicates(spec: CleanupSpec, matched: Matched) -> int:
@@ -332,12 +339,14 @@ def _duplicates(spec: CleanupSpec, matched: Matched) -> int:
     return len(found) - len(set(found.values()))
 
 
-def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet, spec: CleanupSpec) -> Figures:
-    """The figures of the projection: the snapshot with the change set applied, chunk by chunk."""
+def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet,
+                   spec: CleanupSpec) -> tuple[Figures, pd.DataFrame]:
+    """The projection — the snapshot with the change set applied — as text, and its figures."""
     by_key = {c["row_key"]: c for c in changes.changes if c["table_name"] == "main"}
     merged = {k for members in changes.clusters.values() for k in members}
     figures = Figures()
     wanted = list(spec.columns)
+    frames = []
     for part in snap.parts:
         t = _read(store, part)
         rows = []
@@ -348,11 +357,14 @@ def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet, spe
             row = change["after"] if change is not None else json.loads(text)
             if spec.merge.mode == "soft_delete" and k in merged:
                 continue  # soft-deleted rows are no longer live rows
-            rows.append({c: _text(row.get(c)) for c in wanted})
-        frame = pd.DataFrame(rows, columns=wanted).astype(pd.StringDtype()) if rows else pd.DataFrame(
-            {c: pd.Series([], dtype=pd.StringDtype()) for c in wanted})
+            rows.append({spec.key: k, **{c: _text(row.get(c)) for c in wanted}})
+        frame = pd.DataFrame(rows, columns=[spec.key, *wanted]).astype(pd.StringDtype()) if rows else pd.DataFrame(
+            {c: pd.Series([], dtype=pd.StringDtype()) for c in [spec.key, *wanted]})
         figures.add(profile(frame, spec))
-    return figures
+        frames.append(frame)
+    projection = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {c: pd.Series([], dtype=pd.StringDtype()) for c in [spec.key, *wanted]})
+    return figures, projection
 
 
 def _text(value: Any) -> str | None:

@@ -18,6 +18,10 @@ td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}th:first-child
 <table><tr><th>figure</th><th>before</th><th>after</th></tr>
 {% for name, b, a in figures %}<tr><td>{{ name }}</td><td>{{ b }}</td><td>{{ a }}</td></tr>{% endfor %}
 </table>
+<h2>Expectations (Great Expectations: before in the database, after on the projection)</h2>
+<table><tr><th>expectation</th><th>column</th><th>failing before</th><th>failing after</th></tr>
+{% for kind, column, b, a in checks %}<tr><td>{{ kind }}</td><td>{{ column }}</td><td>{{ b }}</td><td>{{ a }}</td></tr>
+{% endfor %}</table>
 {% if problems %}<h2 class="bad">The projection fails its checks: nothing applied</h2>
 <ul>{% for p in problems %}<li>{{ p }}</li>{% endfor %}</ul>{% endif %}
 <h2>Change set</h2>
@@ -51,8 +55,13 @@ def figure_rows(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str
 
 def render(*, table: str, run_id: str, spec: str, dry_run: bool, before: dict[str, Any], after: dict[str, Any],
            problems: list[str], counts: dict[str, int], matching: dict[str, Any], applied: dict[str, Any] | None,
-           clusters: list[tuple[str, str, str]]) -> str:
+           clusters: list[tuple[str, str, str]], checks_before: list[dict[str, Any]],
+           checks_after: list[dict[str, Any]]) -> str:
+    checks = [(b["type"], b["column"], f"{b['unexpected_count']} ({b['unexpected_percent']:.2f}%)",
+               f"{a['unexpected_count']} ({a['unexpected_percent']:.2f}%)")
+              for b, a in zip(checks_before, checks_after, strict=False)]
     return _HTML.render(table=table, run_id=run_id, spec=spec, dry_run=dry_run, figures=figure_rows(before, after),
+                        checks=checks,
                         problems=problems, counts=sorted(counts.items()), matching=sorted(matching.items()),
                         applied=sorted((applied or {}).items()), clusters=clusters[:200])
 

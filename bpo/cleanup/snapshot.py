@@ -100,6 +100,7 @@ class Snapshot:
     before: Figures = field(default_factory=Figures)
     proposals: int = 0
     safe_proposals: int = 0
+    checks: list[dict[str, Any]] = field(default_factory=list)  # the table's expectations, run in the database
 
 
 def _put(store: ArtifactStore, key: str, table: pa.Table) -> StoredObject:

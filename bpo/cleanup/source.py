@@ -12,9 +12,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, TableClause, bindparam, column, create_engine, inspect, select, table
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    TableClause,
+    bindparam,
+    column,
+    create_engine,
+    inspect,
+    select,
+    table,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.types import NullType
 
 from bpo.cleanup.rows import encode_row, row_hash
 from bpo.cleanup.spec import CleanupSpec
@@ -57,6 +69,7 @@ class Checked:
     columns: list[str]
     key: str
     references: dict[str, list[str]] = field(default_factory=dict)  # "table.column" -> that table's primary key
+    text_columns: list[str] = field(default_factory=list)  # declared as text (or untyped): patterns can be checked
 
 
 def connect(target: Target) -> Engine:
@@ -77,7 +90,9 @@ def check(engine: Engine, target: Target, spec: CleanupSpec) -> Checked:
     try:
         if not inspector.has_table(target.table, schema=target.schema):
             raise CleanupRefused(f"no table {target.table!r} in {target.label}")
-        columns = [c["name"] for c in inspector.get_columns(target.table, schema=target.schema)]
+        described = inspector.get_columns(target.table, schema=target.schema)
+        columns = [c["name"] for c in described]
+        text_columns = [c["name"] for c in described if isinstance(c["type"], String | NullType)]
         pk = inspector.get_pk_constraint(target.table, schema=target.schema).get("constrained_columns") or []
     except SQLAlchemyError as exc:
         raise CleanupRefused(f"cannot read the definition of {target.table!r}: {exc}") from None
@@ -106,7 +121,7 @@ def check(engine: Engine, target: Target, spec: CleanupSpec) -> Checked:
             references[f"{ref.table}.{ref.column}"] = list(ref_pk)
     if problems:
         raise CleanupRefused("; ".join(problems))
-    return Checked(columns=columns, key=spec.key, references=references)
+    return Checked(columns=columns, key=spec.key, references=references, text_columns=text_columns)
 
 
 def lightweight(target: Target, name: str, columns: Sequence[str]) -> TableClause:
