@@ -64,7 +64,7 @@ PAIR_BUDGET = 5_000_000
 EM_MAX_PAIRS = 2e6
 # the m of a comparison level no training match showed (see _floor_unseen)
 M_FLOOR = 1e-3
-# the least prior used: PRIOR_FLOOR / rows, about one duplicate per 1/PRIOR_FLOOR * 2 rows
+# the least prior used, PRIOR_FLOOR / rows: about one duplicate pair per 20 rows
 PRIOR_FLOOR = 0.1
 # share of true matches the deterministic rules are assumed to find, for the prior
 DETERMINISTIC_RECALL = 0.7
@@ -336,8 +336,6 @@ def model_settings(spec: CleanupSpec, columns: list[str]) -> dict[str, Any]:
         blocking_rules_to_generate_predictions=[_rule(k) for k in _blocking_keys(kinds)],
         retain_matching_columns=True,
         retain_intermediate_calculation_columns=True,
-        # the concatenated name serves term frequencies only; keep it out of the output
-        additional_columns_to_retain=[],
         max_iterations=20,
     )
     settings = creator.create_settings_dict("duckdb")
@@ -539,7 +537,7 @@ def _write_pairs(con: duckdb.DuckDBPyConnection, predictions: Iterable[SplinkDat
             swapped.append(f"CASE WHEN swap THEN {n[:-2]}_l ELSE {n} END AS {n}")
         elif n != "swap":
             swapped.append(n)
-    union = " UNION ALL ".join(f"SELECT *, {UID}_l > {UID}_r AS swap FROM {t}" for t in tables)  # noqa: S608
+    union = " UNION ALL BY NAME ".join(f"SELECT *, {UID}_l > {UID}_r AS swap FROM {t}" for t in tables)  # noqa: S608
     drop = {f"{FULL_NAME}_l", f"{FULL_NAME}_r", "match_key"}
     keep = [s for s, n in zip(swapped, [n for n in names if n != "swap"], strict=True) if n not in drop]
     sql = (f"SELECT {', '.join(keep)} FROM ({union}) WHERE {UID}_l <> {UID}_r "  # noqa: S608
