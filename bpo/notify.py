@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 
 from bpo.db.models import Membership, Notification, ReviewItem, Team, User
 from bpo.db.session import session_scope
+from bpo.process_review import review_of
 from bpo.settings import Settings
-from bpo.spec import load_spec
 
 log = logging.getLogger("bpo.notify")
 
@@ -92,7 +92,7 @@ def _items(session: Session, item_ids: Sequence[int]) -> list[ReviewItem]:
 
 def _review_groups(process: str) -> set[str]:
     try:
-        return set(load_spec(process).review.groups)
+        return set(review_of(process).groups)
     except (FileNotFoundError, ValueError):
         return set()
 
@@ -101,7 +101,7 @@ def _targets(session: Session, process: str, groups: set[str]) -> set[tuple[str,
     """(channel, target) pairs to tell: the process's own, and its groups' teams'."""
     found: set[tuple[str, str]] = set()
     try:
-        own = load_spec(process).review.notify
+        own = review_of(process).notify
         found |= {("webhook", own.webhook)} if own.webhook else set()
         found |= {("email", own.email)} if own.email else set()
     except (FileNotFoundError, ValueError):

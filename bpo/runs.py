@@ -144,10 +144,13 @@ def needs_a_person(exc: BaseException, settings: Settings) -> bool:
     return _known_cause(exc, settings) is not None
 
 
-def explain_failure(exc: BaseException, settings: Settings, *, loaded: int | None = None) -> str:
-    """One short sentence: what failed and what to do. Never a record value, never a traceback."""
-    done = ("; records already loaded by this run: unknown (the target database could not be asked)"
-            if loaded is None else f"; records already loaded by this run: {loaded}")
+def explain_failure(exc: BaseException, settings: Settings, *, loaded: int | None = None, loads: bool = True) -> str:
+    """One short sentence: what failed and what to do. Never a record value, never a traceback.
+
+    ``loads``: the run loads records into the target database (data entry), so say how many it loaded.
+    """
+    done = ("" if not loads else "; records already loaded by this run: unknown (the target database could not be "
+            "asked)" if loaded is None else f"; records already loaded by this run: {loaded}")
     if cause := _known_cause(exc, settings):
         return cause + done
     for e in _chain(exc):

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
+    # named client databases for the cleanup (JSON: {"crm": "postgresql+psycopg://…"}); a run names one instead
+    # of a URL, so that the password stays out of parameters, logs and the ops database
+    connections: dict[str, SecretStr] = {}
     work_pool: str = "bpo-process"
     result_storage_block: str = "bpo-results"
 

@@ -69,17 +69,17 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
     routed = route_records(run, spec, parts, checked,
                            {f.name: f.low_confidence for f in taken if f.low_confidence})
     if spec.review.hold_batch or spec.review.gate:  # all or nothing: nothing loads before every item is decided
-        await_review(run, spec)
+        await_review(run)
         if spec.review.gate:  # then a person approves the whole batch
             ask_for_gate(run, spec, routed)
-            await_review(run, spec, GATE_STEP)
+            await_review(run, GATE_STEP)
             if not read_gate(run).approved:
                 decided = rejected_at_gate(taken, routed)
                 return finish(run, taken, parts, checked, routed, Passed(loaded={}), decided)
         passed = load_passed(run, spec, parts, routed.review_rows)
     else:  # what passed goes straight through; only the records under review wait
         passed = load_passed(run, spec, parts, routed.review_rows)
-        await_review(run, spec)
+        await_review(run)
     return finish(run, taken, parts, checked, routed, passed, load_decisions(run, spec))
 
 

@@ -49,7 +49,7 @@ def route_records(run: RunContext, spec: ProcessSpec, parts: list[Part], checked
     return routing.route_batch(run, spec, parts, checked, low_confidence)
 
 
-def await_review(run: RunContext, spec: ProcessSpec, step: str = RECORDS_STEP) -> None:
+def await_review(run: RunContext, step: str = RECORDS_STEP) -> None:
     """Pause (local run) or suspend (deployment run) until every item of ``step`` is resolved."""
     settings = get_settings()
     logger = get_run_logger()

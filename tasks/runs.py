@@ -23,13 +23,14 @@ def _end(flow_run: Any, state: Any, status: str) -> None:
     settings = get_settings()
     exc = _exception(state)
     table = None
-    try:
-        table = load_spec(flow_run.parameters.get("process", "customer_onboarding")).target.table
+    try:  # a data-entry run (it has a batch) names what it loaded into; other processes load nothing
+        if "batch" in flow_run.parameters:
+            table = load_spec(flow_run.parameters.get("process", "customer_onboarding")).target.table
     except (FileNotFoundError, ValueError):
         pass
     loaded = runs.loaded_by_run(settings, table, str(flow_run.id)) if table else None
     if exc is not None:
-        message = runs.explain_failure(exc, settings, loaded=loaded)
+        message = runs.explain_failure(exc, settings, loaded=loaded, loads="batch" in flow_run.parameters)
         try:  # the traceback goes to the run's log, the short message to the person
             get_run_logger().error("run %s: %s\n%s", status, message, runs.format_traceback(exc))
         except Exception:  # no run context left (a crash): the ops database still gets the message

@@ -2,9 +2,10 @@
 
 A rejected sign-in, then sign-in; the queue filtered to a run; claim an item, correct the field that
 failed, see the check still failing without a reload, fix it, approve; an item resolved with the
-keyboard alone; bulk approve; the dashboard; and against the real stack, a data-entry run's item
-approved by two people (four-eyes), the run resumed and the corrected record loaded. Screenshots of
-the queue, an item page and the dashboard are saved in the test's folder (``tmp_path/screenshots``).
+keyboard alone; bulk approve; a cleanup's pair answered "different" beside its waterfall chart; the
+dashboard; and against the real stack, a data-entry run's item approved by two people (four-eyes),
+the run resumed and the corrected record loaded. Screenshots of the queue, an item page and the
+dashboard are saved in the test's folder (``tmp_path/screenshots``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,14 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import create_engine, text
 
 from bpo import review, users
+from bpo.db.session import session_scope
 from bpo.processes import SHIPPED_DIRS
 from bpo.samples import make_records, to_csv
 from bpo.settings import Settings, get_settings
 from bpo.spec import SPECS_DIR
 from tests.servers import serving
 from tests.test_review import item_id, keep_open, make_item, store
+from tests.test_review_pair import STEPS, pair_source
 
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "a long enough password"
@@ -141,6 +145,38 @@ def test_bulk_approve_in_the_browser(browser: Browser, console_server: tuple[str
     expect(page.locator(".message")).to_contain_text("1 decided, 1 still failing")
     assert review.get_item(settings, passing).status == "approved"
     assert review.get_item(settings, failing).status == "open"
+
+
+def test_an_agent_answers_a_pair_different_in_the_browser(browser: Browser, console_server: tuple[str, Settings],
+                                                          tmp_path: Path) -> None:
+    base, settings = console_server
+    name = f"cora-{uuid.uuid4().hex[:6]}"
+    users.add_user(settings, name, PASSWORD, "agent")
+    run_id = str(uuid.uuid4())
+    url = settings.ops_database_url or ""
+    keep_open(url, run_id, step="pairs")
+    with session_scope(url) as s:
+        review.add_items(s, [review.pair_item(flow_run_id=run_id, process="customers-cleanup", step="pairs",
+                                              source=pair_source(), record_hash=None,
+                                              due_at=datetime(2100, 1, 1, tzinfo=UTC), on_timeout="escalate")])
+    (item,) = [i for i in review.list_items(settings, flow_run_id=run_id) if i.kind == "pair"]
+    page = browser.new_page()
+    _sign_in(page, base, name)
+    page.goto(f"{base}/items/{item.id}")
+    page.click("#claim")
+    expect(page.locator("svg.waterfall rect.wf-step")).to_have_count(len(STEPS))
+    expect(page.locator("svg.waterfall")).to_contain_text("Jaro-Winkler >0.9")
+    expect(page.locator('tr.differ[data-column="first_name"] td.marker')).to_have_text("≠ differs")
+    expect(page.locator('tr.agree[data-column="email"] td.marker')).to_have_text("= agrees")
+    expect(page.locator("table.cluster tbody tr")).to_have_count(3)
+    page.screenshot(path=str(tmp_path / "pair.png"), full_page=True)
+    page.uncheck('input[name="then"]')
+    page.fill("#reason", "different birth towns")
+    page.click("#different")
+    expect(page.locator('.message[role="status"]')).to_contain_text(f"item {item.id} rejected")
+    decided = review.get_item(settings, item.id)
+    assert (decided.status, decided.decision, decided.decided_by) == ("rejected", {"verdict": "different"}, name)
+    assert (tmp_path / "pair.png").stat().st_size > 1000
 
 
 @pytest.fixture

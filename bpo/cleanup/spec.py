@@ -126,9 +126,9 @@ class CleanupSpec(BaseModel):
                                  f"of the spec")
         if self.key in self.columns:
             raise ValueError(f"key {self.key!r} is listed under columns: the key is never standardized or merged")
-        for column in self.survivorship.columns:
-            if column not in self.columns:
-                raise ValueError(f"survivorship names column {column!r}, which is not a column of the spec")
+        for named in self.survivorship.columns:
+            if named not in self.columns:
+                raise ValueError(f"survivorship names column {named!r}, which is not a column of the spec")
         if "most_recent" in {self.survivorship.default, *self.survivorship.columns.values()} \
                 and not self.survivorship.recency_column:
             raise ValueError("survivorship most_recent needs recency_column")

@@ -32,6 +32,7 @@ from bpo.cli.review_backend import Backend, ConsoleBackend, Refused, Row
 from bpo.console_client import ConsoleClient, ConsoleError, ConsoleUnreachable
 
 STATUSES = ("open", "approved", "rejected", "all")
+VERDICTS = ("same", "different", "not_sure")  # a pair's answers (bpo.review.pair, not imported here: it is slow)
 LIST_LIMIT = 200
 AS_HELP = "Who acts (default: your login name). With BPO_TOKEN you act as the token's user: another name is refused."
 
@@ -173,6 +174,8 @@ def review_resolve(
     reject: bool = typer.Option(False, "--reject", help="Reject the selected item(s), all with one --reason."),
     decision: str | None = typer.Option(None, "--decision", help="A decision as JSON, for kinds that take more "
                                                                   "than approve/reject."),
+    pair_verdict: str | None = typer.Option(None, "--verdict", help="A pair: same, different, or not_sure (the "
+                                                                     "item goes to the supervisor queue)."),
     all_open: bool = typer.Option(False, "--all-open", help="Select every open item (narrow with --process, --run)."),
     process: str | None = typer.Option(None, help="With --all-open: only this process."),
     run: str | None = typer.Option(None, "--run", help="With --all-open: only this flow run id."),
@@ -190,14 +193,18 @@ def review_resolve(
       bpo review resolve ID ... --reject --reason TEXT
       bpo review resolve (ID ... | --all-open [--process P] [--run RUN]) --approve-passing
       bpo review resolve (ID ... | --all-open ...) --reject --reason TEXT
+      bpo review resolve ID --verdict same|different|not_sure [--reason TEXT]      (a pair)
+      bpo review resolve ID --decision '{"acknowledge": true}' --reason TEXT      (a conflict)
 
     Exit 3 when a single item's decision is refused (it stays open); a bulk resolve lists the
     items it left open and exits 0. With BPO_TOKEN a single item is decided as in the console:
     claim it first (`bpo review claim ID`, or `bpo review next`).
     """
     ids = list(item_ids or [])
-    if sum((approve, approve_passing, reject, decision is not None)) != 1:
-        fail("say one of --approve, --approve-passing, --reject or --decision", 2)
+    if sum((approve, approve_passing, reject, decision is not None, pair_verdict is not None)) != 1:
+        fail("say one of --approve, --approve-passing, --reject, --decision or --verdict", 2)
+    if pair_verdict is not None and pair_verdict not in VERDICTS:
+        fail(f"--verdict is one of {', '.join(VERDICTS)}, not {pair_verdict!r}", 2)
     if bool(ids) == all_open:
         fail("name the item(s) by ID, or select them with --all-open, one of the two", 2)
     if (process or run) and not all_open:
@@ -224,6 +231,8 @@ def review_resolve(
             fail("--decision is a JSON object", 2)
         if reason is not None:
             wanted = {**wanted, "reason": reason}  # type: ignore[dict-item]
+    if pair_verdict is not None:
+        wanted = {"verdict": pair_verdict, **({"reason": reason} if reason is not None else {})}
     if keep is not None:
         wanted = {"approve": True, "set": corrections, "keep": keep, **({"reason": reason} if reason else {})}
     verdict: bool | None = None if wanted is not None else (approve or approve_passing)
@@ -253,7 +262,7 @@ def _resolve_one(backend: Backend, item_id: int, approve: bool | None, sets: dic
         out.print_json(json.dumps(done))
         return
     status = ("approved once: it needs a second approver (four-eyes)" if done["status"] == "awaiting_second"
-              else done["status"])
+              else "sent to the supervisor queue" if done["status"] == "escalated" else done["status"])
     out.print(Text(f"item {item_id} {status}; {done['open_left']} open in this run"
                    + (" — run resumed" if done["resumed"] else "")))
     if done["rerun"]:

@@ -36,7 +36,9 @@ ItemId = Annotated[int, Path(ge=1, le=DB_INT)]
 
 
 class ResolveBody(BaseModel):
-    """A record or gate decision (``approve`` with ``set`` corrections, or a reason); ``decision`` for other kinds."""
+    """A record or gate decision (``approve`` with ``set`` corrections, or a reason); ``decision`` for other kinds
+    (a pair: ``{"verdict": "same" | "different" | "not_sure", "reason": ...}``; a conflict:
+    ``{"acknowledge": true, "reason": ...}``)."""
 
     approve: bool | None = None
     set: dict[str, str] = Field(default_factory=dict)
@@ -100,9 +102,12 @@ def load_item(request: Request, who: Caller, item_id: int) -> tuple[ReviewItem, 
 
 
 def _refusal(exc: Exception) -> HTTPException:
-    """A service refusal as HTTP: 409 for a conflict (decided, held by another), 422 for a decision that fails."""
+    """A service refusal as HTTP: 409 for a conflict (decided, held by another), 422 for a decision that fails
+    or is not one of the item's kind."""
     if isinstance(exc, review.CorrectionRefused):
         return HTTPException(422, {"message": str(exc), "failures": exc.failures})
+    if isinstance(exc, review.InvalidDecision):
+        return HTTPException(422, str(exc))
     return HTTPException(409, str(exc))
 
 

@@ -15,8 +15,8 @@ from functools import lru_cache
 from fastapi import HTTPException, Request
 
 from bpo import users
+from bpo.process_review import review_of
 from bpo.settings import Settings
-from bpo.spec import load_spec
 from bpo.users import Person
 
 COOKIE = "bpo_session"
@@ -68,7 +68,7 @@ async def caller(request: Request) -> Caller:
 def groups_of(process: str) -> frozenset[str] | None:
     """The groups a process names for its review; None when its spec cannot be read (nobody but supervisors)."""
     try:
-        return frozenset(load_spec(process).review.groups)
+        return frozenset(review_of(process).groups)
     except (FileNotFoundError, ValueError):
         return None
 

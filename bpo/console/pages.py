@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -17,7 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from bpo import review, users
 from bpo.console import api, dashboard
 from bpo.console.auth import COOKIE, Caller, caller, caller_or_none, settings_of, visible_processes
+from bpo.console.compare import conflict_view, pair_view
 from bpo.console.views import audit_row, item_detail, item_row
+from bpo.review.pair import Verdict
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")  # .html is autoescaped
@@ -103,6 +105,9 @@ def _signed_in(request: Request) -> Caller | Response:
     return who
 
 
+# the answers of kinds decided with their own buttons (the form's ``action``)
+ANSWERS: dict[str, tuple[str, ...]] = {"pair": get_args(Verdict), "conflict": ("acknowledge",)}
+
 FILTERS = ("status", "process", "step", "kind", "queue", "assignee", "group", "priority", "overdue", "run", "sort")
 
 
@@ -173,7 +178,9 @@ def item_page(item_id: api.ItemId, request: Request) -> Response:
     people = users.list_users(settings_of(request)) if who.person.supervises else []
     return _page(request, "item.html", who, item=item_detail(item, run_status),
                  mine=item.assignee == who.person.name, audit=[audit_row(e) for e in audit],
-                 people=sorted(p.name for p in people), groups=sorted({g for p in people for g in p.groups}))
+                 people=sorted(p.name for p in people), groups=sorted({g for p in people for g in p.groups}),
+                 pair=pair_view(item.source) if item.kind == "pair" else None,
+                 conflict=conflict_view(item.source) if item.kind == "conflict" else None)
 
 
 @router.post("/items/{item_id}/assign")
@@ -213,16 +220,22 @@ async def resolve(item_id: api.ItemId, request: Request, who: Caller = Depends(c
     form = await request.form()
     item, _ = api.load_item(request, who, item_id)
     action = str(form.get("action", ""))
-    if action not in ("approve", "reject"):
+    reason = str(form.get("reason", "")).strip()
+    if item.kind in ANSWERS:  # a kind answered with its own buttons, not approve/reject
+        if action not in ANSWERS[item.kind]:
+            return _back(f"/items/{item_id}", f"choose {' or '.join(ANSWERS[item.kind])}")
+        answer = {"verdict": action} if item.kind == "pair" else {"acknowledge": True}
+        body = api.ResolveBody(decision={**answer, "reason": reason})
+    elif action not in ("approve", "reject"):
         return _back(f"/items/{item_id}", "choose approve or reject")
-    sets = {}
-    for name, value in (item.proposed or {}).items():
-        sent = form.get(f"field.{name}")
-        if sent is not None and str(sent) != ("" if value is None else str(value)):
-            sets[name] = str(sent)
-    body = api.ResolveBody(approve=action == "approve", set=sets if action == "approve" else {},
-                           reason=str(form.get("reason", "")).strip() or None,
-                           keep=str(form.get("keep", "")).strip() or None)
+    else:
+        sets = {}
+        for name, value in (item.proposed or {}).items():
+            sent = form.get(f"field.{name}")
+            if sent is not None and str(sent) != ("" if value is None else str(value)):
+                sets[name] = str(sent)
+        body = api.ResolveBody(approve=action == "approve", set=sets if action == "approve" else {},
+                               reason=reason or None, keep=str(form.get("keep", "")).strip() or None)
     try:
         done = await run_in_threadpool(api.resolve, item_id, body, request, who)
     except HTTPException as exc:
@@ -231,6 +244,7 @@ async def resolve(item_id: api.ItemId, request: Request, who: Caller = Depends(c
             f"{f['field']}: {f['reason']}" for f in detail.get("failures", [])) if isinstance(detail, dict) else detail
         return _back(f"/items/{item_id}", str(text))
     note = (f"item {item_id} approved once: a second approver must approve it" if done["status"] == "awaiting_second"
+            else f"item {item_id} sent to the supervisor queue" if done["status"] == "escalated"
             else f"item {item_id} {done['status']}")
     if done["resumed"]:
         note += "; the run resumed"

@@ -244,3 +244,35 @@ class GateLink(Base):
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column(default=None)
     used_from: Mapped[str | None] = mapped_column(Text, default=None)  # the address (and browser) it was used from
+
+
+class CleanupChange(Base):
+    """One row a database cleanup changes (or found changed under it): enough to apply it once and undo it exactly.
+
+    ``before``/``after`` are the whole row in the exact encoding of ``bpo.cleanup.rows`` (types kept), and their
+    content hashes; a row deleted by a merge has no ``after``, a row the cleanup inserts (undo of a delete) no
+    ``before``.
+    """
+
+    __tablename__ = "cleanup_changes"
+    __table_args__ = (UniqueConstraint("flow_run_id", "seq"),
+                      Index("ix_cleanup_changes_run_status", "flow_run_id", "status"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow_run_id: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(Integer)  # the order of application within the run; undo goes backwards
+    chunk: Mapped[int] = mapped_column(Integer)  # the transaction it is applied in
+    table_name: Mapped[str] = mapped_column(Text)
+    row_key: Mapped[str] = mapped_column(Text)  # the row's primary key, encoded (JSON)
+    action: Mapped[str] = mapped_column(String(20))  # update | delete | soft_delete | repoint
+    how: Mapped[str] = mapped_column(String(20))  # safe (a reformat) | auto (auto-merge) | review (a person said same)
+    cluster: Mapped[str | None] = mapped_column(Text, default=None)  # the survivor's key, for merges and repoints
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    before_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    after_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # planned | applied | conflict (changed since the snapshot: not overwritten) | undone | undo_refused
+    status: Mapped[str] = mapped_column(String(20), default="planned")
+    applied_at: Mapped[datetime | None] = mapped_column(default=None)
+    undone_at: Mapped[datetime | None] = mapped_column(default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)  # why a row was refused (no values)

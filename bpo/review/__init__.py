@@ -1,11 +1,24 @@
 """The review service with its item kinds; ``bpo.review`` is what the rest of the code imports.
 
-Importing it registers the kinds delivered here: ``record`` (data-entry corrections) and ``gate``
-(a whole batch approved or rejected).
+Importing it registers the kinds delivered here: ``record`` (data-entry corrections), ``gate``
+(a whole batch approved or rejected), ``pair`` (two rows of a table: the same entity?) and
+``conflict`` (a row a cleanup left alone because it changed since the snapshot).
 """
 
+from bpo.review.conflict import ConflictDecision, conflict_item
 from bpo.review.gate import GateDecision, open_gate
-from bpo.review.kinds import CorrectionRefused, Display, Kind, Outcome, ReviewError, kind_of, register, registered
+from bpo.review.kinds import (
+    CorrectionRefused,
+    Display,
+    InvalidDecision,
+    Kind,
+    Outcome,
+    ReviewError,
+    kind_of,
+    register,
+    registered,
+)
+from bpo.review.pair import PairDecision, pair_item
 from bpo.review.record import RecordDecision, fields_to_recheck, revalidate
 from bpo.review.service import (
     SORTS,
@@ -17,6 +30,7 @@ from bpo.review.service import (
     audit_of,
     claim,
     claim_next,
+    escalate,
     expire_overdue,
     get_item,
     list_items,
@@ -31,8 +45,9 @@ from bpo.review.service import (
 )
 from bpo.review.values import json_safe
 
-__all__ = ["BulkResolution", "CorrectionRefused", "Display", "GateDecision", "Kind", "Outcome", "QueueFilter",
-           "RecordDecision", "Resolution", "ReviewError", "SORTS", "add_items", "assign", "audit_of", "claim",
-           "claim_next", "expire_overdue", "get_item", "json_safe", "kind_of", "list_items", "open_count", "open_gate",
-           "queue_counts", "queue_page", "register", "registered", "resolve", "resolve_many", "resume_if_done",
-           "fields_to_recheck", "revalidate", "set_run_status", "unclaim"]
+__all__ = ["BulkResolution", "ConflictDecision", "CorrectionRefused", "Display", "GateDecision", "InvalidDecision",
+           "Kind", "Outcome", "PairDecision", "QueueFilter", "RecordDecision", "Resolution", "ReviewError", "SORTS",
+           "add_items", "assign", "audit_of", "claim", "claim_next", "conflict_item", "escalate", "expire_overdue",
+           "get_item", "json_safe", "kind_of", "list_items", "open_count", "open_gate", "pair_item", "queue_counts",
+           "queue_page", "register", "registered", "resolve", "resolve_many", "resume_if_done", "fields_to_recheck",
+           "revalidate", "set_run_status", "unclaim"]

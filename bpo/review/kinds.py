@@ -20,6 +20,10 @@ class ReviewError(ValueError):
     """A review action that cannot be taken; the message says why."""
 
 
+class InvalidDecision(ReviewError):
+    """A decision that is not of the item's kind (a field missing, unknown or out of range); the message says which."""
+
+
 class CorrectionRefused(ReviewError):
     """A decision that fails its kind's checks; ``failures`` lists them, the item stays open."""
 
@@ -45,9 +49,13 @@ class Display:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A checked decision, as the service writes it."""
+    """A checked decision, as the service writes it.
 
-    status: Literal["approved", "rejected"]
+    ``escalated`` is an answer that decides nothing (a pair's "not sure"): the service sends the item to
+    the supervisor queue, still open (``escalate``), with ``reason``.
+    """
+
+    status: Literal["approved", "rejected", "escalated"]
     decision: dict[str, Any] | None = None  # the accepted values, stored on the item
     reason: str | None = None
     audit: dict[str, Any] = field(default_factory=dict)  # what the agent asked for, kept in the audit trail

@@ -25,15 +25,16 @@ from sqlalchemy.orm import Session
 from bpo import notify, runs
 from bpo.db.models import AuditEvent, Membership, ReviewItem, Run, User
 from bpo.db.session import session_scope
-from bpo.review.kinds import CorrectionRefused, Kind, Outcome, ReviewError, kind_of
+from bpo.process_review import review_of
+from bpo.review.kinds import CorrectionRefused, InvalidDecision, Kind, Outcome, ReviewError, kind_of
 from bpo.settings import Settings
-from bpo.spec import load_spec
+from bpo.spec import ReviewSpec
 
 
 @dataclass(frozen=True)
 class Resolution:
     item_id: int
-    status: str  # approved | rejected | awaiting_second (four-eyes: a first approval)
+    status: str  # approved | rejected | awaiting_second (four-eyes: a first approval) | escalated (still open)
     open_left: int  # open items left in the same run and step
     resumed: bool
     rerun: str | None = None  # the run has ended: nothing was resumed, this says how to re-run it
@@ -472,7 +473,7 @@ def _parse(kind: Kind, wanted: dict[str, Any]) -> BaseModel:
             where = ".".join(str(p) for p in e["loc"])
             text = str(e["msg"]).removeprefix("Value error, ")
             problems.append(f"{where}: {text}" if where else text)
-        raise ReviewError(f"not a {kind.name} decision: {'; '.join(problems)}") from None
+        raise InvalidDecision(f"not a {kind.name} decision: {'; '.join(problems)}") from None
 
 
 SECOND_APPROVAL_QUEUE = "second-approval"
@@ -483,7 +484,7 @@ def _needs_second(item: ReviewItem, outcome: Outcome) -> bool:
     if outcome.status != "approved" or not outcome.decision:
         return False
     try:
-        rules = load_spec(item.process).review.four_eyes
+        rules = review_of(item.process).four_eyes
     except (FileNotFoundError, ValueError):
         return False
     return any(rule.matches(outcome.decision) for rule in rules)
@@ -496,6 +497,9 @@ def _decide(s: Session, item: ReviewItem, actor: str, outcome: Outcome, now: dat
     is the first of two (four-eyes). The first approver cannot give the second approval; a second
     approver who changes the values gives a new first approval, which needs another person again.
     """
+    if outcome.status == "escalated":  # an answer that decides nothing: the supervisor decides
+        escalate(s, item.id, actor, outcome.reason or "", detail=outcome.audit, now=now)
+        return "escalated"
     first = item.first_approval
     if first is not None and outcome.status == "approved" and not outcome.audit.get("set"):
         # an approval with no corrections of its own approves what the first approver approved
@@ -522,6 +526,40 @@ def _decide(s: Session, item: ReviewItem, actor: str, outcome: Outcome, now: dat
     s.add(AuditEvent(actor=actor, action=outcome.status, item_id=item.id, flow_run_id=item.flow_run_id,
                      detail=detail))
     return outcome.status
+
+
+SUPERVISOR_QUEUE = "supervisor"
+
+
+def escalate(session: Session, item_id: int, actor: str, reason: str, *, detail: Mapping[str, Any] | None = None,
+             now: datetime | None = None) -> None:
+    """Send an open item to the supervisor queue now, unassigned and due again in its process's due time.
+
+    Like a decision, it takes an item that is open and unclaimed or held by ``actor``; an item already in
+    the supervisor queue is refused (a supervisor decides it). Audited as ``escalated`` with ``reason``.
+    """
+    _need_actor(actor)
+    now = now or datetime.now(UTC)
+    item = session.get(ReviewItem, item_id)
+    if item is None:
+        raise ReviewError(f"no review item {item_id}")
+    due = now + timedelta(hours=_due_hours(item.process))
+    if not _changed(session, _takeable(item_id, actor).where(ReviewItem.queue != SUPERVISOR_QUEUE).values(
+            queue=SUPERVISOR_QUEUE, assignee=None, due_at=due)):
+        queue = session.scalar(select(ReviewItem.queue).where(ReviewItem.id == item_id, ReviewItem.status == "open"))
+        if queue == SUPERVISOR_QUEUE:
+            raise ReviewError(f"item {item_id} is already in the supervisor queue: a supervisor decides it")
+        _refuse(session, item_id, actor)
+    session.add(AuditEvent(actor=actor, action="escalated", item_id=item_id, flow_run_id=item.flow_run_id,
+                           detail={**(detail or {}), "reason": reason, "from_queue": item.queue}))
+
+
+def _due_hours(process: str) -> float:
+    """How long an item of ``process`` waits before its timeout action; the default if its spec cannot be read."""
+    try:
+        return review_of(process).due_hours
+    except (FileNotFoundError, ValueError):
+        return ReviewSpec().due_hours
 
 
 def _sample_outcome(item: ReviewItem, outcome: Outcome) -> str | None:
@@ -639,7 +677,7 @@ def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[s
                 done["rejected"] += 1
                 touched.add((item.flow_run_id, item.step))
             elif item.queue != "supervisor":
-                due = now + timedelta(hours=load_spec(item.process).review.due_hours)
+                due = now + timedelta(hours=_due_hours(item.process))
                 if not _changed(s, still_open.values(queue="supervisor", assignee=None, due_at=due)):
                     continue
                 done["escalated"] += 1

@@ -1,0 +1,281 @@
+"""Apply a change set once, and undo it exactly.
+
+The change log (``cleanup_changes`` in the ops database) is written first, every change ``planned``;
+then each chunk is one transaction on the client's database. Before a row is written its current
+content hash is compared with the snapshot's: a row changed since the snapshot is not overwritten but
+marked ``conflict`` (with the rest of its cluster, so that a merge is whole or not at all). Rows of
+referencing tables are re-pointed to the survivor in the same transaction and logged the same way.
+A run killed between a chunk's commit and its log entry is recognised on its next attempt: the row
+already holds the change's "after" content, so it is marked applied and not written twice.
+
+Undo goes backwards through the applied changes: a row still holding the "after" content is put back
+exactly (checked by content hash against the pre-apply hash); a row changed since the apply is
+refused and reported, never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy.orm import Session
+
+from bpo.cleanup import source
+from bpo.cleanup.rows import decode_key, decode_row, encode_key, encode_row, encode_value, key_from_row, row_hash
+from bpo.cleanup.source import Checked, Target
+from bpo.db.models import CleanupChange
+from bpo.db.session import session_scope
+
+MAIN = "main"  # the cleaned table, in the change log (its real name is the run's)
+UNDO_CHUNK = 2_000  # changes undone per transaction
+
+
+@dataclass
+class Applied:
+    applied: int = 0
+    conflicts: list[dict[str, Any]] = field(default_factory=list)  # the changes not made: row changed since
+    repointed: int = 0
+    already: int = 0  # found applied by an earlier attempt of the run
+
+
+def plan(ops_url: str, flow_run_id: str, changes: list[dict[str, Any]]) -> int:
+    """Write the change set to the log as planned (once per run); return how many changes it holds."""
+    with session_scope(ops_url) as s:
+        if s.scalar(select(CleanupChange.id).where(CleanupChange.flow_run_id == flow_run_id).limit(1)) is not None:
+            return len(changes)
+        rows = [{**c, "flow_run_id": flow_run_id, "status": "planned"} for c in changes]
+        for start in range(0, len(rows), 5_000):
+            s.execute(insert(cast(Table, CleanupChange.__table__)), rows[start:start + 5_000])
+    return len(changes)
+
+
+def _table(target: Target, name: str) -> str:
+    return target.table if name == MAIN else name
+
+
+def apply(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
+          progress: Callable[[int, int], None] | None = None) -> Applied:
+    """Apply the run's planned changes chunk by chunk; conflicts are left unwritten and returned."""
+    done = Applied()
+    with session_scope(ops_url) as s:
+        chunks = list(s.scalars(select(CleanupChange.chunk).where(
+            CleanupChange.flow_run_id == flow_run_id, CleanupChange.table_name == MAIN,
+            CleanupChange.status == "planned").distinct().order_by(CleanupChange.chunk)))
+        done.already = s.query(CleanupChange).filter_by(flow_run_id=flow_run_id, status="applied").count()
+    for n, chunk in enumerate(chunks):
+        _apply_chunk(engine, target, checked, ops_url, flow_run_id, chunk, done)
+        if progress:
+            progress(n + 1, len(chunks))
+    with session_scope(ops_url) as s:
+        done.conflicts = [{"row_key": c.row_key, "before": c.before, "after": c.after, "note": c.note}
+                          for c in s.scalars(select(CleanupChange).where(
+                              CleanupChange.flow_run_id == flow_run_id, CleanupChange.status == "conflict",
+                              CleanupChange.table_name == MAIN))]
+    return done
+
+
+def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str, chunk: int,
+                 done: Applied) -> None:
+    key = checked.key
+    with session_scope(ops_url) as s:
+        changes = list(s.scalars(select(CleanupChange).where(
+            CleanupChange.flow_run_id == flow_run_id, CleanupChange.chunk == chunk,
+            CleanupChange.table_name == MAIN).order_by(CleanupChange.seq)))
+        s.expunge_all()
+    _settle_repoints(engine, target, checked, ops_url, flow_run_id, chunk)
+    status: dict[int, tuple[str, str | None]] = {}
+    with engine.begin() as conn:
+        current = source.fetch(conn, target, target.table, checked.columns, key,
+                               [decode_key(c.row_key) for c in changes], lock=True)
+        by_key = {encode_key(k): v for k, v in current.items()}
+        broken: set[str] = set()  # clusters with a row changed since the snapshot
+        for c in changes:
+            now = by_key.get(c.row_key)
+            now_hash = row_hash(now) if now is not None else None
+            if c.status != "planned":
+                continue
+            if now_hash == c.before_hash:
+                continue
+            if now_hash == c.after_hash:  # written by an earlier attempt whose log entry was lost
+                status[c.id] = ("applied", "found applied")
+                continue
+            status[c.id] = ("conflict", "the row changed since the snapshot" if now is not None
+                            else "the row was deleted since the snapshot")
+            if c.cluster:
+                broken.add(c.cluster)
+        for c in changes:
+            if c.id in status or c.status != "planned":
+                continue
+            if c.cluster in broken:
+                status[c.id] = ("conflict", "another row of its cluster changed since the snapshot")
+                continue
+            key_value = decode_key(c.row_key)
+            if c.action in ("delete", "soft_delete") and c.cluster is not None:
+                done.repointed += _repoint(conn, target, checked, ops_url, flow_run_id, c, key_value)
+            if c.action == "delete":
+                source.delete_row(conn, target, target.table, key, key_value)
+            else:
+                after = decode_row(c.after or {})
+                before = decode_row(c.before or {})
+                values = {col: v for col, v in after.items() if col != key and (col not in before or before[col] != v
+                                                                                 or type(before[col]) is not type(v))}
+                source.update_row(conn, target, target.table, key, key_value, values)
+            status[c.id] = ("applied", None)
+    now_at = datetime.now(UTC)
+    with session_scope(ops_url) as s:
+        by_status: dict[tuple[str, str | None], list[int]] = defaultdict(list)
+        for change_id, outcome in status.items():
+            by_status[outcome].append(change_id)
+        for (name, note), ids in by_status.items():
+            for start in range(0, len(ids), 500):
+                s.execute(update(CleanupChange).where(CleanupChange.id.in_(ids[start:start + 500])).values(
+                    status=name, note=note, applied_at=now_at if name == "applied" else None))
+        s.execute(update(CleanupChange).where(CleanupChange.flow_run_id == flow_run_id,
+                                              CleanupChange.chunk == chunk, CleanupChange.table_name != MAIN,
+                                              CleanupChange.status == "planned").values(status="applied",
+                                                                                        applied_at=now_at))
+    done.applied += sum(1 for st, _ in status.values() if st == "applied")
+    done.conflicts.extend({"row_key": c.row_key} for c in changes if status.get(c.id, ("",))[0] == "conflict")
+
+
+def _settle_repoints(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
+                     chunk: int) -> None:
+    """Re-pointings logged by an attempt that died: applied if the row shows it, else dropped (never committed)."""
+    pk_of = {ref.rsplit(".", 1)[0]: pk for ref, pk in checked.references.items()}
+    with session_scope(ops_url) as s:
+        stale = list(s.scalars(select(CleanupChange).where(
+            CleanupChange.flow_run_id == flow_run_id, CleanupChange.chunk == chunk,
+            CleanupChange.table_name != MAIN, CleanupChange.status == "planned")))
+        if not stale:
+            return
+        with engine.connect() as conn:
+            for c in stale:
+                columns = source.table_columns(engine, target, c.table_name)
+                now = _fetch_one(conn, target, c.table_name, columns, pk_of.get(c.table_name, []),
+                                 decode_key(c.row_key))
+                if now is not None and row_hash(now) == c.after_hash:
+                    c.status, c.applied_at = "applied", datetime.now(UTC)
+                else:
+                    s.delete(c)
+
+
+def _repoint(conn: Any, target: Target, checked: Checked, ops_url: str, flow_run_id: str, change: CleanupChange,
+             merged: Any) -> int:
+    """Point every referencing row at ``merged`` to the survivor; each row logged (before, after) first."""
+    survivor = decode_key(change.cluster or "")
+    n = 0
+    for ref, pk in checked.references.items():
+        name, column_name = ref.rsplit(".", 1)
+        columns = source.table_columns(conn.engine, target, name)
+        rows = source.referencing_rows(conn, target, name, column_name, pk, columns, [merged])
+        if not rows:
+            continue
+        log = []
+        for row in rows:
+            after = {**row, column_name: encode_value(survivor)}
+            log.append({"flow_run_id": flow_run_id, "seq": -1, "chunk": change.chunk, "table_name": name,
+                        "row_key": key_from_row(row, pk),
+                        "action": "repoint", "how": change.how, "cluster": change.cluster, "before": row,
+                        "after": after, "before_hash": row_hash(row), "after_hash": row_hash(after),
+                        "status": "planned"})
+        with session_scope(ops_url) as s:  # logged before the commit: a lost commit leaves a planned entry
+            top = s.scalar(select(CleanupChange.seq).where(CleanupChange.flow_run_id == flow_run_id)
+                           .order_by(CleanupChange.seq.desc()).limit(1)) or 0
+            for i, entry in enumerate(log):
+                entry["seq"] = top + 1 + i
+            s.execute(insert(cast(Table, CleanupChange.__table__)), log)
+        t = source.lightweight(target, name, [column_name])
+        n += conn.execute(t.update().where(t.c[column_name] == merged).values({column_name: survivor})).rowcount
+    return n
+
+
+@dataclass
+class Undone:
+    restored: int = 0
+    refused: list[dict[str, Any]] = field(default_factory=list)  # row changed since the apply: left as it is
+    verified: int = 0  # restored rows whose content hash equals the pre-apply hash
+
+
+def undo(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str) -> Undone:
+    """Put back every row the run changed, newest change first; refuse rows changed since the apply."""
+    out = Undone()
+    with session_scope(ops_url) as s:
+        changes = list(s.scalars(select(CleanupChange).where(
+            CleanupChange.flow_run_id == flow_run_id, CleanupChange.status == "applied")))
+        s.expunge_all()
+    if not changes:
+        return out
+    # deleted rows back first (references may point at them), then the references, then the rest; newest first
+    changes.sort(key=lambda c: (c.action != "delete", c.action != "repoint", -c.seq))
+    columns_of: dict[str, list[str]] = {}
+    pk_of = {ref.rsplit(".", 1)[0]: pk for ref, pk in checked.references.items()}
+    results: dict[int, tuple[str, str | None]] = {}
+    for start in range(0, len(changes), UNDO_CHUNK):
+        with engine.begin() as conn:
+            _undo_some(conn, engine, target, checked, changes[start:start + UNDO_CHUNK], columns_of, pk_of,
+                       results, out)
+    now_at = datetime.now(UTC)
+    with session_scope(ops_url) as s:
+        for change_id, (st, note) in results.items():
+            s.execute(update(CleanupChange).where(CleanupChange.id == change_id).values(
+                status=st, note=note, undone_at=now_at if st == "undone" else None))
+    out.refused = [{"table": c.table_name, "row_key": c.row_key, "reason": results[c.id][1]}
+                   for c in changes if results.get(c.id, ("",))[0] == "undo_refused"]
+    return out
+
+
+def _undo_some(conn: Any, engine: Engine, target: Target, checked: Checked, changes: list[CleanupChange],
+               columns_of: dict[str, list[str]], pk_of: dict[str, list[str]],
+               results: dict[int, tuple[str, str | None]], out: Undone) -> None:
+    for c in changes:
+        name = _table(target, c.table_name)
+        if name not in columns_of:
+            columns_of[name] = source.table_columns(engine, target, name)
+        key_cols = [checked.key] if c.table_name == MAIN else pk_of.get(c.table_name, [])
+        key_value = decode_key(c.row_key)
+        rows = _fetch_one(conn, target, name, columns_of[name], key_cols, key_value)
+        now_hash = row_hash(rows) if rows is not None else None
+        if c.action == "delete":
+            if rows is not None:
+                results[c.id] = ("undo_refused", "a row with its key exists again since the apply")
+                continue
+            source.insert_row(conn, target, name, decode_row(c.before or {}))
+        else:
+            if now_hash != c.after_hash:
+                results[c.id] = ("undo_refused", "the row changed since the apply" if rows is not None
+                                 else "the row was deleted since the apply")
+                continue
+            before = decode_row(c.before or {})
+            where_key = dict(zip(key_cols, key_value if len(key_cols) > 1 else [key_value], strict=True))
+            _restore(conn, target, name, where_key, before)
+        again = _fetch_one(conn, target, name, columns_of[name], key_cols, key_value)
+        if again is not None and row_hash(again) == c.before_hash:
+            out.verified += 1
+        results[c.id] = ("undone", None)
+        out.restored += 1
+
+
+def _fetch_one(conn: Any, target: Target, name: str, columns: list[str], key_cols: list[str],
+               key_value: Any) -> dict[str, Any] | None:
+    t = source.lightweight(target, name, columns)
+    values = key_value if len(key_cols) > 1 else [key_value]
+    stmt = select(*t.columns).where(*(t.c[k] == v for k, v in zip(key_cols, values, strict=True)))
+    row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return encode_row(columns, tuple(row))
+
+
+def _restore(conn: Any, target: Target, name: str, where_key: dict[str, Any], before: dict[str, Any]) -> None:
+    t = source.lightweight(target, name, list(before))
+    values = {c: v for c, v in before.items() if c not in where_key}
+    conn.execute(t.update().where(*(t.c[k] == v for k, v in where_key.items())).values(values))
+
+
+def log_of(session: Session, flow_run_id: str) -> list[CleanupChange]:
+    return list(session.scalars(select(CleanupChange).where(CleanupChange.flow_run_id == flow_run_id)
+                                .order_by(CleanupChange.seq)))

@@ -1,0 +1,467 @@
+"""The database cleanup's steps, as the flow calls them (through thin tasks): no Prefect here.
+
+check → snapshot (+ standardize, profile) → match (train or reuse the model, score pairs) → review the
+uncertain pairs → change set (clusters, survivorship) → validate the projection → gate → apply → report.
+Large data stays in S3 (and in the run's local work folder for the match model); what passes between
+steps is keys and counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from bpo.carry import carry_over, record_hash
+from bpo.cleanup import apply as applying
+from bpo.cleanup import dedupe, source
+from bpo.cleanup.plan import ChangeSet, build
+from bpo.cleanup.rows import decode_key, encode_key
+from bpo.cleanup.snapshot import Figures, Snapshot, local_copies, profile, take_snapshot
+from bpo.cleanup.source import Checked, Target
+from bpo.cleanup.spec import CleanupSpec
+from bpo.db.models import ReviewItem
+from bpo.db.session import session_scope
+from bpo.review import add_items, open_gate
+from bpo.review.conflict import conflict_item
+from bpo.review.pair import pair_item
+from bpo.run import RunContext, get_store, put_json
+from bpo.settings import get_settings
+from bpo.store import ArtifactStore, StoredObject
+
+PAIRS_STEP = "pairs"
+GATE_STEP = "change-set"
+CONFLICTS_STEP = "conflicts"
+
+
+class Matched(BaseModel):
+    """What the match model found: where the pairs are, the model used, and what goes to a person."""
+
+    pairs_key: str  # Parquet in S3: every scored pair at or above the review threshold
+    model_key: str
+    trained: bool  # False: an earlier run's model was reused
+    candidates: int  # pairs at or above the review threshold
+    auto_pairs: int
+    review_pairs: int
+    held_clusters: int
+    new_rows: int | None = None  # incremental: rows new or changed since the last run
+
+
+class Planned(BaseModel):
+    plan_key: str
+    counts: dict[str, int]
+    rows_touched: int
+    clusters: int
+    merged_rows: int
+    after: dict[str, Any]
+    problems: list[str] = Field(default_factory=list)  # the "after" checks that fail: nothing is applied
+
+
+def work_dir(run: RunContext) -> Path:
+    return get_settings().home / "cleanup" / run.flow_run_id
+
+
+def state_prefix(store: ArtifactStore, spec: CleanupSpec, target: Target) -> str:
+    """Where the last run left its model and the table's expected state (for the next, incremental run)."""
+    ident = hashlib.sha256(f"{target.label}\0{target.schema or ''}\0{target.table}".encode()).hexdigest()[:16]
+    return store.key("cleanup-state", spec.name, ident)
+
+
+def snapshot(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec) -> Snapshot:
+    engine = source.connect(target)
+    try:
+        return take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows),
+                             checked.columns, spec, get_store(), run.key(""))
+    finally:
+        engine.dispose()
+
+
+def _read(store: ArtifactStore, key: str) -> pa.Table:
+    return pq.read_table(io.BytesIO(store.get_bytes(key)))
+
+
+def _compared(spec: CleanupSpec) -> list[str]:
+    return [c for c, col in spec.columns.items() if col.compare]
+
+
+def match(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapshot, *, incremental: bool,
+          retrain: bool) -> Matched:
+    """Score candidate pairs: the model saved by the last run is reused unless the spec's columns changed."""
+    store = get_store()
+    state = state_prefix(store, spec, target)
+    folder = work_dir(run)
+    paths = local_copies(store, snap.match_parts, folder / "match")
+    settings_hash = hashlib.sha256(json.dumps(dedupe.model_settings(spec, _compared(spec)), sort_keys=True,
+                                              default=str).encode()).hexdigest()
+    model: dict[str, Any] | None = None
+    if not retrain and f"{state}/model.json" in store.list_keys(f"{state}/model.json"):
+        saved = json.loads(store.get_bytes(f"{state}/model.json"))
+        if saved.get("settings_hash") == settings_hash:
+            model = saved["model"]
+    trained = model is None
+    if model is None:
+        model = dedupe.train(spec, paths)
+    model_obj = put_json(store, run.key("model.json"), {"settings_hash": settings_hash, "model": model})
+    out = folder / "pairs.parquet"
+    threshold = spec.thresholds.review
+    new_rows = None
+    expected = _expected_state(store, state) if incremental else None
+    if expected is not None:
+        new_keys = _new_or_changed(store, snap, expected)
+        new_rows = len(new_keys)
+        new_path, clean_path = _split(paths, new_keys, folder)
+        if new_rows:
+            dedupe.predict_between(spec, model, [new_path], [clean_path], out, threshold=threshold)
+        else:
+            pq.write_table(pa.table({"unique_id_l": pa.array([], pa.string()), "unique_id_r": pa.array([], pa.string()),
+                                     "match_probability": pa.array([], pa.float64()),
+                                     "match_weight": pa.array([], pa.float64())}), out)
+    else:
+        dedupe.predict(spec, model, paths, out, threshold=threshold)
+    pairs = pd.read_parquet(out)
+    pairs_obj = store.put_bytes(run.key("pairs.parquet"), out.read_bytes(), "application/vnd.apache.parquet")
+    auto = int((pairs["match_probability"] >= spec.thresholds.auto_merge).sum())
+    return Matched(pairs_key=pairs_obj.key, model_key=model_obj.key, trained=trained, candidates=len(pairs),
+                   auto_pairs=auto, review_pairs=len(pairs) - auto, held_clusters=0, new_rows=new_rows)
+
+
+def _expected_state(store: ArtifactStore, state: str) -> dict[str, str] | None:
+    key = f"{state}/state.parquet"
+    if key not in store.list_keys(key):
+        return None
+    t = _read(store, key)
+    return dict(zip(t.column("key").to_pylist(), t.column("hash").to_pylist(), strict=True))
+
+
+def _new_or_changed(store: ArtifactStore, snap: Snapshot, expected: dict[str, str]) -> set[str]:
+    out: set[str] = set()
+    for part in snap.parts:
+        t = _read(store, part).select(["key", "hash"])
+        for k, h in zip(t.column("key").to_pylist(), t.column("hash").to_pylist(), strict=True):
+            if expected.get(k) != h:
+                out.add(k)
+    return out
+
+
+def _split(paths: list[Path], new_keys: set[str], folder: Path) -> tuple[Path, Path]:
+    tables = [pq.read_table(p) for p in paths]
+    whole = pa.concat_tables(tables) if tables else pa.table({"unique_id": pa.array([], pa.string())})
+    is_new = pa.array([k in new_keys for k in whole.column("unique_id").to_pylist()])
+    new_path, clean_path = folder / "new.parquet", folder / "clean.parquet"
+    pq.write_table(whole.filter(is_new), new_path)
+    pq.write_table(whole.filter(pa.compute.invert(is_new)), clean_path)
+    return new_path, clean_path
+
+
+def _rows_by_key(store: ArtifactStore, snap: Snapshot, keys: set[str]) -> dict[str, dict[str, Any]]:
+    """The standardized compared values of these rows, for showing a pair to a person."""
+    out: dict[str, dict[str, Any]] = {}
+    for part in snap.match_parts:
+        t = _read(store, part)
+        ids = t.column("unique_id").to_pylist()
+        wanted = [i for i, k in enumerate(ids) if k in keys]
+        if wanted:
+            for row in t.take(wanted).to_pylist():
+                out[row.pop("unique_id")] = row
+    return out
+
+
+def cannot_link(spec: CleanupSpec) -> set[tuple[str, str]]:
+    """Pairs a person said are different, in any earlier run of this cleanup: kept apart for good."""
+    with session_scope(get_settings().ops_database_url or "") as s:
+        rows = s.execute(select(ReviewItem.source, ReviewItem.decision).where(
+            ReviewItem.process == spec.name, ReviewItem.kind == "pair", ReviewItem.status == "rejected")).all()
+    # a pair rejected by a timeout has no verdict: it is asked again, not kept apart
+    return {_pair_of(src) for src, decision in rows if (decision or {}).get("verdict") == "different"}
+
+
+def _pair_of(src: dict[str, Any]) -> tuple[str, str]:
+    return str(src["left_key"]), str(src["right_key"])
+
+
+def same_pairs(run: RunContext, spec: CleanupSpec) -> set[tuple[str, str]]:
+    """Pairs of this run a person said are the same entity."""
+    with session_scope(get_settings().ops_database_url or "") as s:
+        sources = s.scalars(select(ReviewItem.source).where(
+            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == PAIRS_STEP,
+            ReviewItem.status == "approved"))
+        return {_pair_of(src) for src in sources}
+
+
+def ask_pairs(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Matched) -> int:
+    """One ``pair`` item per uncertain pair not already settled by the auto-merges; return how many are new.
+
+    A pair whose two rows were decided before with the same content takes that decision (carried over);
+    a pair a person called different is not asked again at all.
+    """
+    store = get_store()
+    pairs = pd.read_parquet(io.BytesIO(store.get_bytes(matched.pairs_key)))
+    banned = cannot_link(spec)
+    auto = dedupe.clusters(pairs, spec.thresholds.auto_merge, banned)
+    uncertain = pairs[pairs["match_probability"] < spec.thresholds.auto_merge]
+    held = {m for members in auto.held for m in members}
+    todo = []
+    for row in uncertain.to_dict("records"):
+        left, right = str(row["unique_id_l"]), str(row["unique_id_r"])
+        if (left, right) in banned:
+            continue
+        a, b = auto.cluster_of.get(left), auto.cluster_of.get(right)
+        if a is not None and a == b:
+            continue  # already merged through surer pairs
+        todo.append(row)
+    # pairs joining held clusters are asked too: a person settles what the model cannot
+    for members in auto.held:
+        ids = sorted(members)
+        inside = pairs[pairs["unique_id_l"].isin(ids) & pairs["unique_id_r"].isin(ids)]
+        todo.extend(r for r in inside.to_dict("records")
+                    if (str(r["unique_id_l"]), str(r["unique_id_r"])) not in banned and r not in todo)
+    if not todo:
+        return 0
+    keys = {str(r[c]) for r in todo for c in ("unique_id_l", "unique_id_r")}
+    cluster_members: dict[str, set[str]] = {}
+    for k, c in auto.cluster_of.items():
+        cluster_members.setdefault(c, set()).add(k)
+    for c in list(cluster_members):
+        if keys & cluster_members[c]:
+            keys |= cluster_members[c]
+    rows = _rows_by_key(store, snap, keys | held)
+    model = json.loads(store.get_bytes(matched.model_key))["model"]
+    due = datetime.now(UTC) + timedelta(hours=spec.review.due_hours)
+    items = []
+    for r in todo:
+        left, right = str(r["unique_id_l"]), str(r["unique_id_r"])
+        group = {left, right}
+        for side in (left, right):
+            if side in auto.cluster_of:
+                group |= cluster_members[auto.cluster_of[side]]
+        src = {"table": run.batch.rsplit("/", 1)[-1], "key": spec.key, "left_key": left, "right_key": right,
+               "left": rows.get(left, {}), "right": rows.get(right, {}),
+               "match_probability": float(r["match_probability"]), "match_weight": float(r["match_weight"]),
+               "waterfall": dedupe.explain(model, r),
+               "cluster": [{"key": k, "row": rows.get(k, {})} for k in sorted(group)]}
+        h = record_hash(spec.name, [rows.get(left, {}), rows.get(right, {}), {"pair": [left, right]}])
+        items.append(pair_item(flow_run_id=run.flow_run_id, process=spec.name, step=PAIRS_STEP, source=src,
+                               record_hash=h, due_at=due, on_timeout=spec.review.on_timeout,
+                               priority=spec.review.priority))
+    with session_scope(get_settings().ops_database_url or "") as s:
+        carry_over(s, flow_run_id=run.flow_run_id, process=spec.name, batch=run.batch, items=items)
+        return add_items(s, items, assign_among=spec.review.groups if spec.review.assign == "least_loaded" else ())
+
+
+def final_clusters(run: RunContext, spec: CleanupSpec, matched: Matched) -> tuple[dict[str, str], dict[str, str]]:
+    """Each merged row's cluster, from the auto-merge pairs and the pairs a person said are the same.
+
+    Returns (cluster of each row, how each cluster came about: auto, or review if a person joined it).
+    """
+    pairs = pd.read_parquet(io.BytesIO(get_store().get_bytes(matched.pairs_key)))
+    same = same_pairs(run, spec)
+    banned = cannot_link(spec)
+    sure = pairs["match_probability"] >= spec.thresholds.auto_merge
+    said = pd.Series([(str(a), str(b)) in same for a, b in zip(pairs["unique_id_l"], pairs["unique_id_r"],
+                                                               strict=True)], index=pairs.index, dtype=bool)
+    edges = pairs[sure | said].copy()
+    edges["match_probability"] = 1.0
+    clustering = dedupe.clusters(edges, 1.0, banned)
+    how: dict[str, str] = {}
+    reviewed = {k for pair in same for k in pair}
+    for k, c in clustering.cluster_of.items():
+        if k in reviewed:
+            how[c] = "review"
+        else:
+            how.setdefault(c, "auto")
+    return clustering.cluster_of, how
+
+
+def _snapshot_parts(store: ArtifactStore,
+                    snap: Snapshot) -> Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]]:
+    for part, props_key in zip(snap.parts, snap.proposal_parts, strict=True):
+        props = _read(store, props_key).to_pandas()
+        safe = props[props["safe"]] if len(props) else props
+        by_key: dict[str, list[tuple[str, str]]] = {}
+        for k, c, n in zip(safe["key"], safe["column"], safe["new"], strict=True):
+            by_key.setdefault(k, []).append((c, n))
+        yield _read(store, part), by_key
+
+
+def plan_changes(run: RunContext, spec: CleanupSpec, snap: Snapshot, cluster_of: dict[str, str],
+                 how: dict[str, str]) -> Planned:
+    """The change set, stored in S3; and the 'after' figures of the table it would make, checked."""
+    store = get_store()
+    changes = build(_snapshot_parts(store, snap), cluster_of, how, spec)
+    body = "\n".join(json.dumps(c, sort_keys=True) for c in changes.changes).encode()
+    plan = store.put_bytes(run.key("changes.jsonl"), body, "application/x-ndjson")
+    after = _after_figures(store, snap, changes, spec)
+    problems = _check_after(snap.before, after, snap, changes)
+    counts = changes.counts()
+    return Planned(plan_key=plan.key, counts=counts, rows_touched=changes.rows_touched, clusters=counts["clusters"],
+                   merged_rows=counts["merged_rows"], after=after.as_dict(), problems=problems)
+
+
+def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet, spec: CleanupSpec) -> Figures:
+    """The figures of the projection: the snapshot with the change set applied, chunk by chunk."""
+    by_key = {c["row_key"]: c for c in changes.changes if c["table_name"] == "main"}
+    merged = {k for members in changes.clusters.values() for k in members}
+    figures = Figures()
+    wanted = list(spec.columns)
+    for part in snap.parts:
+        t = _read(store, part)
+        rows = []
+        for k, text in zip(t.column("key").to_pylist(), t.column("row").to_pylist(), strict=True):
+            change = by_key.get(k)
+            if change is not None and change["action"] == "delete":
+                continue
+            row = change["after"] if change is not None else json.loads(text)
+            if spec.merge.mode == "soft_delete" and k in merged:
+                continue  # soft-deleted rows are no longer live rows
+            rows.append({c: _text(row.get(c)) for c in wanted})
+        frame = pd.DataFrame(rows, columns=wanted).astype(pd.StringDtype()) if rows else pd.DataFrame(
+            {c: pd.Series([], dtype=pd.StringDtype()) for c in wanted})
+        figures.add(profile(frame, spec))
+    return figures
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return str(next(iter(value.values())))
+    return str(value)
+
+
+def _check_after(before: Figures, after: Figures, snap: Snapshot, changes: ChangeSet) -> list[str]:
+    """What the cleaned table must satisfy before anything is written: nothing lost, nothing made worse."""
+    problems = []
+    merged = sum(len(m) for m in changes.clusters.values())
+    if after.rows != before.rows - merged:
+        problems.append(f"the projection has {after.rows} live rows, expected {before.rows} - {merged} merged")
+    b, a = before.shares(), after.shares()
+    for figure in ("valid_emails", "e164_phones"):
+        if b[figure] is not None and a[figure] is not None and a[figure] + 1e-9 < b[figure]:  # type: ignore[operator]
+            problems.append(f"{figure} would fall from {b[figure]:.2%} to {a[figure]:.2%}")
+    for column, n in after.nulls.items():
+        before_nulls = before.nulls.get(column, 0)
+        if n > before_nulls:
+            problems.append(f"column {column!r} would gain {n - before_nulls} nulls")
+    return problems
+
+
+def needs_gate(spec: CleanupSpec, snap: Snapshot, planned: Planned) -> bool:
+    return bool(snap.rows) and planned.rows_touched / snap.rows > spec.thresholds.gate_share
+
+
+def ask_gate(run: RunContext, spec: CleanupSpec, snap: Snapshot, planned: Planned, report_key: str) -> int:
+    summary = {"table": run.batch, "rows": snap.rows, "rows_touched": planned.rows_touched,
+               "share_touched": round(planned.rows_touched / max(snap.rows, 1), 4),
+               "gate_share": spec.thresholds.gate_share, "changes": planned.counts,
+               "report": get_store().uri(report_key)}
+    with session_scope(get_settings().ops_database_url or "") as s:
+        return open_gate(s, run.flow_run_id, spec.name, GATE_STEP, summary,
+                         datetime.now(UTC) + timedelta(hours=spec.review.due_hours), spec.review.on_timeout,
+                         priority=spec.review.priority)
+
+
+def gate_approved(run: RunContext) -> bool:
+    with session_scope(get_settings().ops_database_url or "") as s:
+        status = s.scalar(select(ReviewItem.status).where(ReviewItem.flow_run_id == run.flow_run_id,
+                                                          ReviewItem.step == GATE_STEP))
+    return status == "approved"
+
+
+def apply_changes(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec,
+                  planned: Planned) -> dict[str, Any]:
+    """Write the change log, apply it chunk by chunk; a conflict becomes a ``conflict`` item."""
+    store = get_store()
+    ops = get_settings().ops_database_url or ""
+    changes = [json.loads(line) for line in store.get_bytes(planned.plan_key).splitlines() if line.strip()]
+    applying.plan(ops, run.flow_run_id, changes)
+    engine = source.connect(target)
+    try:
+        done = applying.apply(engine, target, checked, ops, run.flow_run_id)
+    finally:
+        engine.dispose()
+    conflicts = _raise_conflicts(run, target, checked, spec, done.conflicts)
+    with session_scope(ops) as s:
+        log = [{"seq": c.seq, "table": c.table_name, "row_key": c.row_key, "action": c.action, "how": c.how,
+                "cluster": c.cluster, "status": c.status, "before_hash": c.before_hash, "after_hash": c.after_hash,
+                "note": c.note} for c in applying.log_of(s, run.flow_run_id)]
+    log_obj = put_json(store, run.key("change-log.json"), log)
+    return {"applied": done.applied, "repointed": done.repointed, "conflicts": conflicts,
+            "change_log": log_obj.key, "found_applied": done.already}
+
+
+def _raise_conflicts(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec,
+                     conflicts: list[dict[str, Any]]) -> int:
+    with_rows = [c for c in conflicts if "before" in c]
+    if not with_rows:
+        return 0
+    engine = source.connect(target)
+    try:
+        with engine.connect() as conn:
+            current = source.fetch(conn, target, target.table, checked.columns, checked.key,
+                                   [decode_key(c["row_key"]) for c in with_rows])
+    finally:
+        engine.dispose()
+    now_by_key = {encode_key(k): v for k, v in current.items()}
+    due = datetime.now(UTC) + timedelta(hours=spec.review.due_hours)
+    items = [conflict_item(flow_run_id=run.flow_run_id, process=spec.name, step=CONFLICTS_STEP, source={
+        "table": target.table, "key": spec.key, "row_key": c["row_key"], "snapshot": c["before"] or {},
+        "current": now_by_key.get(c["row_key"]) or {}, "proposed": c["after"] or {}}, record_hash=None,
+        due_at=due, on_timeout=spec.review.on_timeout, priority=spec.review.priority) for c in with_rows]
+    with session_scope(get_settings().ops_database_url or "") as s:
+        add_items(s, items)
+    return len(items)
+
+
+def save_state(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapshot, matched: Matched) -> None:
+    """The table as this run left it (key → content hash) and its model: what the next incremental run reads."""
+    store = get_store()
+    state = state_prefix(store, spec, target)
+    hashes: dict[str, str] = {}
+    for part in snap.parts:
+        t = _read(store, part).select(["key", "hash"])
+        hashes.update(zip(t.column("key").to_pylist(), t.column("hash").to_pylist(), strict=True))
+    with session_scope(get_settings().ops_database_url or "") as s:
+        for c in applying.log_of(s, run.flow_run_id):
+            if c.table_name != applying.MAIN or c.status != "applied":
+                continue
+            if c.after_hash is None:
+                hashes.pop(c.row_key, None)
+            else:
+                hashes[c.row_key] = c.after_hash
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"key": list(hashes), "hash": list(hashes.values())}), buf)
+    store.put_bytes(f"{state}/state.parquet", buf.getvalue(), "application/vnd.apache.parquet")
+    store.put_bytes(f"{state}/model.json", store.get_bytes(matched.model_key), "application/json")
+
+
+def cluster_rows(store: ArtifactStore, planned: Planned) -> list[tuple[str, str, str]]:
+    """(survivor, merged keys, how) per merged cluster, from the stored change set."""
+    merged: dict[str, list[str]] = {}
+    how: dict[str, str] = {}
+    for line in store.get_bytes(planned.plan_key).splitlines():
+        if not line.strip():
+            continue
+        c = json.loads(line)
+        if c["action"] in ("delete", "soft_delete") and c["cluster"]:
+            merged.setdefault(c["cluster"], []).append(c["row_key"])
+            how[c["cluster"]] = c["how"]
+    return [(k, ", ".join(v), how[k]) for k, v in sorted(merged.items())]
+
+
+def clean_up_work(run: RunContext) -> None:
+    shutil.rmtree(work_dir(run), ignore_errors=True)
+
+
+def objects_of(snap: Snapshot, extra: list[StoredObject]) -> list[StoredObject]:
+    return [*snap.objects, *extra]

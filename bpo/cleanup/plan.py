@@ -1,0 +1,155 @@
+"""The change set: safe reformats, and merged clusters built by the survivorship rules.
+
+Every change names one row by its key, holds the row whole before and after (exactly encoded, with
+both hashes) and says why it is made: ``safe`` (a reformat), ``auto`` (an auto-merge) or ``review``
+(a person said the pair is the same). Changes come in chunks — one transaction each on apply — and a
+merged cluster never straddles two chunks, so a merge applies whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from bpo.cleanup.rows import encode_key, row_hash
+from bpo.cleanup.spec import CleanupSpec
+
+CHUNK = 2_000  # changes per transaction
+
+
+@dataclass
+class Member:
+    key: str
+    before: dict[str, Any]  # the row as read
+    standardized: dict[str, Any]  # with its safe reformats applied
+    hash: str
+
+
+@dataclass
+class ChangeSet:
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    clusters: dict[str, list[str]] = field(default_factory=dict)  # survivor key -> merged keys
+    how: dict[str, str] = field(default_factory=dict)  # survivor key -> auto | review
+
+    @property
+    def rows_touched(self) -> int:
+        return len({c["row_key"] for c in self.changes if c["table_name"] == "main"})
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.changes:
+            name = f"{c['action']}_{c['how']}"
+            out[name] = out.get(name, 0) + 1
+        out["clusters"] = len(self.clusters)
+        out["merged_rows"] = sum(len(m) for m in self.clusters.values())
+        return out
+
+
+def apply_safe(row: dict[str, Any], proposals: list[tuple[str, str]]) -> dict[str, Any]:
+    out = dict(row)
+    for column, new in proposals:
+        out[column] = new
+    return out
+
+
+def _completeness(row: dict[str, Any], spec: CleanupSpec) -> int:
+    return sum(row.get(c) not in (None, "") for c in spec.columns)
+
+
+def _ordered(members: list[Member], spec: CleanupSpec, rule: str) -> list[Member]:
+    """The cluster's rows, the one whose value wins first."""
+    s = spec.survivorship
+    if rule == "most_recent" and s.recency_column:
+        column = s.recency_column
+        return sorted(members, key=lambda m: (m.standardized.get(column) is not None,
+                                              json.dumps(m.standardized.get(column), sort_keys=True)), reverse=True)
+    if rule == "source_priority" and s.source_column:
+        rank = {name: i for i, name in enumerate(s.source_priority)}
+        column = s.source_column
+        return sorted(members, key=lambda m: rank.get(str(m.standardized.get(column)), len(rank)))
+    return sorted(members, key=lambda m: -_completeness(m.standardized, spec))
+
+
+def survivor(members: list[Member], spec: CleanupSpec) -> tuple[Member, dict[str, Any]]:
+    """The row kept (the most complete; ties to the smallest key) and its values after the merge."""
+    kept = sorted(members, key=lambda m: (-_completeness(m.standardized, spec), m.key))[0]
+    values = dict(kept.standardized)
+    for column in spec.columns:
+        for m in _ordered(members, spec, spec.survivorship.rule(column)):
+            value = m.standardized.get(column)
+            if value not in (None, ""):
+                values[column] = value
+                break
+    return kept, values
+
+
+def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cluster_of: dict[str, str],
+          how_of: dict[str, str], spec: CleanupSpec) -> ChangeSet:
+    """The change set from the snapshot parts (each with its safe proposals by key) and the clusters."""
+    out = ChangeSet()
+    members: dict[str, list[Member]] = {}
+    safe: list[dict[str, Any]] = []
+    for snapshot, proposals in parts:
+        for key, hash_, text in zip(snapshot.column("key").to_pylist(), snapshot.column("hash").to_pylist(),
+                                    snapshot.column("row").to_pylist(), strict=True):
+            if key not in cluster_of and key not in proposals:
+                continue
+            before = json.loads(text)
+            std = apply_safe(before, proposals.get(key, []))
+            if key in cluster_of:
+                members.setdefault(cluster_of[key], []).append(Member(key, before, std, hash_))
+            else:
+                safe.append(_change("update", "safe", key, before, hash_, std, None))
+    merge = spec.merge
+    for cluster_id, rows in sorted(members.items()):
+        if len(rows) < 2:
+            continue
+        kept, values = survivor(rows, spec)
+        how = how_of.get(cluster_id, "auto")
+        group = []
+        if values != kept.before:
+            group.append(_change("update", how, kept.key, kept.before, kept.hash, values, kept.key))
+        merged = []
+        for m in sorted(rows, key=lambda m: m.key):
+            if m is kept:
+                continue
+            merged.append(m.key)
+            if merge.mode == "delete":
+                group.append(_change("delete", how, m.key, m.before, m.hash, None, kept.key))
+            else:
+                after = dict(m.standardized)
+                after[merge.column] = kept.before[spec.key]
+                group.append(_change("soft_delete", how, m.key, m.before, m.hash, after, kept.key))
+        out.clusters[kept.key] = merged
+        out.how[kept.key] = how
+        out.changes.extend(group)
+    out.changes.extend(safe)
+    _number(out.changes)
+    return out
+
+
+def _change(action: str, how: str, key: str, before: dict[str, Any], before_hash: str,
+            after: dict[str, Any] | None, cluster: str | None) -> dict[str, Any]:
+    return {"table_name": "main", "row_key": key, "action": action, "how": how, "cluster": cluster,
+            "before": before, "after": after, "before_hash": before_hash,
+            "after_hash": row_hash(after) if after is not None else None}
+
+
+def _number(changes: list[dict[str, Any]]) -> None:
+    """Sequence numbers in order; chunks of about CHUNK changes that never split a cluster."""
+    chunk, in_chunk, last_cluster = 0, 0, None
+    for seq, change in enumerate(changes):
+        cluster = change["cluster"]
+        if in_chunk >= CHUNK and (cluster is None or cluster != last_cluster):
+            chunk, in_chunk = chunk + 1, 0
+        change["seq"], change["chunk"] = seq, chunk
+        in_chunk += 1
+        last_cluster = cluster
+
+
+def key_of(value: Any) -> str:
+    return encode_key(value)

@@ -1,0 +1,117 @@
+"""Rows of a client table as the cleanup keeps them: an exact, typed JSON encoding and a content hash.
+
+A value is read as the database driver gives it (no SQLAlchemy type processing, so a SQLite column
+holding a mix of types, or a string in a DATE column, reads as it is) and encoded to JSON without
+losing its type: a date stays a date, a Decimal keeps its digits, bytes their bytes. The hash of a
+row is the SHA-256 of that encoding, so a row read again — to apply a change, or to undo one — is
+recognised as unchanged exactly when every value is.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+_TAGS = ("$date", "$datetime", "$time", "$timedelta", "$decimal", "$bytes", "$float", "$uuid")
+
+
+def encode_value(value: Any) -> Any:
+    """A JSON-safe value that ``decode_value`` turns back into exactly ``value``."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if isinstance(value, datetime):  # before date: a datetime is a date
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, time):
+        return {"$time": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {"$timedelta": [value.days, value.seconds, value.microseconds]}
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, UUID):
+        return {"$uuid": str(value)}
+    raise TypeError(f"a value of type {type(value).__name__} cannot be kept exactly; the cleanup refuses the column")
+
+
+def decode_value(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    (tag, raw), = value.items()
+    if tag == "$datetime":
+        return datetime.fromisoformat(raw)
+    if tag == "$date":
+        return date.fromisoformat(raw)
+    if tag == "$time":
+        return time.fromisoformat(raw)
+    if tag == "$timedelta":
+        return timedelta(days=raw[0], seconds=raw[1], microseconds=raw[2])
+    if tag == "$decimal":
+        return Decimal(raw)
+    if tag == "$bytes":
+        return base64.b64decode(raw)
+    if tag == "$float":
+        return float(raw)
+    if tag == "$uuid":
+        return UUID(raw)
+    raise ValueError(f"unknown value tag {tag!r}")
+
+
+def encode_row(columns: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    return {c: encode_value(v) for c, v in zip(columns, values, strict=True)}
+
+
+def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {c: decode_value(v) for c, v in row.items()}
+
+
+def canonical(encoded: Mapping[str, Any]) -> str:
+    return json.dumps(encoded, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def row_hash(encoded: Mapping[str, Any]) -> str:
+    """The content hash of an encoded row (every column, by name)."""
+    return hashlib.sha256(canonical(encoded).encode()).hexdigest()
+
+
+def encode_key(value: Any) -> str:
+    """A primary-key value as one string: the name of the row in the change log, in S3 and in Splink."""
+    return canonical({"k": encode_value(value)})[5:-1]
+
+
+def key_from_row(encoded: Mapping[str, Any], columns: Sequence[str]) -> str:
+    """The key of an encoded row, one column or several (a list)."""
+    values = [encoded[c] for c in columns]
+    return canonical({"k": values[0] if len(values) == 1 else values})[5:-1]
+
+
+def decode_key(text: str) -> Any:
+    """The key value(s): one value, or a list for a key of several columns."""
+    value = json.loads(text)
+    if isinstance(value, list):
+        return [decode_value(v) for v in value]
+    return decode_value(value)
+
+
+def as_text(value: Any) -> str | None:
+    """A value as the standardizers and the match model see it: text, or None."""
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return None  # binary is not compared
+    return str(value)

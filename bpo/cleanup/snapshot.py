@@ -1,0 +1,159 @@
+"""Snapshot, standardize and profile: one streamed pass over the client's table.
+
+Each chunk of rows (ordered by key) becomes three Parquet objects in the run's S3 prefix:
+``snapshot/`` — every row whole, exactly encoded, with its content hash (what apply checks and undo
+restores); ``match/`` — the compared columns standardized, the input of the match model; and
+``proposals/`` — the value changes standardizing proposes, each marked safe or not. Only one chunk is
+in memory at a time, so a table larger than memory works.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from email_validator import EmailNotValidError, validate_email
+
+from bpo.cleanup.rows import as_text, canonical, encode_key, encode_row, row_hash
+from bpo.cleanup.spec import CleanupSpec
+from bpo.cleanup.standardize import standardize
+from bpo.store import ArtifactStore, StoredObject
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+@dataclass
+class Figures:
+    """Quality figures of one version of the table (before, or as it would be after)."""
+
+    rows: int = 0
+    nulls: dict[str, int] = field(default_factory=dict)  # per column
+    emails: int = 0  # non-null values of email columns
+    valid_emails: int = 0
+    phones: int = 0
+    e164_phones: int = 0
+    duplicates: int = 0  # rows that are a duplicate of another (rows in clusters minus clusters)
+
+    def add(self, other: Figures) -> None:
+        self.rows += other.rows
+        for c, n in other.nulls.items():
+            self.nulls[c] = self.nulls.get(c, 0) + n
+        self.emails += other.emails
+        self.valid_emails += other.valid_emails
+        self.phones += other.phones
+        self.e164_phones += other.e164_phones
+        self.duplicates += other.duplicates
+
+    def shares(self) -> dict[str, float | None]:
+        def share(n: int, d: int) -> float | None:
+            return round(n / d, 6) if d else None
+        return {"valid_emails": share(self.valid_emails, self.emails),
+                "e164_phones": share(self.e164_phones, self.phones),
+                "duplicate_rate": share(self.duplicates, self.rows),
+                **{f"nulls.{c}": share(n, self.rows) for c, n in self.nulls.items()}}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "nulls": self.nulls, "emails": self.emails, "valid_emails": self.valid_emails,
+                "phones": self.phones, "e164_phones": self.e164_phones, "duplicates": self.duplicates,
+                "shares": self.shares()}
+
+
+def valid_email(value: str) -> bool:
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def profile(values: pd.DataFrame, spec: CleanupSpec) -> Figures:
+    """Figures of one chunk: ``values`` holds the spec's columns as text (or NA)."""
+    figures = Figures(rows=len(values), nulls={c: int(values[c].isna().sum()) for c in spec.columns})
+    for name, col in spec.columns.items():
+        present = values[name].dropna().astype(str)
+        if col.role == "email":
+            figures.emails += len(present)
+            figures.valid_emails += sum(int(n) for v, n in present.value_counts().items() if valid_email(str(v)))
+        elif col.role == "phone":
+            figures.phones += len(present)
+            figures.e164_phones += int(present.str.fullmatch(E164.pattern).sum())
+    return figures
+
+
+@dataclass
+class Snapshot:
+    """What the pass wrote and measured."""
+
+    columns: list[str]  # the table's columns, in order
+    rows: int = 0
+    parts: list[str] = field(default_factory=list)  # snapshot/ keys
+    match_parts: list[str] = field(default_factory=list)  # match/ keys
+    proposal_parts: list[str] = field(default_factory=list)  # proposals/ keys
+    objects: list[StoredObject] = field(default_factory=list)
+    before: Figures = field(default_factory=Figures)
+    proposals: int = 0
+    safe_proposals: int = 0
+
+
+def _put(store: ArtifactStore, key: str, table: pa.Table) -> StoredObject:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return store.put_bytes(key, buf.getvalue(), "application/vnd.apache.parquet")
+
+
+def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], spec: CleanupSpec,
+                  store: ArtifactStore, prefix: str) -> Snapshot:
+    """Write the snapshot, match and proposal parts of every chunk; measure the 'before' figures."""
+    snap = Snapshot(columns=columns)
+    key_at = columns.index(spec.key)
+    wanted = spec.table_columns()
+    positions = {c: columns.index(c) for c in wanted}
+    compared = [c for c, col in spec.columns.items() if col.compare]
+    for number, rows in enumerate(chunks):
+        encoded = [encode_row(columns, r) for r in rows]
+        keys = [encode_key(r[key_at]) for r in rows]
+        text = pd.DataFrame({c: pd.array([as_text(r[i]) for r in rows], dtype=pd.StringDtype())
+                             for c, i in positions.items()})
+        standardized, proposals = standardize(text, spec)
+        snap.before.add(profile(text, spec))
+        name = f"part-{number:05d}.parquet"
+        snapshot = pa.table({"key": keys, "hash": [row_hash(e) for e in encoded],
+                             "row": [canonical(e) for e in encoded]})
+        match = pa.table({"unique_id": keys, **{c: pa.array(standardized[c].to_numpy(object, na_value=None),
+                                                            type=pa.string()) for c in compared}})
+        props = pa.table({"key": [keys[p] for p in proposals["position"]],
+                          "column": proposals["column"].astype(str).tolist(),
+                          "old": proposals["old"].astype(str).tolist(), "new": proposals["new"].astype(str).tolist(),
+                          "safe": proposals["safe"].astype(bool).tolist()},
+                         schema=pa.schema([("key", pa.string()), ("column", pa.string()), ("old", pa.string()),
+                                           ("new", pa.string()), ("safe", pa.bool_())]))
+        for folder, tbl, parts in (("snapshot", snapshot, snap.parts), ("match", match, snap.match_parts),
+                                   ("proposals", props, snap.proposal_parts)):
+            obj = _put(store, f"{prefix}/{folder}/{name}", tbl)
+            parts.append(obj.key)
+            snap.objects.append(obj)
+        snap.rows += len(rows)
+        snap.proposals += len(proposals)
+        snap.safe_proposals += int(proposals["safe"].sum()) if len(proposals) else 0
+    return snap
+
+
+def local_copies(store: ArtifactStore, keys: list[str], folder: Path) -> list[Path]:
+    """The parts as local files (the match model reads files), downloaded once per folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for key in keys:
+        path = folder / key.rsplit("/", 1)[-1]
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(store.get_bytes(key))
+            tmp.replace(path)
+        paths.append(path)
+    return paths

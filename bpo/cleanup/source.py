@@ -1,0 +1,179 @@
+"""The client's table: connect, check it against the spec before touching it, read it in chunks, change rows.
+
+Every statement is built with SQLAlchemy Core on lightweight ``table()``/``column()`` objects: names
+are quoted by SQLAlchemy (a column called ``order``, a key with spaces, a name holding a quote), values
+are bound, and results come back as the driver reads them (no type processing), so nothing of a value
+is lost on the way to the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, TableClause, bindparam, column, create_engine, inspect, select, table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from bpo.cleanup.rows import encode_row, row_hash
+from bpo.cleanup.spec import CleanupSpec
+from bpo.settings import Settings
+
+IN_CHUNK = 500  # keys bound in one IN (...): under every driver's parameter limit
+
+
+class CleanupRefused(ValueError):
+    """The table or the spec does not fit: said before anything is read or written."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the table is: the URL to connect with, and how to name it in logs and the ops database."""
+
+    url: str  # may hold a password: never logged, never stored
+    label: str  # the connection's name, or the URL without its password
+    table: str
+    schema: str | None = None
+
+
+def resolve(database: str, table_name: str, settings: Settings) -> Target:
+    """A named connection (``BPO_CONNECTIONS``) or a SQLAlchemy URL; refused with a reason if it is neither."""
+    named = settings.connections.get(database)
+    if named is not None:
+        return Target(named.get_secret_value(), database, table_name)
+    try:
+        url = make_url(database)
+    except ArgumentError:
+        raise CleanupRefused(f"{database!r} is neither a SQLAlchemy URL nor a connection named in BPO_CONNECTIONS "
+                             f"(known: {', '.join(sorted(settings.connections)) or 'none'})") from None
+    return Target(database, url.render_as_string(hide_password=True), table_name)
+
+
+@dataclass
+class Checked:
+    """The table as the cleanup will use it: its columns in order, and each referencing table's key."""
+
+    columns: list[str]
+    key: str
+    references: dict[str, list[str]] = field(default_factory=dict)  # "table.column" -> that table's primary key
+
+
+def connect(target: Target) -> Engine:
+    try:
+        engine = create_engine(target.url, pool_pre_ping=True)
+        with engine.connect():
+            pass
+    except (NoSuchModuleError, ArgumentError) as exc:
+        raise CleanupRefused(f"cannot use the database {target.label}: {exc}") from None
+    except OperationalError as exc:
+        raise CleanupRefused(f"cannot connect to {target.label}: {str(exc.orig).strip().splitlines()[0]}") from None
+    return engine
+
+
+def check(engine: Engine, target: Target, spec: CleanupSpec) -> Checked:
+    """Refuse, with every reason at once, a table that does not fit the spec; read nothing of its rows."""
+    inspector = inspect(engine)
+    try:
+        if not inspector.has_table(target.table, schema=target.schema):
+            raise CleanupRefused(f"no table {target.table!r} in {target.label}")
+        columns = [c["name"] for c in inspector.get_columns(target.table, schema=target.schema)]
+        pk = inspector.get_pk_constraint(target.table, schema=target.schema).get("constrained_columns") or []
+    except SQLAlchemyError as exc:
+        raise CleanupRefused(f"cannot read the definition of {target.table!r}: {exc}") from None
+    problems: list[str] = []
+    if not pk:
+        problems.append(f"table {target.table!r} has no primary key: rows could not be told apart, merged or "
+                        f"restored; add one first")
+    elif pk != [spec.key]:
+        problems.append(f"the spec's key {spec.key!r} is not the table's primary key {pk}")
+    missing = [c for c in [spec.key, *spec.table_columns()] if c not in columns]
+    if missing:
+        problems.append(f"table {target.table!r} has no column {', '.join(map(repr, missing))} "
+                        f"(it has {', '.join(map(repr, columns))})")
+    references: dict[str, list[str]] = {}
+    for ref in spec.references:
+        if not inspector.has_table(ref.table, schema=target.schema):
+            problems.append(f"referencing table {ref.table!r} does not exist")
+            continue
+        ref_columns = [c["name"] for c in inspector.get_columns(ref.table, schema=target.schema)]
+        ref_pk = ref.key or inspector.get_pk_constraint(ref.table, schema=target.schema).get("constrained_columns")
+        if ref.column not in ref_columns:
+            problems.append(f"referencing table {ref.table!r} has no column {ref.column!r}")
+        elif not ref_pk:
+            problems.append(f"referencing table {ref.table!r} has no primary key (list it under references: key)")
+        else:
+            references[f"{ref.table}.{ref.column}"] = list(ref_pk)
+    if problems:
+        raise CleanupRefused("; ".join(problems))
+    return Checked(columns=columns, key=spec.key, references=references)
+
+
+def lightweight(target: Target, name: str, columns: Sequence[str]) -> TableClause:
+    """A table clause whose names SQLAlchemy quotes as needed; no types, so values come back as read."""
+    return table(name, *(column(c) for c in columns), schema=target.schema)
+
+
+def read_chunks(engine: Engine, target: Target, columns: list[str], key: str,
+                chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Every row, ordered by the key, ``chunk_rows`` at a time, streamed (a table larger than memory works)."""
+    t = lightweight(target, target.table, columns)
+    with engine.connect().execution_options(stream_results=True, yield_per=chunk_rows) as conn:
+        result = conn.execute(select(*t.columns).order_by(t.c[key]))
+        for part in result.partitions(chunk_rows):
+            yield [tuple(r) for r in part]
+
+
+def fetch(conn: Connection, target: Target, name: str, columns: list[str], key: str,
+          keys: Sequence[Any], *, lock: bool = False) -> dict[Any, dict[str, Any]]:
+    """The rows of ``name`` with these key values, encoded, by key value (locked FOR UPDATE where supported)."""
+    t = lightweight(target, name, columns)
+    found: dict[Any, dict[str, Any]] = {}
+    for start in range(0, len(keys), IN_CHUNK):
+        stmt = select(*t.columns).where(t.c[key].in_(list(keys[start:start + IN_CHUNK])))
+        if lock and conn.dialect.name != "sqlite":
+            stmt = stmt.with_for_update()
+        for r in conn.execute(stmt):
+            found[r[columns.index(key)]] = encode_row(columns, tuple(r))
+    return found
+
+
+def hashed(rows: dict[Any, dict[str, Any]]) -> dict[Any, str]:
+    return {k: row_hash(v) for k, v in rows.items()}
+
+
+def update_row(conn: Connection, target: Target, name: str, key: str, key_value: Any,
+               values: dict[str, Any]) -> int:
+    t = lightweight(target, name, [key, *values])
+    stmt = t.update().where(t.c[key] == bindparam("_key")).values(
+        {c: bindparam(f"_v{i}") for i, c in enumerate(values)})
+    params = {"_key": key_value, **{f"_v{i}": v for i, v in enumerate(values.values())}}
+    return conn.execute(stmt, params).rowcount
+
+
+def delete_row(conn: Connection, target: Target, name: str, key: str, key_value: Any) -> int:
+    t = lightweight(target, name, [key])
+    return conn.execute(t.delete().where(t.c[key] == bindparam("_key")), {"_key": key_value}).rowcount
+
+
+def insert_row(conn: Connection, target: Target, name: str, values: dict[str, Any]) -> None:
+    t = lightweight(target, name, list(values))
+    conn.execute(t.insert().values({c: bindparam(f"_v{i}") for i, c in enumerate(values)}),
+                 {f"_v{i}": v for i, v in enumerate(values.values())})
+
+
+def referencing_rows(conn: Connection, target: Target, name: str, column_name: str, pk: list[str],
+                     columns: list[str], values: Sequence[Any]) -> list[dict[str, Any]]:
+    """The rows of a referencing table that point at any of ``values``, encoded whole."""
+    t = lightweight(target, name, columns)
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(values), IN_CHUNK):
+        stmt = select(*t.columns).where(t.c[column_name].in_(list(values[start:start + IN_CHUNK])))
+        if conn.dialect.name != "sqlite":
+            stmt = stmt.with_for_update()
+        out.extend(encode_row(columns, tuple(r)) for r in conn.execute(stmt))
+    return out
+
+
+def table_columns(engine: Engine, target: Target, name: str) -> list[str]:
+    return [c["name"] for c in inspect(engine).get_columns(name, schema=target.schema)]

@@ -1,0 +1,61 @@
+"""``bpo cleanup undo RUN_ID``: put back every row a cleanup run changed, exactly, with a report.
+
+The run's table and spec are read from the ops database; its connection too, unless the URL held a
+password (only its masked form is kept): then the caller names the connection or gives the URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from bpo.cleanup import apply as applying
+from bpo.cleanup import source
+from bpo.cleanup.source import CleanupRefused
+from bpo.cleanup.spec import load_cleanup_spec
+from bpo.db.models import Run
+from bpo.db.session import session_scope
+from bpo.settings import Settings, get_settings
+
+
+@dataclass
+class UndoReport:
+    run: str
+    table: str
+    restored: int = 0
+    verified: int = 0
+    refused: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "table": self.table, "restored": self.restored, "verified": self.verified,
+                "refused": self.refused}
+
+
+def undo_run(flow_run_id: str, database: str | None = None, settings: Settings | None = None) -> UndoReport:
+    settings = settings or get_settings()
+    with session_scope(settings.ops_database_url or "") as s:
+        run = s.get(Run, flow_run_id)
+        if run is None or "cleanup_spec" not in (run.counts or {}):
+            raise CleanupRefused(f"no cleanup run {flow_run_id!r} in the ops database")
+        label, table, spec_path = run.batch.rsplit("/", 1)[0], run.counts["table"], run.counts["cleanup_spec"]
+    spec = load_cleanup_spec(spec_path)
+    if database is None:
+        if label in settings.connections:
+            database = label
+        else:
+            url = make_url(label)
+            if url.password is not None:
+                raise CleanupRefused(f"the run's database {label} needs its password: give --database URL or the "
+                                     f"name of a connection in BPO_CONNECTIONS")
+            database = label
+    target = source.resolve(database, table, settings)
+    engine = source.connect(target)
+    try:
+        checked = source.check(engine, target, spec)
+        done = applying.undo(engine, target, checked, settings.ops_database_url or "", flow_run_id)
+    finally:
+        engine.dispose()
+    return UndoReport(run=flow_run_id, table=table, restored=done.restored, verified=done.verified,
+                      refused=done.refused)

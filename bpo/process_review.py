@@ -1,0 +1,22 @@
+"""How a process's items are reviewed (groups, due hours, four-eyes, notifications), whichever spec declares it.
+
+A data-entry process declares it in its process spec; a table cleanup in its cleanup spec (its items'
+``process`` is the cleanup spec's name). The review service, the console's authorization and the
+notifications read it here, so a cleanup's pair and conflict items follow the same rules as a record.
+"""
+
+from __future__ import annotations
+
+from bpo.cleanup.spec import load_cleanup_spec
+from bpo.spec import ReviewSpec, load_spec
+
+
+def review_of(process: str) -> ReviewSpec:
+    """The review section of ``process``'s spec; FileNotFoundError or ValueError when there is none to read."""
+    try:
+        return load_spec(process).review
+    except ValueError as not_a_process:  # it may be a cleanup spec, whose review section is the same model
+        try:
+            return load_cleanup_spec(process).review
+        except ValueError:
+            raise not_a_process from None

@@ -1,0 +1,300 @@
+"""The database-cleanup flow end to end: a real Prefect server, SeaweedFS, SQLite and PostgreSQL target tables.
+
+A generated customer table with known duplicates (and an orders table referencing it) is snapshotted,
+standardized, de-duplicated, reviewed, applied and undone; every restored row is checked by content hash.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+
+from bpo.cleanup.rows import encode_row, row_hash
+
+pytestmark = pytest.mark.slow
+
+FIRST = ["James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
+         "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
+         "Zoë", "José", "Łukasz", "Ünal", "Søren", "Anaïs", "Björn", "Chloé", "Dmitri", "Émile"]
+LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
+        "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
+        "Nguyen", "Müller", "O'Brien", "Kowalski", "Ivanov", "Tanaka", "Rossi", "Dubois", "Novák", "Østergaard"]
+CITIES = ["Springfield", "Riverside", "Franklin", "Greenville", "Bristol", "Clinton", "Fairview", "Salem"]
+
+
+def make_customers(n: int, dup_share: float, seed: int) -> tuple[list[dict[str, Any]], dict[int, int]]:
+    """``n`` distinct people, then a duplicate of ``dup_share`` of them (typos, reformatted values, a moved
+    address, a missing value); returns the rows and each duplicate's original id."""
+    rnd = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    for i in range(1, n + 1):
+        first, last = FIRST[i % len(FIRST)], LAST[(i * 7) % len(LAST)]
+        rows.append({"customer_id": i, "first_name": first, "last_name": last,
+                     "email": f"{first[:3].lower()}.{last[:4].lower()}{i}@example.com".replace("'", ""),
+                     "phone": f"+1202555{i:04d}", "date_of_birth": f"19{50 + i % 45:02d}-{1 + i % 12:02d}-"
+                                                                    f"{1 + i % 28:02d}",
+                     "street": f"{10 + i} Main St", "city": CITIES[i % len(CITIES)], "postal_code": f"{10000 + i}",
+                     "country": "US", "updated_at": f"2024-01-{1 + i % 28:02d}"})
+    truth: dict[int, int] = {}
+    next_id = n + 1
+    for original in rnd.sample(rows[:n], int(n * dup_share)):
+        dup = dict(original, customer_id=next_id)
+        dup["first_name"] = original["first_name"].upper()  # a reformat
+        dup["last_name"] = original["last_name"][:-1] + "x" if rnd.random() < 0.3 else original["last_name"]
+        dup["phone"] = f"(202) 555-{original['phone'][-4:]}"  # the same number, written nationally
+        y, m, d = original["date_of_birth"].split("-")
+        dup["date_of_birth"] = f"{m}/{d}/{y}"
+        if rnd.random() < 0.3:
+            dup["street"] = f"{rnd.randint(1, 999)} Oak Ave"  # moved
+        if rnd.random() < 0.3:
+            dup["email"] = None
+        dup["updated_at"] = "2025-06-01"
+        rows.append(dup)
+        truth[next_id] = original["customer_id"]
+        next_id += 1
+    return rows, truth
+
+
+def create_tables(url: str, rows: list[dict[str, Any]], orders: list[tuple[int, int]]) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS orders"))
+        conn.execute(text("DROP TABLE IF EXISTS customers"))
+        conn.execute(text("CREATE TABLE customers (customer_id INTEGER PRIMARY KEY, first_name TEXT, last_name TEXT, "
+                          "email TEXT, phone TEXT, date_of_birth TEXT, street TEXT, city TEXT, postal_code TEXT, "
+                          "country TEXT, updated_at TEXT)"))
+        conn.execute(text("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, "
+                          "customer_id INTEGER REFERENCES customers(customer_id), amount INTEGER)"))
+        conn.execute(text("INSERT INTO customers VALUES (:customer_id, :first_name, :last_name, :email, :phone, "
+                          ":date_of_birth, :street, :city, :postal_code, :country, :updated_at)"), rows)
+        conn.execute(text("INSERT INTO orders VALUES (:o, :c, 10)"), [{"o": o, "c": c} for o, c in orders])
+    engine.dispose()
+
+
+def table_hashes(url: str, table: str) -> dict[Any, str]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        result = conn.execute(text(f"SELECT * FROM {table}"))  # noqa: S608 (a test's own fixed table name)
+        columns = list(result.keys())
+        out = {r[0]: row_hash(encode_row(columns, tuple(r))) for r in result}
+    engine.dispose()
+    return out
+
+
+def _spec(tmp_path: Path, **changes: Any) -> Path:
+    from bpo.spec import SPECS_DIR
+
+    data = yaml.safe_load((SPECS_DIR / "customers_cleanup.yaml").read_text())
+    data.update(changes)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def sqlite_table(tmp_path: Path, stack: dict[str, str]) -> Iterator[tuple[str, dict[int, int]]]:
+    rows, truth = make_customers(300, 0.1, seed=7)
+    url = f"sqlite:///{tmp_path}/client.db"
+    orders = [(i, dup) for i, dup in enumerate(sorted(truth), start=1)] + [(1000, 1)]
+    create_tables(url, rows, orders)
+    yield url, truth
+
+
+def _changes(run_id: str) -> list[Any]:
+    from bpo.cleanup.apply import log_of
+    from bpo.db.session import session_scope
+    from bpo.settings import get_settings
+
+    with session_scope(get_settings().ops_database_url or "") as s:
+        return log_of(s, run_id)
+
+
+def _resolve_pairs_when_asked(truth: dict[int, int], stop: threading.Event,
+                              before_gate: Any = None) -> threading.Thread:
+    """An agent in another thread: answers every open pair item by the truth (same / different), approves gates."""
+    from bpo.cleanup.rows import decode_key
+    from bpo.db.models import ReviewItem
+    from bpo.db.session import session_scope
+    from bpo.review import resolve
+    from bpo.settings import get_settings
+
+    def work() -> None:
+        settings = get_settings()
+        while not stop.is_set():
+            with session_scope(settings.ops_database_url or "") as s:
+                open_ids = [(i.id, i.record_key) for i in s.query(ReviewItem).filter_by(kind="pair", status="open")]
+                gates = [i.id for i in s.query(ReviewItem).filter_by(kind="gate", status="open")]
+            for item_id in gates:
+                if before_gate is not None:
+                    before_gate()
+                resolve(settings, item_id, actor="supervisor", approve=True, reason="the report looks right")
+            for item_id, key in open_ids:
+                left, right = (decode_key(k) for k in key.split("|"))
+                same = truth.get(left, left) == truth.get(right, right)
+                resolve(settings, item_id, actor="agent", decision={"verdict": "same" if same else "different",
+                                                                   "reason": "checked by the truth"})
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_cleanup_on_sqlite_merges_known_duplicates_repoints_orders_and_undoes_exactly(
+        sqlite_table: tuple[str, dict[int, int]], tmp_path: Path) -> None:
+    from flows.database_cleanup import database_cleanup
+
+    url, truth = sqlite_table
+    before = table_hashes(url, "customers")
+    orders_before = table_hashes(url, "orders")
+    stop = threading.Event()
+    agent = _resolve_pairs_when_asked(truth, stop)
+    try:
+        result = database_cleanup(database=url, table="customers", spec=str(_spec(tmp_path)))
+    finally:
+        stop.set()
+        agent.join(timeout=5)
+    assert not result["problems"], result
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        remaining = {r[0] for r in conn.execute(text("SELECT customer_id FROM customers"))}
+        orders = dict(conn.execute(text("SELECT order_id, customer_id FROM orders")).tuples().all())
+    engine.dispose()
+    merged_away = set(before) - remaining
+    # every merged row was a known duplicate (or its original, the survivor being the other)
+    for key in merged_away:
+        partner = truth.get(key) or next(d for d, o in truth.items() if o == key)
+        assert partner in remaining
+    recall = len(merged_away) / len(truth)
+    assert recall >= 0.9, f"only {len(merged_away)} of {len(truth)} duplicates merged"
+    # every order points at a row that exists
+    assert set(orders.values()) <= remaining
+    assert result["e164_phones"] if "e164_phones" in result else result["after"]["e164_phones"] >= \
+        result["before"]["e164_phones"]
+
+    from bpo.cleanup.undo import undo_run
+
+    report = undo_run(result["flow_run_id"] if "flow_run_id" in result else _last_run_id())
+    assert not report.refused
+    assert table_hashes(url, "customers") == before
+    assert table_hashes(url, "orders") == orders_before
+
+
+def _last_run_id() -> str:
+    from sqlalchemy import select
+
+    from bpo.db.models import Run
+    from bpo.db.session import session_scope
+    from bpo.settings import get_settings
+
+    with session_scope(get_settings().ops_database_url or "") as s:
+        return s.scalars(select(Run.flow_run_id).where(Run.process == "customers-cleanup")
+                         .order_by(Run.started_at.desc())).first() or ""
+
+
+@pytest.fixture
+def pg_url(postgres: str, tmp_path: Path) -> Iterator[str]:
+    name = f"client_{tmp_path.name.lower().replace('-', '_')}"[:60]
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield postgres.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _create_pg(url: str, rows: list[dict[str, Any]], orders: list[tuple[int, int]]) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, first_name TEXT, last_name TEXT, "
+                          "email TEXT, phone TEXT, date_of_birth TEXT, street TEXT, city TEXT, postal_code TEXT, "
+                          "country TEXT, updated_at DATE)"))
+        conn.execute(text("CREATE TABLE orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL "
+                          "REFERENCES customers(customer_id), amount NUMERIC(10, 2))"))
+        conn.execute(text("INSERT INTO customers VALUES (:customer_id, :first_name, :last_name, :email, :phone, "
+                          ":date_of_birth, :street, :city, :postal_code, :country, CAST(:updated_at AS DATE))"), rows)
+        conn.execute(text("INSERT INTO orders VALUES (:o, :c, 12.50)"), [{"o": o, "c": c} for o, c in orders])
+    engine.dispose()
+
+
+def test_cleanup_on_postgresql_detects_a_row_changed_before_apply_then_an_incremental_run_links_new_rows(
+        pg_url: str, tmp_path: Path, stack: dict[str, str]) -> None:
+    from bpo.db.models import ReviewItem
+    from bpo.db.session import session_scope
+    from bpo.settings import get_settings
+    from flows.database_cleanup import database_cleanup
+
+    rows, truth = make_customers(200, 0.1, seed=11)
+    orders = [(i, dup) for i, dup in enumerate(sorted(truth), start=1)]
+    _create_pg(pg_url, rows, orders)
+    edited = sorted(truth)[0]  # a duplicate someone edits while the change set waits at its gate
+
+    def edit_before_gate() -> None:
+        engine = create_engine(pg_url)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE customers SET street = '1 Edited Rd' WHERE customer_id = :k"), {"k": edited})
+        engine.dispose()
+
+    spec = _spec(tmp_path, thresholds={"auto_merge": 0.99, "review": 0.8, "gate_share": 0.0})
+    stop = threading.Event()
+    agent = _resolve_pairs_when_asked(truth, stop, before_gate=edit_before_gate)
+    try:
+        first = database_cleanup(database=pg_url, table="customers", spec=str(spec))
+    finally:
+        stop.set()
+        agent.join(timeout=5)
+    assert first["conflicts"] >= 1
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        street = conn.execute(text("SELECT street FROM customers WHERE customer_id = :k"), {"k": edited}).scalar()
+        remaining = {r[0] for r in conn.execute(text("SELECT customer_id FROM customers"))}
+        order_of = dict(conn.execute(text("SELECT order_id, customer_id FROM orders")).tuples().all())
+    assert street == "1 Edited Rd"  # not overwritten, not merged away
+    assert set(order_of.values()) <= remaining  # every order re-pointed to a row that exists (the FK holds)
+    merged = [d for d, o in truth.items() if not (d in remaining and o in remaining)]
+    assert len(merged) >= len(truth) - 2, f"{len(merged)} of {len(truth)} duplicates merged"  # one is in conflict
+    assert all((d in remaining) != (o in remaining) for d, o in truth.items() if d in merged)
+    with session_scope(get_settings().ops_database_url or "") as s:
+        conflict = s.query(ReviewItem).filter_by(flow_run_id=first["flow_run_id"], kind="conflict").all()
+    assert [c.source["row_key"] for c in conflict if c.source["row_key"] == str(edited)]
+
+    # a new duplicate arrives; the incremental run links the new and changed rows only
+    original = 5 if 5 in remaining else min(remaining)
+    with engine.begin() as conn:
+        base = dict(conn.execute(text("SELECT * FROM customers WHERE customer_id = :k"), {"k": original}).mappings()
+                    .one())
+        conn.execute(text("INSERT INTO customers VALUES (9999, :f, :l, :e, :p, :d, :s, :c, :z, :n, :u)"), {
+            "f": str(base["first_name"]).lower(), "l": base["last_name"], "e": base["email"], "p": base["phone"],
+            "d": base["date_of_birth"], "s": base["street"], "c": base["city"], "z": base["postal_code"],
+            "n": base["country"], "u": base["updated_at"]})
+        conn.execute(text("INSERT INTO orders VALUES (5000, 9999, 1.00)"))
+    before_second = table_hashes(pg_url, "customers")
+    stop = threading.Event()
+    agent = _resolve_pairs_when_asked(truth | {9999: original}, stop)
+    try:
+        second = database_cleanup(database=pg_url, table="customers", spec=str(_spec(tmp_path)), incremental=True)
+    finally:
+        stop.set()
+        agent.join(timeout=5)
+    assert second["model"] == "reused"
+    assert second["pairs_for_review"] <= first["pairs_for_review"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM customers WHERE customer_id = 9999")).scalar() == 0
+        assert conn.execute(text("SELECT customer_id FROM orders WHERE order_id = 5000")).scalar() == original
+    from bpo.cleanup.undo import undo_run
+
+    report = undo_run(second["flow_run_id"])
+    assert not report.refused and report.verified == report.restored
+    assert table_hashes(pg_url, "customers") == before_second
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT customer_id FROM orders WHERE order_id = 5000")).scalar() == 9999
+    engine.dispose()
