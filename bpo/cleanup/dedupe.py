@@ -125,10 +125,6 @@ def aliases(spec: CleanupSpec, columns: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _first(roles: dict[str, str], alias: str) -> str | None:
-    return alias if alias in roles else None
-
-
 # ---------------------------------------------------------------------------------------------- settings
 
 
@@ -386,10 +382,11 @@ def _load(con: duckdb.DuckDBPyConnection, spec: CleanupSpec, paths: Sequence[Pat
     alias = aliases(spec, found)
     parts = [f"CAST({_quote(UID)} AS VARCHAR) AS {UID}"]
     # blank strings are missing values, not a shared value
-    parts += [f"NULLIF(TRIM(CAST({_quote(col)} AS VARCHAR)), '') AS {a}" for col, a in alias.items()]
-    if "forename" in alias.values() and "surname" in alias.values():
-        parts.append(f"NULLIF(CONCAT_WS(' ', {_quote(_col(alias, 'forename'))}, "
-                     f"{_quote(_col(alias, 'surname'))}), '') AS {FULL_NAME}")
+    value = {a: f"NULLIF(TRIM(CAST({_quote(col)} AS VARCHAR)), '')" for col, a in alias.items()}
+    parts += [f"{expr} AS {a}" for a, expr in value.items()]
+    if "forename" in value and "surname" in value:
+        # NULL when either is: a shared surname alone must not pass for the same whole name
+        parts.append(f"{value['forename']} || ' ' || {value['surname']} AS {FULL_NAME}")
     con.read_parquet([str(p) for p in paths]).project(", ".join(parts)).create(table)
     dupes = _count(con, f"SELECT count(*) - count(DISTINCT {UID}) FROM {table}")  # noqa: S608
     if dupes:
@@ -398,10 +395,6 @@ def _load(con: duckdb.DuckDBPyConnection, spec: CleanupSpec, paths: Sequence[Pat
     if nulls:
         raise DedupeError(f"the match frame has {nulls} rows without {UID}")
     return found
-
-
-def _col(alias: dict[str, str], name: str) -> str:
-    return next(c for c, a in alias.items() if a == name)
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[Any]:
