@@ -9,8 +9,11 @@ child process so that its memory peak is its own:
   for this table (``baseline_settings``), trained and clustered the usual way;
 - ``dedupe``: ``bpo.cleanup.dedupe`` (the model derived from the spec's roles) on the same frame:
   train + predict + clusters at the spec's auto-merge threshold;
-- ``flow`` (not with ``--baseline-only``): the table in PostgreSQL and the database-cleanup flow end to end,
-  see ``run_flow``.
+- ``flow`` (not with ``--baseline-only``): its own SeaweedFS, Prefect server and PostgreSQL (as
+  ``bench.data_entry`` starts them), the raw table in PostgreSQL, and the database-cleanup flow end to end
+  in this process while an agent thread answers the pair items from the truth and approves any gate.
+  ``auto_precision`` is the precision of the auto-merges alone; precision/recall/F1 count the merges a
+  person confirmed too. ``seconds`` includes the review wait (the agent answers within a second).
 
 Precision, recall and F1 are pairwise over clusters (every two rows put in one cluster is a predicted
 pair; every two rows of one true entity a true pair). Prints one JSON line on stdout, the rest on stderr.
@@ -21,10 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -172,37 +178,85 @@ def _cluster_map(path: Path) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------ the flow
 
 
+class PairAgent(threading.Thread):
+    """Answers every open ``pair`` item from the truth (same / different) and approves any gate."""
+
+    def __init__(self, truth: dict[str, int]) -> None:
+        super().__init__(name="bench-pair-agent", daemon=True)
+        self.truth = truth
+        self.finished = threading.Event()
+        self.answered = 0
+        self.gates = 0
+
+    def run(self) -> None:
+        from bpo.cleanup.rows import decode_key
+        from bpo.db.models import ReviewItem
+        from bpo.db.session import session_scope
+        from bpo.review import resolve
+        from bpo.settings import get_settings
+
+        settings = get_settings()
+        while not self.finished.wait(0.5):
+            with session_scope(settings.ops_database_url or "") as s:
+                pairs = [(i.id, i.record_key) for i in s.query(ReviewItem).filter_by(kind="pair", status="open")]
+                gates = [i.id for i in s.query(ReviewItem).filter_by(kind="gate", status="open")]
+            for item_id in gates:
+                resolve(settings, item_id, actor="bench-supervisor", approve=True, reason="bench: approved")
+                self.gates += 1
+            for item_id, key in pairs:
+                left, right = (str(decode_key(k)) for k in key.split("|"))
+                same = self.truth.get(left, -1) == self.truth.get(right, -2)
+                resolve(settings, item_id, actor="bench-agent",
+                        decision={"verdict": "same" if same else "different", "reason": "bench: by the truth"})
+                self.answered += 1
+
+
 def run_flow(url: str, table: str, spec_path: str) -> list[tuple[str, str, str]]:
     """The database-cleanup flow end to end on ``url``: (survivor_key, merged_key, how) per merged row.
 
-    TODO(flow): ``flows/database_cleanup.py`` landed on main (commit c9f59e4, WIP) after this bench was
-    written on a branch without it. To finish: start the stack as ``bench.data_entry.start_stack`` does,
-    call ``flows.database_cleanup.database_cleanup(database=url, table=table, spec=spec_path)`` in this
-    process while an agent thread (like ``bench.data_entry.Agent``) answers the ``pair`` items from the
-    truth it is handed (same / different), and read the merges back from the run's change log
-    (``bpo.cleanup`` apply/undo records: survivor and merged key per row, ``how`` = "auto" for pairs at or
-    above the auto-merge threshold, "review" for those a person confirmed).
+    Runs in this process (the stack must be up, see ``bench``); pair items are answered by a ``PairAgent``
+    the caller starts. The merges are read back from the run's change log: rows deleted (or soft-deleted)
+    into a cluster, ``how`` "auto" (auto-merge) or "review" (a person said same).
     """
-    raise NotImplementedError("run_flow: see the TODO in its docstring; use --baseline-only meanwhile")
+    from sqlalchemy import select
+
+    from bpo.cleanup.apply import log_of
+    from bpo.cleanup.rows import decode_key
+    from bpo.db.models import Run
+    from bpo.db.session import session_scope
+    from bpo.settings import get_settings
+    from flows.database_cleanup import database_cleanup
+
+    result = database_cleanup(database=url, table=table, spec=spec_path)
+    if result.get("problems"):
+        raise RuntimeError(f"the flow refused its change set: {result['problems']}")
+    with session_scope(get_settings().ops_database_url or "") as s:
+        run_id = result.get("flow_run_id") or s.scalars(
+            select(Run.flow_run_id).order_by(Run.started_at.desc())).first() or ""
+        changes = log_of(s, run_id)
+        return [(str(decode_key(c.cluster)), str(decode_key(c.row_key)), c.how) for c in changes
+                if c.action in ("delete", "soft_delete") and c.cluster]
 
 
 def write_table(url: str, table: pd.DataFrame) -> None:
-    """The raw customer table into PostgreSQL, keyed by customer_id (as a client database holds it)."""
-    import sqlalchemy as sa
+    """The raw customer table into PostgreSQL with its primary key, by COPY (as a client database holds it)."""
+    import psycopg
 
-    engine = sa.create_engine(url)
-    try:
-        table.to_sql(TABLE, engine, if_exists="replace", index=False, chunksize=50_000, method="multi")
-        with engine.begin() as con:
-            con.execute(sa.text(f'ALTER TABLE "{TABLE}" ADD PRIMARY KEY (customer_id)'))
-    finally:
-        engine.dispose()
+    columns = ", ".join(f'"{c}"' for c in table.columns)
+    types = {"customer_id": "bigint PRIMARY KEY"}
+    ddl = ", ".join(f'"{c}" {types.get(c, "text")}' for c in table.columns)
+    with psycopg.connect(url.replace("+psycopg", "")) as con:
+        con.execute(f'DROP TABLE IF EXISTS "{TABLE}"')
+        con.execute(f'CREATE TABLE "{TABLE}" ({ddl})')
+        with con.cursor().copy(f'COPY "{TABLE}" ({columns}) FROM STDIN') as copy:
+            for row in table.itertuples(index=False):
+                copy.write_row([None if v is None or (isinstance(v, float) and v != v) else v for v in row])
 
 
 # ------------------------------------------------------------------------------------------ main
 
 
-def bench(rows: int, seed: int, root: Path, *, baseline_only: bool) -> dict[str, Any]:
+def bench(rows: int, seed: int, root: Path, *, baseline_only: bool, skip_baseline: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     table, entity = make_customers(rows, seed)
     match = standardize(table)
@@ -213,36 +267,57 @@ def bench(rows: int, seed: int, root: Path, *, baseline_only: bool) -> dict[str,
 
     result: dict[str, Any] = {"bench": "cleanup", "rows": rows, "seed": seed,
                               "entities": len(set(truth.values())), "machine": machine()}
-    log("baseline: Splink with hand-written settings")
-    base = in_child(run_baseline, str(match_path), str(root / "baseline.parquet"), seed)
-    base.update(pair_scores(_cluster_map(root / "baseline.parquet"), truth))
-    result["baseline"] = base
-    log(f"baseline: {base}")
+    base: dict[str, Any] = {}
+    if not skip_baseline:
+        log("baseline: Splink with hand-written settings")
+        base = in_child(run_baseline, str(match_path), str(root / "baseline.parquet"), seed)
+        base.update(pair_scores(_cluster_map(root / "baseline.parquet"), truth))
+        result["baseline"] = base
+        log(f"baseline: {base}")
     log("dedupe: bpo.cleanup.dedupe, model from the roles")
     mine = in_child(run_dedupe, str(match_path), str(root / "dedupe.parquet"), seed)
     mine.update(pair_scores(_cluster_map(root / "dedupe.parquet"), truth))
     result["dedupe"] = mine
     log(f"dedupe: {mine}")
     if not baseline_only:
-        from bench.data_entry import start_postgres
-        from bpo.stack import free_port
-
-        spec_path = root / "bench_customers_cleanup.yaml"
-        spec_path.write_text(yaml.safe_dump(bench_spec().model_dump(mode="json", exclude_defaults=True)))
-        from contextlib import ExitStack
-
-        with ExitStack() as stack:
-            url = start_postgres(root / "pg", free_port(), stack)
-            write_table(url, table)
-            flow_started = time.perf_counter()
-            merges = run_flow(url, TABLE, str(spec_path))
-            flow_seconds = time.perf_counter() - flow_started
-            result["flow"] = {"seconds": round(flow_seconds, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
-                              **pair_scores(_clusters_from_merges(merges, {"auto", "review"}), truth),
-                              "auto_precision": pair_scores(_clusters_from_merges(merges, {"auto"}),
-                                                            truth)["precision"]}
-            result["flow_vs_splink_seconds"] = round(flow_seconds / base["seconds"], 2)
+        result["flow"] = _bench_flow(root, table, truth)
+        if base:
+            result["flow_vs_splink_seconds"] = round(result["flow"]["seconds"] / base["seconds"], 2)
     return result
+
+
+def _bench_flow(root: Path, table: pd.DataFrame, truth: dict[str, int]) -> dict[str, Any]:
+    """The table in PostgreSQL, the flow run end to end while the agent answers its pair items."""
+    from bench.data_entry import RssSampler, start_stack
+
+    spec_path = root / "bench_customers_cleanup.yaml"
+    spec_path.write_text(yaml.safe_dump(bench_spec().model_dump(mode="json", exclude_defaults=True)))
+    with ExitStack() as stack:
+        start_stack(root, stack)
+        url = os.environ["BPO_TARGET_DATABASE_URL"]
+        started = time.perf_counter()
+        write_table(url, table)
+        log(f"flow: table written to PostgreSQL in {time.perf_counter() - started:.1f} s (not measured)")
+        agent = PairAgent(truth)
+        sampler = RssSampler()
+        agent.start()
+        sampler.start()
+        started = time.perf_counter()
+        try:
+            merges = run_flow(url, TABLE, str(spec_path))
+        finally:
+            seconds = time.perf_counter() - started
+            agent.finished.set()
+            sampler.finished.set()
+            agent.join(timeout=10)
+    figures = pair_scores(_clusters_from_merges(merges, {"auto", "review"}), truth)
+    auto = pair_scores(_clusters_from_merges(merges, {"auto"}), truth)
+    out = {"seconds": round(seconds, 2), "peak_rss_mb": round(max(sampler.peak_rss_mb, peak_rss_mb()), 1),
+           **figures, "auto_precision": auto["precision"], "auto_pairs": auto["predicted_pairs"],
+           "pair_items_answered": agent.answered, "gates_approved": agent.gates,
+           "merged_rows": len(merges)}
+    log(f"flow: {out}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,12 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--baseline-only", action="store_true",
                         help="Splink alone and bpo.cleanup.dedupe alone, no database and no flow")
+    parser.add_argument("--skip-baseline", action="store_true",
+                        help="leave out Splink with hand-written settings (slow at 1M rows: its blocking is wide)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     root = Path(tempfile.mkdtemp(prefix="bpo-bench-cleanup-"))
+    root.chmod(0o711)  # PostgreSQL runs as another user below it
     try:
-        result = bench(args.rows, args.seed, root, baseline_only=args.baseline_only)
+        result = bench(args.rows, args.seed, root, baseline_only=args.baseline_only,
+                       skip_baseline=args.skip_baseline)
     finally:
         if args.keep:
             log(f"kept {root}")

@@ -64,7 +64,7 @@ PAIR_BUDGET = 5_000_000
 EM_MAX_PAIRS = 2e6
 # the m of a comparison level no training match showed (see _floor_unseen)
 M_FLOOR = 1e-3
-# the least prior used: PRIOR_FLOOR / rows, about one duplicate per 1/PRIOR_FLOOR * 2 rows
+# the least prior used, PRIOR_FLOOR / rows: about one duplicate pair per 20 rows
 PRIOR_FLOOR = 0.1
 # share of true matches the deterministic rules are assumed to find, for the prior
 DETERMINISTIC_RECALL = 0.7
@@ -123,10 +123,6 @@ def aliases(spec: CleanupSpec, columns: Sequence[str]) -> dict[str, str]:
         taken[base] = taken.get(base, 0) + 1
         out[c] = base if taken[base] == 1 else f"{base}_{taken[base]}"
     return out
-
-
-def _first(roles: dict[str, str], alias: str) -> str | None:
-    return alias if alias in roles else None
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -336,8 +332,6 @@ def model_settings(spec: CleanupSpec, columns: list[str]) -> dict[str, Any]:
         blocking_rules_to_generate_predictions=[_rule(k) for k in _blocking_keys(kinds)],
         retain_matching_columns=True,
         retain_intermediate_calculation_columns=True,
-        # the concatenated name serves term frequencies only; keep it out of the output
-        additional_columns_to_retain=[],
         max_iterations=20,
     )
     settings = creator.create_settings_dict("duckdb")
@@ -388,10 +382,11 @@ def _load(con: duckdb.DuckDBPyConnection, spec: CleanupSpec, paths: Sequence[Pat
     alias = aliases(spec, found)
     parts = [f"CAST({_quote(UID)} AS VARCHAR) AS {UID}"]
     # blank strings are missing values, not a shared value
-    parts += [f"NULLIF(TRIM(CAST({_quote(col)} AS VARCHAR)), '') AS {a}" for col, a in alias.items()]
-    if "forename" in alias.values() and "surname" in alias.values():
-        parts.append(f"NULLIF(CONCAT_WS(' ', {_quote(_col(alias, 'forename'))}, "
-                     f"{_quote(_col(alias, 'surname'))}), '') AS {FULL_NAME}")
+    value = {a: f"NULLIF(TRIM(CAST({_quote(col)} AS VARCHAR)), '')" for col, a in alias.items()}
+    parts += [f"{expr} AS {a}" for a, expr in value.items()]
+    if "forename" in value and "surname" in value:
+        # NULL when either is: a shared surname alone must not pass for the same whole name
+        parts.append(f"{value['forename']} || ' ' || {value['surname']} AS {FULL_NAME}")
     con.read_parquet([str(p) for p in paths]).project(", ".join(parts)).create(table)
     dupes = _count(con, f"SELECT count(*) - count(DISTINCT {UID}) FROM {table}")  # noqa: S608
     if dupes:
@@ -400,10 +395,6 @@ def _load(con: duckdb.DuckDBPyConnection, spec: CleanupSpec, paths: Sequence[Pat
     if nulls:
         raise DedupeError(f"the match frame has {nulls} rows without {UID}")
     return found
-
-
-def _col(alias: dict[str, str], name: str) -> str:
-    return next(c for c, a in alias.items() if a == name)
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[Any]:
@@ -539,7 +530,7 @@ def _write_pairs(con: duckdb.DuckDBPyConnection, predictions: Iterable[SplinkDat
             swapped.append(f"CASE WHEN swap THEN {n[:-2]}_l ELSE {n} END AS {n}")
         elif n != "swap":
             swapped.append(n)
-    union = " UNION ALL ".join(f"SELECT *, {UID}_l > {UID}_r AS swap FROM {t}" for t in tables)  # noqa: S608
+    union = " UNION ALL BY NAME ".join(f"SELECT *, {UID}_l > {UID}_r AS swap FROM {t}" for t in tables)  # noqa: S608
     drop = {f"{FULL_NAME}_l", f"{FULL_NAME}_r", "match_key"}
     keep = [s for s, n in zip(swapped, [n for n in names if n != "swap"], strict=True) if n not in drop]
     sql = (f"SELECT {', '.join(keep)} FROM ({union}) WHERE {UID}_l <> {UID}_r "  # noqa: S608
