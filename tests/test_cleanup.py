@@ -209,3 +209,33 @@ def test_a_row_changed_after_the_snapshot_is_a_conflict_and_one_changed_after_th
     with engine.connect() as conn:
         assert conn.execute(text("""SELECT notes FROM "cust""omers" WHERE "the key" = 'd 1'""")).scalar() == "later"
     engine.dispose()
+
+
+def test_a_soft_deleted_merge_keeps_the_row_pointing_at_its_survivor_and_undoes_exactly(
+        tmp_path: Path, s3: dict[str, str], ops_db: str) -> None:
+    from bpo.cleanup.pipeline import _snapshot_parts
+    from bpo.run import get_store
+
+    url = _sqlite(tmp_path, "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, email TEXT, phone TEXT, "
+                            "merged_into INTEGER)", [
+        "INSERT INTO people VALUES (1, 'Ann Lee', 'ann@example.com', NULL, NULL)",
+        "INSERT INTO people VALUES (2, 'ANN LEE', NULL, '+12025550101', NULL)"])
+    spec = _spec(merge={"mode": "soft_delete", "column": "merged_into"})
+    target = source.resolve(url, "people", Settings())
+    engine = source.connect(target)
+    checked = source.check(engine, target, spec)
+    before = _hashes(engine, target, checked)
+    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 10), checked.columns, spec,
+                         get_store(), f"bpo/test-cleanup/{tmp_path.name}")
+    changes = build(_snapshot_parts(get_store(), snap), {encode_key(1): "c", encode_key(2): "c"}, {}, spec)
+    run_id = f"soft-{tmp_path.name}"[:36]
+    applying.plan(ops_db, run_id, changes.changes)
+    assert not applying.apply(engine, target, checked, ops_db, run_id).conflicts
+    with engine.connect() as conn:
+        rows = {r[0]: tuple(r[1:]) for r in conn.execute(text("SELECT * FROM people"))}
+    # the survivor takes the phone it lacked; the merged row stays, pointing at it
+    assert rows[1] == ("Ann Lee", "ann@example.com", "+12025550101", None)
+    assert rows[2][3] == 1
+    assert not applying.undo(engine, target, checked, ops_db, run_id).refused
+    assert _hashes(engine, target, checked) == before
+    engine.dispose()

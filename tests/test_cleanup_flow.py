@@ -292,6 +292,11 @@ def test_cleanup_on_postgresql_detects_a_row_changed_before_apply_then_an_increm
     with session_scope(get_settings().ops_database_url or "") as s:
         conflict = s.query(ReviewItem).filter_by(flow_run_id=first["flow_run_id"], kind="conflict").all()
     assert [c.source["row_key"] for c in conflict if c.source["row_key"] == str(edited)]
+    from bpo.review import resolve
+
+    for item in conflict:  # an agent acknowledges each: the next run proposes the row afresh
+        assert resolve(get_settings(), item.id, actor="agent", decision={
+            "acknowledge": True, "reason": "the client edited it; the next run proposes it again"}).status == "approved"
 
     # a new duplicate arrives; the incremental run links the new and changed rows only
     original = 5 if 5 in remaining else min(remaining)

@@ -47,11 +47,9 @@ def run_database_cleanup(
     upgrade(s.ops_database_url or "")
     result = run_flow_with_progress("database-cleanup", {
         "database": database, "table": table, "spec": spec, "dry_run": dry_run, "incremental": incremental,
-        "retrain": retrain}, quiet=True)
+        "retrain": retrain}, quiet=as_json, summary=_print_summary)
     if as_json:
         out.print_json(json.dumps(result, default=str))
-    else:
-        _print_summary(result)
     _exit_without_teardown()
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -66,7 +67,8 @@ def _exit_without_teardown() -> None:
     os._exit(0)
 
 
-def run_flow_with_progress(deployment: str, parameters: dict[str, Any], *, quiet: bool = False) -> dict[str, Any]:
+def run_flow_with_progress(deployment: str, parameters: dict[str, Any], *, quiet: bool = False,
+                           summary: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run a deployment's flow in this process; show a progress bar per stage from the Prefect API while it runs.
 
     The flow is loaded from the entrypoint ``prefect.yaml`` declares for ``deployment``, as a worker would.
@@ -100,7 +102,7 @@ def run_flow_with_progress(deployment: str, parameters: dict[str, Any], *, quiet
         fail(f"{_ended_message(str(flow_run.id), state)} — the run's log: {url}")
     result = state.result()
     if not quiet:
-        print_summary(result)
+        (summary or print_summary)(result)
     return {"flow_run_id": str(flow_run.id), "url": url, **result}
 
 
@@ -155,7 +157,7 @@ def _watch(flow_run_id: Any, finished: threading.Event, *, quiet: bool) -> None:
                 fr = client.read_flow_run(flow_run_id)
                 if fr.state and fr.state.is_paused() and not announced_pause:
                     with session_scope(s.ops_database_url or "") as sess:
-                        waiting = open_count(sess, str(flow_run_id), "records")
+                        waiting = open_count(sess, str(flow_run_id), None)  # records, pairs, a gate …
                     msg = (f"waiting for review: {waiting} items open — resolve them with `bpo review list` / "
                            f"`bpo review resolve ID`; the run resumes when the last one is resolved")
                     if quiet:

@@ -120,9 +120,12 @@ def assign_least_loaded(session: Session, item_ids: Sequence[int], groups: Seque
     return given
 
 
-def open_count(session: Session, flow_run_id: str, step: str) -> int:
-    return int(session.scalar(select(func.count()).select_from(ReviewItem).where(
-        ReviewItem.flow_run_id == flow_run_id, ReviewItem.step == step, ReviewItem.status == "open")) or 0)
+def open_count(session: Session, flow_run_id: str, step: str | None) -> int:
+    """Open items of the run's review step (``None``: of every step)."""
+    where = [ReviewItem.flow_run_id == flow_run_id, ReviewItem.status == "open"]
+    if step is not None:
+        where.append(ReviewItem.step == step)
+    return int(session.scalar(select(func.count()).select_from(ReviewItem).where(*where)) or 0)
 
 
 def list_items(settings: Settings, *, status: str | None = "open", process: str | None = None,
