@@ -73,7 +73,7 @@ def database_cleanup(database: str, table: str | None = None, spec: str = "custo
         if not gate_approved(run):
             return publish_report(run, target, cspec, snap, matched, planned, {"gate": "rejected"},
                                   spec_path=spec_path, dry_run=False, final=True)
-    applied = apply_changes(run, target, checked, cspec, planned)
+    applied = apply_changes(run, target, checked, cspec, planned, spec_path)
     save_state(run, target, cspec, snap, matched)
     return publish_report(run, target, cspec, snap, matched, planned, applied, spec_path=spec_path, dry_run=False,
                           final=True)

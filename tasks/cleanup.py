@@ -71,10 +71,10 @@ def gate_approved(run: RunContext) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=5, timeout_seconds=7200)
-def apply_changes(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec,
-                  planned: Planned) -> dict[str, Any]:
+def apply_changes(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec, planned: Planned,
+                  spec_path: str) -> dict[str, Any]:
     """Apply the change set once (logged first; each row's hash checked), re-pointing references."""
-    return pipeline.apply_changes(run, target, checked, spec, planned)
+    return pipeline.apply_changes(run, target, checked, spec, planned, spec_path)
 
 
 @task(retries=2, retry_delay_seconds=2, timeout_seconds=600)

@@ -201,7 +201,7 @@ class Undone:
 
 
 def undo(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str) -> Undone:
-    """Put back every row the run changed, newest change first; refuse rows changed since the apply."""
+    """Put back every row the run changed; refuse rows changed since the apply (each reported, none overwritten)."""
     out = Undone()
     with session_scope(ops_url) as s:
         changes = list(s.scalars(select(CleanupChange).where(
@@ -209,8 +209,10 @@ def undo(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_ru
         s.expunge_all()
     if not changes:
         return out
-    # deleted rows back first (references may point at them), then the references, then the rest; newest first
-    changes.sort(key=lambda c: (c.action != "delete", c.action != "repoint", -c.seq))
+    # updated rows back first (a survivor gives up the unique values it took), then the deleted rows, then the
+    # references to them; newest first within each
+    order = {"update": 0, "soft_delete": 0, "delete": 1, "repoint": 2}
+    changes.sort(key=lambda c: (order.get(c.action, 0), -c.seq))
     columns_of: dict[str, list[str]] = {}
     pk_of = {ref.rsplit(".", 1)[0]: pk for ref, pk in checked.references.items()}
     results: dict[int, tuple[str, str | None]] = {}

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bpo.carry import carry_over, record_hash
 from bpo.cleanup import apply as applying
@@ -32,7 +32,7 @@ from bpo.cleanup.rows import decode_key, encode_key
 from bpo.cleanup.snapshot import Figures, Snapshot, local_copies, profile, take_snapshot
 from bpo.cleanup.source import Checked, Target
 from bpo.cleanup.spec import CleanupSpec
-from bpo.db.models import ReviewItem
+from bpo.db.models import ReviewItem, Run
 from bpo.db.session import session_scope
 from bpo.review import add_items, open_gate
 from bpo.review.conflict import conflict_item
@@ -414,11 +414,17 @@ def gate_approved(run: RunContext) -> bool:
     return status == "approved"
 
 
-def apply_changes(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec,
-                  planned: Planned) -> dict[str, Any]:
-    """Write the change log, apply it chunk by chunk; a conflict becomes a ``conflict`` item."""
+def apply_changes(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec, planned: Planned,
+                  spec_path: str) -> dict[str, Any]:
+    """Write the change log, apply it chunk by chunk; a conflict becomes a ``conflict`` item.
+
+    The run's table and spec are recorded first, so that a run killed half-way can still be undone.
+    """
     store = get_store()
     ops = get_settings().ops_database_url or ""
+    with session_scope(ops) as s:
+        s.execute(update(Run).where(Run.flow_run_id == run.flow_run_id).values(
+            counts={"table": target.table, "cleanup_spec": spec_path}))
     changes = [json.loads(line) for line in store.get_bytes(planned.plan_key).splitlines() if line.strip()]
     applying.plan(ops, run.flow_run_id, changes)
     engine = source.connect(target)

@@ -111,8 +111,6 @@ def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cl
         kept, values = survivor(rows, spec)
         how = how_of.get(cluster_id, "auto")
         group = []
-        if values != kept.before:
-            group.append(_change("update", how, kept.key, kept.before, kept.hash, values, kept.key))
         merged = []
         for m in sorted(rows, key=lambda m: m.key):
             if m is kept:
@@ -124,6 +122,9 @@ def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cl
                 after = dict(m.standardized)
                 after[merge.column] = kept.before[spec.key]
                 group.append(_change("soft_delete", how, m.key, m.before, m.hash, after, kept.key))
+        # the survivor takes the merged rows' values last: a unique column (an email) is free by then
+        if values != kept.before:
+            group.append(_change("update", how, kept.key, kept.before, kept.hash, values, kept.key))
         out.clusters[kept.key] = merged
         out.how[kept.key] = how
         out.changes.extend(group)

@@ -59,6 +59,9 @@ def resolve(database: str, table_name: str, settings: Settings) -> Target:
     except ArgumentError:
         raise CleanupRefused(f"{database!r} is neither a SQLAlchemy URL nor a connection named in BPO_CONNECTIONS "
                              f"(known: {', '.join(sorted(settings.connections)) or 'none'})") from None
+    if url.password is not None:  # a run's parameters are shown in the Prefect UI and kept in its database
+        raise CleanupRefused(f"the URL {url.render_as_string(hide_password=True)} holds a password: name the "
+                             f"connection in BPO_CONNECTIONS instead, so that it stays out of the run's parameters")
     return Target(database, url.render_as_string(hide_password=True), table_name)
 
 

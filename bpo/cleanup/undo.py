@@ -1,15 +1,13 @@
 """``bpo cleanup undo RUN_ID``: put back every row a cleanup run changed, exactly, with a report.
 
-The run's table and spec are read from the ops database; its connection too, unless the URL held a
-password (only its masked form is kept): then the caller names the connection or gives the URL.
+The run's table, spec and connection (its name in ``BPO_CONNECTIONS``, or a URL without a password)
+are read from the ops database; ``database`` names another connection to the same table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-from sqlalchemy.engine import make_url
 
 from bpo.cleanup import apply as applying
 from bpo.cleanup import source
@@ -41,16 +39,7 @@ def undo_run(flow_run_id: str, database: str | None = None, settings: Settings |
             raise CleanupRefused(f"no cleanup run {flow_run_id!r} in the ops database")
         label, table, spec_path = run.batch.rsplit("/", 1)[0], run.counts["table"], run.counts["cleanup_spec"]
     spec = load_cleanup_spec(spec_path)
-    if database is None:
-        if label in settings.connections:
-            database = label
-        else:
-            url = make_url(label)
-            if url.password is not None:
-                raise CleanupRefused(f"the run's database {label} needs its password: give --database URL or the "
-                                     f"name of a connection in BPO_CONNECTIONS")
-            database = label
-    target = source.resolve(database, table, settings)
+    target = source.resolve(database or label, table, settings)  # a connection name, or a URL with no password
     engine = source.connect(target)
     try:
         checked = source.check(engine, target, spec)

@@ -78,7 +78,7 @@ def _print_summary(result: dict[str, Any]) -> None:
 def undo(
     run_id: str = typer.Argument(..., help="The flow run id of the cleanup run to take back."),
     database: str | None = typer.Option(None, "--database", help=(
-        "The URL or connection name, when the run's URL held a password (only its masked form is kept).")),
+        "Another connection name (or URL) for the run's database; by default the one the run used.")),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Restore every row the run changed exactly (checked by content hash); rows changed since are refused."""
