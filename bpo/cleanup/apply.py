@@ -21,11 +21,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from bpo.cleanup import source
-from bpo.cleanup.rows import decode_key, decode_row, encode_key, encode_row, encode_value, key_from_row, row_hash
+from bpo.cleanup.rows import (
+    decode_key,
+    decode_row,
+    decode_value,
+    encode_key,
+    encode_row,
+    encode_value,
+    key_from_row,
+    key_text,
+    row_hash,
+)
 from bpo.cleanup.source import Checked, Target
 from bpo.db.models import CleanupChange
 from bpo.db.session import session_scope
@@ -107,23 +117,37 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
                             else "the row was deleted since the snapshot")
             if c.cluster:
                 broken.add(c.cluster)
+        todo = []
         for c in changes:
             if c.id in status or c.status != "planned":
                 continue
             if c.cluster in broken:
                 status[c.id] = ("conflict", "another row of its cluster changed since the snapshot")
                 continue
-            key_value = decode_key(c.row_key)
-            if c.action in ("delete", "soft_delete") and c.cluster is not None:
-                done.repointed += _repoint(conn, target, checked, ops_url, flow_run_id, c, key_value)
+            todo.append(c)
+        # references first (a merged row may not go while rows point at it), then the merged rows, then the
+        # updates (a survivor takes a unique value only once its merged row is gone); each kind in one batch
+        merges = [c for c in todo if c.action in ("delete", "soft_delete") and c.cluster is not None]
+        done.repointed += _repoint(conn, target, checked, ops_url, flow_run_id, chunk, merges)
+        deletes = [{"_key": decode_key(c.row_key)} for c in todo if c.action == "delete"]
+        if deletes:
+            t = source.lightweight(target, target.table, [key])
+            conn.execute(t.delete().where(t.c[key] == bindparam("_key")), deletes)
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for c in todo:
             if c.action == "delete":
-                source.delete_row(conn, target, target.table, key, key_value)
-            else:
-                after = decode_row(c.after or {})
-                before = decode_row(c.before or {})
-                values = {col: v for col, v in after.items() if col != key and (col not in before or before[col] != v
-                                                                                 or type(before[col]) is not type(v))}
-                source.update_row(conn, target, target.table, key, key_value, values)
+                continue
+            after, before = decode_row(c.after or {}), decode_row(c.before or {})
+            values = {col: v for col, v in after.items() if col != key and (
+                col not in before or before[col] != v or type(before[col]) is not type(v))}
+            if values:
+                by_columns[tuple(values)].append({"_key": decode_key(c.row_key),
+                                                  **{f"_v{i}": v for i, v in enumerate(values.values())}})
+        for columns, params in by_columns.items():
+            t = source.lightweight(target, target.table, [key, *columns])
+            conn.execute(t.update().where(t.c[key] == bindparam("_key")).values(
+                {col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
+        for c in todo:
             status[c.id] = ("applied", None)
     now_at = datetime.now(UTC)
     with session_scope(ops_url) as s:
@@ -163,25 +187,30 @@ def _settle_repoints(engine: Engine, target: Target, checked: Checked, ops_url: 
                     s.delete(c)
 
 
-def _repoint(conn: Any, target: Target, checked: Checked, ops_url: str, flow_run_id: str, change: CleanupChange,
-             merged: Any) -> int:
-    """Point every referencing row at ``merged`` to the survivor; each row logged (before, after) first."""
-    survivor = decode_key(change.cluster or "")
+def _repoint(conn: Any, target: Target, checked: Checked, ops_url: str, flow_run_id: str, chunk: int,
+             merges: list[CleanupChange]) -> int:
+    """Point every referencing row at a merged row to its survivor; each row is logged (before, after) first."""
+    if not merges or not checked.references:
+        return 0
+    change_of = {c.row_key: c for c in merges}
+    merged_values = [decode_key(c.row_key) for c in merges]
     n = 0
     for ref, pk in checked.references.items():
         name, column_name = ref.rsplit(".", 1)
         columns = source.table_columns(conn.engine, target, name)
-        rows = source.referencing_rows(conn, target, name, column_name, pk, columns, [merged])
+        rows = source.referencing_rows(conn, target, name, column_name, pk, columns, merged_values)
         if not rows:
             continue
-        log = []
+        log, moves = [], {}
         for row in rows:
+            change = change_of[key_text(row[column_name])]
+            survivor = decode_key(change.cluster or "")
             after = {**row, column_name: encode_value(survivor)}
-            log.append({"flow_run_id": flow_run_id, "seq": -1, "chunk": change.chunk, "table_name": name,
-                        "row_key": key_from_row(row, pk),
-                        "action": "repoint", "how": change.how, "cluster": change.cluster, "before": row,
-                        "after": after, "before_hash": row_hash(row), "after_hash": row_hash(after),
-                        "status": "planned"})
+            moves[key_text(row[column_name])] = (decode_value(row[column_name]), survivor)
+            log.append({"flow_run_id": flow_run_id, "seq": -1, "chunk": chunk, "table_name": name,
+                        "row_key": key_from_row(row, pk), "action": "repoint", "how": change.how,
+                        "cluster": change.cluster, "before": row, "after": after, "before_hash": row_hash(row),
+                        "after_hash": row_hash(after), "status": "planned"})
         with session_scope(ops_url) as s:  # logged before the commit: a lost commit leaves a planned entry
             top = s.scalar(select(CleanupChange.seq).where(CleanupChange.flow_run_id == flow_run_id)
                            .order_by(CleanupChange.seq.desc()).limit(1)) or 0
@@ -189,7 +218,9 @@ def _repoint(conn: Any, target: Target, checked: Checked, ops_url: str, flow_run
                 entry["seq"] = top + 1 + i
             s.execute(insert(cast(Table, CleanupChange.__table__)), log)
         t = source.lightweight(target, name, [column_name])
-        n += conn.execute(t.update().where(t.c[column_name] == merged).values({column_name: survivor})).rowcount
+        conn.execute(t.update().where(t.c[column_name] == bindparam("_merged")).values(
+            {column_name: bindparam("_survivor")}), [{"_merged": m, "_survivor": sv} for m, sv in moves.values()])
+        n += len(rows)
     return n
 
 

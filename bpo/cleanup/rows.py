@@ -87,7 +87,12 @@ def row_hash(encoded: Mapping[str, Any]) -> str:
 
 def encode_key(value: Any) -> str:
     """A primary-key value as one string: the name of the row in the change log, in S3 and in Splink."""
-    return canonical({"k": encode_value(value)})[5:-1]
+    return key_text(encode_value(value))
+
+
+def key_text(encoded: Any) -> str:
+    """The key string of an already encoded value (a referencing column's, say): the same as ``encode_key``'s."""
+    return canonical({"k": encoded})[5:-1]
 
 
 def key_from_row(encoded: Mapping[str, Any], columns: Sequence[str]) -> str:
