@@ -59,8 +59,11 @@ SURNAME_HINTS = ("last", "sur", "family", "nachname", "nom")
 FULL_NAME = "full_name"
 # random pairs sampled for the u probabilities: about 10 s on this machine at any table size
 U_MAX_PAIRS = 1e6
-# a blocking rule yielding more candidate pairs than this (or 50 per row, if larger) is dropped in training
+# a blocking rule yielding more candidate pairs than this (or PAIRS_PER_ROW per row, if more) is dropped in
+# training: at 1M rows first+last name alone makes 19M pairs (2.6x the predict time) and, in bench.cleanup,
+# not one merge at 0.99 that the other rules miss
 PAIR_BUDGET = 5_000_000
+PAIRS_PER_ROW = 10
 EM_MAX_PAIRS = 2e6
 # the m of a comparison level no training match showed (see _floor_unseen)
 M_FLOOR = 1e-3
@@ -436,7 +439,7 @@ def _pair_count(con: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...]
 def _affordable(con: duckdb.DuckDBPyConnection, table: str, keys: list[tuple[str, ...]],
                 rows: int) -> list[bool]:
     """Which rules stay: those yielding at most the pair budget on this data (the most selective one at least)."""
-    budget = max(PAIR_BUDGET, 50 * rows)
+    budget = max(PAIR_BUDGET, PAIRS_PER_ROW * rows)
     counts = [_pair_count(con, table, k) for k in keys]
     keep = [n <= budget for n in counts]
     if not any(keep):
