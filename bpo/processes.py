@@ -54,6 +54,16 @@ def find_process_file(filename: str, what: str, settings: Settings | None = None
                             f"(searched {', '.join(map(str, dirs))}); known: {', '.join(known) or 'none'}")
 
 
+def spec_file(name_or_path: str | Path, what: str) -> Path:
+    """A spec's file: a path to a YAML file, or a name looked up in the process folders (``-`` read as ``_``)."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = find_process_file(f"{str(name_or_path).replace('-', '_')}.yaml", what)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    return path.resolve()
+
+
 def deployments() -> dict[str, Deployment]:
     """The deployments ``prefect.yaml`` declares, by name."""
     return _deployments(PROJECT_FILE.stat().st_mtime_ns)

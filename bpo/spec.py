@@ -17,7 +17,7 @@ import yaml
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bpo.processes import SHIPPED_DIRS, find_process_file
+from bpo.processes import SHIPPED_DIRS, spec_file
 
 SPECS_DIR = SHIPPED_DIRS[0]  # the shipped specs
 
@@ -195,12 +195,8 @@ def process_spec_paths() -> list[Path]:
 
 def load_spec(name_or_path: str | Path) -> ProcessSpec:
     """Load a spec by name (``customer_onboarding``, looked up in the process folders) or by path to a YAML file."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = find_process_file(f"{str(name_or_path).replace('-', '_')}.yaml", "process spec")
-    if not path.is_file():
-        raise FileNotFoundError(f"no process spec at {path}")
-    return _parse(path.resolve(), path.stat().st_mtime_ns)
+    path = spec_file(name_or_path, "process spec")
+    return _parse(path, path.stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=64)

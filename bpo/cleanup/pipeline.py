@@ -28,7 +28,7 @@ from bpo.carry import carry_over, record_hash
 from bpo.cleanup import apply as applying
 from bpo.cleanup import checks, dedupe, source
 from bpo.cleanup.plan import ChangeSet, build
-from bpo.cleanup.rows import decode_key, encode_key
+from bpo.cleanup.rows import as_text, decode_key, decode_value, encode_key
 from bpo.cleanup.snapshot import Figures, Snapshot, local_copies, profile, take_snapshot
 from bpo.cleanup.source import Checked, Target
 from bpo.cleanup.spec import CleanupSpec
@@ -39,7 +39,7 @@ from bpo.review.conflict import conflict_item
 from bpo.review.pair import pair_item
 from bpo.run import RunContext, get_store, put_json
 from bpo.settings import get_settings
-from bpo.store import ArtifactStore, StoredObject
+from bpo.store import ArtifactStore
 
 PAIRS_STEP = "pairs"
 GATE_STEP = "change-set"
@@ -357,7 +357,7 @@ def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet,
             row = change["after"] if change is not None else json.loads(text)
             if spec.merge.mode == "soft_delete" and k in merged:
                 continue  # soft-deleted rows are no longer live rows
-            rows.append({spec.key: k, **{c: _text(row.get(c)) for c in wanted}})
+            rows.append({spec.key: k, **{c: as_text(decode_value(row.get(c))) for c in wanted}})
         frame = pd.DataFrame(rows, columns=[spec.key, *wanted]).astype(pd.StringDtype()) if rows else pd.DataFrame(
             {c: pd.Series([], dtype=pd.StringDtype()) for c in [spec.key, *wanted]})
         figures.add(profile(frame, spec))
@@ -365,14 +365,6 @@ def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet,
     projection = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         {c: pd.Series([], dtype=pd.StringDtype()) for c in [spec.key, *wanted]})
     return figures, projection
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return str(next(iter(value.values())))
-    return str(value)
 
 
 def _check_after(before: Figures, after: Figures, snap: Snapshot, changes: ChangeSet) -> list[str]:
@@ -504,7 +496,3 @@ def cluster_rows(store: ArtifactStore, planned: Planned) -> list[tuple[str, str,
 
 def clean_up_work(run: RunContext) -> None:
     shutil.rmtree(work_dir(run), ignore_errors=True)
-
-
-def objects_of(snap: Snapshot, extra: list[StoredObject]) -> list[StoredObject]:
-    return [*snap.objects, *extra]

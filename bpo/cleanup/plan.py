@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from bpo.cleanup.rows import encode_key, row_hash
+from bpo.cleanup.rows import row_hash
 from bpo.cleanup.spec import CleanupSpec
 
 CHUNK = 2_000  # changes per transaction
@@ -150,7 +150,3 @@ def _number(changes: list[dict[str, Any]]) -> None:
         change["seq"], change["chunk"] = seq, chunk
         in_chunk += 1
         last_cluster = cluster
-
-
-def key_of(value: Any) -> str:
-    return encode_key(value)

@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import NullType
 
-from bpo.cleanup.rows import encode_row, row_hash
+from bpo.cleanup.rows import encode_row
 from bpo.cleanup.spec import CleanupSpec
 from bpo.settings import Settings
 
@@ -154,24 +154,6 @@ def fetch(conn: Connection, target: Target, name: str, columns: list[str], key: 
         for r in conn.execute(stmt):
             found[r[columns.index(key)]] = encode_row(columns, tuple(r))
     return found
-
-
-def hashed(rows: dict[Any, dict[str, Any]]) -> dict[Any, str]:
-    return {k: row_hash(v) for k, v in rows.items()}
-
-
-def update_row(conn: Connection, target: Target, name: str, key: str, key_value: Any,
-               values: dict[str, Any]) -> int:
-    t = lightweight(target, name, [key, *values])
-    stmt = t.update().where(t.c[key] == bindparam("_key")).values(
-        {c: bindparam(f"_v{i}") for i, c in enumerate(values)})
-    params = {"_key": key_value, **{f"_v{i}": v for i, v in enumerate(values.values())}}
-    return conn.execute(stmt, params).rowcount
-
-
-def delete_row(conn: Connection, target: Target, name: str, key: str, key_value: Any) -> int:
-    t = lightweight(target, name, [key])
-    return conn.execute(t.delete().where(t.c[key] == bindparam("_key")), {"_key": key_value}).rowcount
 
 
 def insert_row(conn: Connection, target: Target, name: str, values: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bpo.processes import find_process_file
+from bpo.processes import spec_file
 from bpo.spec import ReviewSpec
 
 Role = Literal["person_name", "organisation_name", "email", "phone", "street_address", "city", "postal_code",
@@ -150,12 +150,8 @@ class CleanupSpec(BaseModel):
 
 def load_cleanup_spec(name_or_path: str | Path) -> CleanupSpec:
     """Load a cleanup spec by name (looked up in the process folders) or by path to a YAML file."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = find_process_file(f"{str(name_or_path).replace('-', '_')}.yaml", "cleanup spec")
-    if not path.is_file():
-        raise FileNotFoundError(f"no cleanup spec at {path}")
-    return _parse(path.resolve(), path.stat().st_mtime_ns)
+    path = spec_file(name_or_path, "cleanup spec")
+    return _parse(path, path.stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=32)
