@@ -144,7 +144,7 @@ def extract(document: Document, raw: bytes, brief: Brief) -> list[Candidate]:
     subjects = _Subjects(brief.subjects)
     page_subject = document.subject_id
     if page_subject is None:
-        named = subjects.named_in(text)
+        named = subjects.named_in(f"{title}\n{text}")
         if len(named) > 1:  # a page about one company that mentions others: the one its title names
             named = [s for s in subjects.named_in(title) if s in named]
         page_subject = named[0].id if len(named) == 1 else None

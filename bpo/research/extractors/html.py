@@ -16,12 +16,13 @@ from typing import Any
 
 import lxml.etree
 import lxml.html
-from charset_normalizer import from_bytes
 from extruct.jsonld import JsonLdExtractor
 from extruct.opengraph import OpenGraphExtractor
 from extruct.rdfa import RDFaExtractor
 from extruct.w3cmicrodata import MicrodataExtractor
 
+from bpo.readers.common import UnreadableFile
+from bpo.readers.text import text_plan
 from bpo.research.extractors.common import Finding, Vocabulary, snippet, squash
 from bpo.research.extractors.tabular import Cell, read_table
 from bpo.research.model import Method
@@ -56,24 +57,25 @@ def _codec(name: str | bytes | None) -> str | None:
 
 
 def decode(raw: bytes, content_type: str | None) -> str:
-    """The page's text: by its BOM, the declared charset, a <meta charset>, UTF-8, then a detected guess.
+    """The text of a page or file: by its BOM, the declared charset, a <meta charset>, else as the
+    platform's readers read undeclared text (UTF-8, Western cp1252, a detected code page).
 
     A declared charset that cannot decode the bytes is not trusted; the last resort is cp1252 with
-    replacement characters, so a page is never refused for its encoding.
+    replacement characters, so a document is never refused for its encoding.
     """
     for bom, bom_codec in _BOMS:
         if raw.startswith(bom):
             return raw[len(bom):].decode(bom_codec, errors="replace")
     declared = re.search(r"charset=[\"']?([\w.:-]+)", content_type or "", re.IGNORECASE)
     meta = _META_CHARSET.search(raw[:4096])
-    names: list[str | bytes | None] = [declared and declared.group(1), meta and meta.group(1), "utf-8"]
-    for name in names:
+    for name in (declared and declared.group(1), meta and meta.group(1)):
         text = _try_decode(raw, name)
         if text is not None:
             return text
-    guess = from_bytes(raw[:200_000]).best()  # only now: detection reads the bytes several times over
-    text = _try_decode(raw, guess.encoding if guess else None)
-    return text if text is not None else raw.decode("cp1252", errors="replace")
+    try:  # the platform's reading of undeclared text: UTF-8, Western cp1252, then a detected code page
+        return raw.decode(text_plan(raw, "web page")[1])
+    except UnreadableFile:  # empty, or bytes that are no text in any code page
+        return raw.decode("cp1252", errors="replace")
 
 
 def _try_decode(raw: bytes, name: str | bytes | None) -> str | None:

@@ -1,7 +1,7 @@
 """PDF documents through pdfplumber: tables, then the labelled text outside them, each with page and position.
 
-A position is ``page 3 (x 72, y 540)``: the value's first character, in points from the page's
-top-left corner (pdfplumber's ``x0`` and ``top``), so a reader finds it with any PDF viewer's ruler.
+A position is ``page 3 (x 72, y 540)``, in points from the page's top-left corner (pdfplumber's
+``x0`` and ``top``): the value's first character in a text line, a table cell's top-left corner.
 """
 
 from __future__ import annotations
