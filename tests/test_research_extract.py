@@ -9,7 +9,7 @@ import pytest
 from fpdf import FPDF
 
 from bpo.research.brief import Brief, ResearchField
-from bpo.research.extract import ExtractError, extract
+from bpo.research.extract import ExtractError, extract, extract_all
 from bpo.research.model import Candidate, Document
 from bpo.research.normalize import normalize_values
 
@@ -206,9 +206,15 @@ def test_pdf_text_and_table_with_page_and_position(brief: Brief):
 def test_corrupt_pdf_raises_extract_error_with_its_reason(brief: Brief, raw: bytes):
     with pytest.raises(ExtractError, match=r"^not a readable PDF \(\w+\)$"):
         extract(document("/corpus/broken.pdf", "application/pdf"), raw, brief)
-    truncated = report_pdf()[:400]
-    with pytest.raises(ExtractError, match="not a readable PDF"):
-        extract(document("/corpus/broken.pdf", None), truncated, brief)
+
+
+def test_batch_goes_on_past_an_unreadable_document(brief: Brief):
+    broken = document("/corpus/broken.pdf", None)  # sniffed as a PDF by its first bytes
+    good = document("/corpus/globex.pdf", "application/pdf")
+    result = extract_all([(broken, report_pdf()[:400]), (good, report_pdf())], brief)
+    assert result.failures == [(broken, "not a readable PDF (PdfminerException)")]
+    assert [c.field for c in result.candidates] == ["employees", "revenue", "founded", "phone"]
+    assert {c.citation.location for c in result.candidates} == {"/corpus/globex.pdf"}
 
 
 def test_csv_rows_matched_to_subjects_by_identifier_column_or_name(brief: Brief):

@@ -1,8 +1,8 @@
 """Extract: candidate facts per subject and field from one gathered document, each with its citation.
 
-``extract(document, raw, brief)`` reads the document by its format (HTML, PDF, plain text, CSV, or
-the JSON a SQL query is written as) into findings, attributes each to a subject, and normalizes
-the values of each field in one batch with the platform's normalizers.
+``extract(document, raw, brief)`` (``extract_all`` for many) reads a document by its format (HTML,
+PDF, plain text, CSV, or the JSON a SQL query is written as) into findings, attributes each to a
+subject, and normalizes the values of each field in one batch with the platform's normalizers.
 
 Which subject a value is about:
 - a document fetched for one subject (``document.subject_id``) is about that subject; a table row
@@ -13,13 +13,16 @@ Which subject a value is about:
   a table row, a CSV record, or a structured item naming its own subject goes to that subject;
   nothing is credited where nothing, or more than one subject, matches — never a guess.
 
-A document that cannot be read at all raises ``ExtractError`` with the reason (no values in it):
-the caller records it against the document and goes on with the batch. A failed or refused
-fetch has nothing to read and gives no candidates.
+A document that cannot be read at all (a corrupt PDF, a malformed SQL result, an unknown format)
+is an ``ExtractError`` with the reason (no values in it): ``extract`` raises it, ``extract_all``
+lists it among the batch's failures and goes on. A failed or refused fetch has nothing to read
+and gives no candidates. ``extract_all`` is the one to use on many documents: it normalizes every
+field's values in one batch, where a normalizer call per document would cost far more than reading.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
@@ -33,7 +36,7 @@ from bpo.research.extractors.tabular import read_csv, read_sql
 from bpo.research.model import Candidate, Citation, Document
 from bpo.research.normalize import normalize_values
 
-__all__ = ["ExtractError", "document_format", "extract"]
+__all__ = ["ExtractError", "Extraction", "document_format", "extract", "extract_all"]
 
 _FORMATS = {"text/html": "html", "application/xhtml+xml": "html", "application/pdf": "pdf", "text/plain": "text",
             "text/csv": "csv", "application/csv": "csv", "application/json": "sql"}
@@ -85,12 +88,18 @@ def _words(text: str) -> str:
 
 
 class _Subjects:
-    """The brief's subjects, found by name or identifier in a text or a record."""
+    """The brief's subjects, found by name or identifier in a text or a record (indexed once per brief)."""
 
     def __init__(self, subjects: Sequence[Subject]) -> None:
-        self.subjects = subjects
-        self.terms = [(s, [_words(t) for t in [s.name, *s.identifiers.values()]
+        self.terms = [(s, [_words(t) for t in {s.name, *s.identifiers.values()}
                            if len(t.strip()) >= _MIN_IDENTIFIER or t == s.name]) for s in subjects]
+        self.by_term: dict[str, list[Subject]] = {}
+        self.by_identifier: dict[tuple[str, str], list[Subject]] = {}
+        for subject, terms in self.terms:
+            for term in terms:
+                self.by_term.setdefault(term, []).append(subject)
+            for key, value in subject.identifiers.items():
+                self.by_identifier.setdefault((key.lower(), _words(value)), []).append(subject)
 
     def named_in(self, text: str) -> list[Subject]:
         """Subjects named in a text; one whose name only ever occurs inside another's ("Acme" in
@@ -110,61 +119,97 @@ class _Subjects:
     def of_record(self, cells: Mapping[str, str] | Iterable[str]) -> Subject | None:
         """The one subject a record names: an identifier under its own column, else a cell that is a
         subject's name or identifier; None when none or several do."""
-        by_column = dict(cells) if isinstance(cells, Mapping) else {}
-        values = {_words(v) for v in (cells.values() if isinstance(cells, Mapping) else cells) if v.strip()}
-        keyed = [s for s in self.subjects if any(_words(by_column.get(k, "")) == _words(v)
-                                                 for k, v in s.identifiers.items() if k in by_column)]
-        if len(keyed) == 1:
-            return keyed[0]
-        if keyed:
-            return None
-        exact = [s for s, terms in self.terms if values & set(terms)]
-        return exact[0] if len(exact) == 1 else None
+        if isinstance(cells, Mapping):
+            keyed = {s.id: s for k, v in cells.items() for s in self.by_identifier.get((k.lower(), _words(v)), [])}
+            if keyed:
+                return next(iter(keyed.values())) if len(keyed) == 1 else None
+            cells = cells.values()
+        exact = {s.id: s for v in cells if v.strip() for s in self.by_term.get(_words(v), [])}
+        return next(iter(exact.values())) if len(exact) == 1 else None
 
 
-def _subject_of(finding: Finding, document: Document, page_subject: str | None, subjects: _Subjects) -> str | None:
-    if finding.row is None and not finding.item:
-        return page_subject
-    own = subjects.of_record(finding.row if finding.row is not None else finding.item)
-    if document.subject_id is not None:
-        return document.subject_id if own is None or own.id == document.subject_id else None
-    if own is not None:
-        return own.id
-    # a table row or record naming no subject is about someone the brief does not cover; a structured
-    # item that names no one the brief knows is still the page's own (a page's Organization JSON-LD)
-    return page_subject if finding.row is None else None
+@dataclasses.dataclass(frozen=True)
+class Extraction:
+    """What a batch of documents gave: the candidates, and each unreadable document with its reason."""
+
+    candidates: list[Candidate]
+    failures: list[tuple[Document, str]]
+
+
+class _Reader:
+    """Reads documents for one brief; its vocabulary and subject index are built once."""
+
+    def __init__(self, brief: Brief) -> None:
+        self.brief = brief
+        self.vocab = Vocabulary(brief)
+        self.subjects = _Subjects(brief.subjects)
+
+    def attributed(self, document: Document, raw: bytes) -> list[tuple[Finding, str]]:
+        """The document's findings, each with the subject it is about (the rest left out)."""
+        if document.status in ("failed", "refused"):
+            return []
+        findings, text, title = _read(document, raw, self.vocab)
+        page_subject = document.subject_id
+        if page_subject is None:
+            named = self.subjects.named_in(f"{title}\n{text}")
+            if len(named) > 1:  # a page about one company that mentions others: the one its title names
+                named = [s for s in self.subjects.named_in(title) if s in named]
+            page_subject = named[0].id if len(named) == 1 else None
+        attributed = []
+        for finding in findings:
+            subject_id = self._subject_of(finding, document, page_subject)
+            if subject_id is not None:
+                attributed.append((finding, subject_id))
+        return attributed
+
+    def _subject_of(self, finding: Finding, document: Document, page_subject: str | None) -> str | None:
+        if finding.row is None and not finding.item:
+            return page_subject
+        own = self.subjects.of_record(finding.row if finding.row is not None else finding.item)
+        if document.subject_id is not None:
+            return document.subject_id if own is None or own.id == document.subject_id else None
+        if own is not None:
+            return own.id
+        # a table row or record naming no subject is about someone the brief does not cover; a structured
+        # item that names no one the brief knows is still the page's own (a page's Organization JSON-LD)
+        return page_subject if finding.row is None else None
+
+
+def extract_all(documents: Iterable[tuple[Document, bytes]], brief: Brief) -> Extraction:
+    """The candidates of many documents, normalized in one batch per field (a normalizer call costs
+    milliseconds whatever its size); an unreadable document is listed with its reason and the rest go on."""
+    reader = _Reader(brief)
+    read: list[tuple[Document, Finding, str]] = []
+    failures: list[tuple[Document, str]] = []
+    for document, raw in documents:
+        try:
+            read += [(document, finding, subject_id) for finding, subject_id in reader.attributed(document, raw)]
+        except ExtractError as exc:
+            failures.append((document, str(exc)))
+    normalized: dict[tuple[str, str], str | None] = {}
+    for name, field in brief.fields.items():
+        values = list(dict.fromkeys(finding.value for _, finding, _ in read if finding.field == name))
+        normalized.update(zip([(name, v) for v in values], normalize_values(field, values), strict=True))
+    candidates: dict[tuple[str, str, str, str, str, str], Candidate] = {}
+    for document, finding, subject_id in read:
+        location = document.final_url or document.location
+        citation = Citation(source=document.source, location=location, where=finding.where,
+                            snippet=finding.snippet, retrieved_at=document.retrieved_at,
+                            content_hash=document.content_hash)
+        # one element read twice (a JSON-LD name that is also its legalName) is one candidate
+        key = (document.source, location, subject_id, finding.field, finding.value, finding.where)
+        candidates.setdefault(key, Candidate(subject_id=subject_id, field=finding.field, value=finding.value,
+                                             normalized=normalized[(finding.field, finding.value)],
+                                             method=finding.method, citation=citation))
+    return Extraction(list(candidates.values()), failures)
 
 
 def extract(document: Document, raw: bytes, brief: Brief) -> list[Candidate]:
-    """The candidate facts of one document, each cited (source, location, where, snippet, retrieval time)."""
-    if document.status in ("failed", "refused"):
-        return []
-    vocab = Vocabulary(brief)
-    findings, text, title = _read(document, raw, vocab)
-    subjects = _Subjects(brief.subjects)
-    page_subject = document.subject_id
-    if page_subject is None:
-        named = subjects.named_in(f"{title}\n{text}")
-        if len(named) > 1:  # a page about one company that mentions others: the one its title names
-            named = [s for s in subjects.named_in(title) if s in named]
-        page_subject = named[0].id if len(named) == 1 else None
-    attributed: list[tuple[Finding, str]] = []
-    for finding in findings:
-        subject_id = _subject_of(finding, document, page_subject, subjects)
-        if subject_id is not None:
-            attributed.append((finding, subject_id))
-    normalized: dict[int, str | None] = {}
-    for name, field in brief.fields.items():
-        positions = [i for i, (f, _) in enumerate(attributed) if f.field == name]
-        values = normalize_values(field, [attributed[i][0].value for i in positions])
-        normalized.update(zip(positions, values, strict=True))
-    candidates: dict[tuple[str, str, str, str], Candidate] = {}
-    for i, (finding, subject_id) in enumerate(attributed):
-        citation = Citation(source=document.source, location=document.final_url or document.location,
-                            where=finding.where, snippet=finding.snippet, retrieved_at=document.retrieved_at,
-                            content_hash=document.content_hash)
-        # one element read twice (a value in both a label/value row and its text) is one candidate
-        key = (subject_id, finding.field, finding.value, finding.where)
-        candidates.setdefault(key, Candidate(subject_id=subject_id, field=finding.field, value=finding.value,
-                                             normalized=normalized[i], method=finding.method, citation=citation))
-    return list(candidates.values())
+    """The candidate facts of one document, each cited (source, location, where, snippet, retrieval time).
+
+    Raises ExtractError for a document that cannot be read; for many documents, ``extract_all``.
+    """
+    result = extract_all([(document, raw)], brief)
+    if result.failures:
+        raise ExtractError(result.failures[0][1])
+    return result.candidates

@@ -336,6 +336,10 @@ def _local(iri: str) -> str:
 
 
 def _rdfa(markup: bytes, base_url: str | None, root: Any, vocab: Vocabulary) -> list[Finding]:
+    # pyRdfa costs more than all else on a page: run it only where RDFa markup is (OpenGraph's <meta
+    # property> is read on its own)
+    if not root.xpath("//*[@typeof or @vocab or @about or (@property and not(self::meta))]"):
+        return []
     try:
         nodes = RDFaExtractor().extract(markup, base_url=base_url or "", encoding="utf-8")
     except Exception as exc:  # pyRdfa raises whatever its parser met; RDFa is one syntax of several
