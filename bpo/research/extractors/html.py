@@ -246,7 +246,7 @@ def _jsonld(root: Any, vocab: Vocabulary) -> list[Finding]:
         source = script.text or ""
         try:
             items = JsonLdExtractor().extract_items(script)
-        except ValueError:
+        except (ValueError, RecursionError):
             log.info("a JSON-LD script at %s is not JSON; skipped", css_path(script))
             continue
         where = css_path(script)
@@ -395,7 +395,10 @@ def read_html(raw: bytes, content_type: str | None, base_url: str | None,
     """Every finding on a page, its visible text and its title (the <title> and first <h1>), for naming its subject."""
     text = _XML_DECLARATION.sub("", decode(raw, content_type))
     markup = text.encode("utf-8")
-    root = lxml.html.fromstring(markup, parser=lxml.html.HTMLParser(encoding="utf-8"))
+    try:
+        root = lxml.html.fromstring(markup, parser=lxml.html.HTMLParser(encoding="utf-8"))
+    except lxml.etree.ParserError:  # an empty page: nothing on it, nothing wrong with it
+        return [], "", ""
     root = root.getroottree().getroot()
     title = " ".join(squash(_text(e) if e.tag != "title" else e.text_content()) for e in
                      [next(root.iter("title"), None), next(root.iter("h1"), None)] if e is not None)
