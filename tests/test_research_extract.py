@@ -124,11 +124,14 @@ def test_html_page_every_syntax_cited_by_css_path(brief: Brief):
         "files", "/corpus/acme.html", WHEN, "ab" * 32)
 
 
-def test_html_not_utf8_without_any_declaration(brief: Brief):
-    page = "<html><body><p>Company: Société Générale Café Ltd, Zürich</p><p>Phone: 020 7946 0001</p></body></html>"
-    got = extract(document("https://acme.example/about", "text/html", subject_id="acme"), page.encode("cp1252"), brief)
+# undeclared, declared wrongly (the bytes are no UTF-8), declared Latin-1 as browsers read it (cp1252)
+@pytest.mark.parametrize("content_type", ["text/html", "text/html; charset=utf-8", "text/html; charset=ISO-8859-1"])
+def test_html_not_utf8_decoded(brief: Brief, content_type: str):
+    page = "<html><body><p>Company: Société Générale Café Ltd, Zürich €</p><p>Phone: 020 7946 0001</p></body></html>"
+    doc = document("https://acme.example/about", content_type, subject_id="acme")
+    got = extract(doc, page.encode("cp1252"), brief)
     assert [(c.field, c.value, c.citation.where) for c in got] == [
-        ("company", "Société Générale Café Ltd, Zürich", "html > body > p:nth-of-type(1)"),
+        ("company", "Société Générale Café Ltd, Zürich €", "html > body > p:nth-of-type(1)"),
         ("phone", "020 7946 0001", "html > body > p:nth-of-type(2)"),
     ]
 

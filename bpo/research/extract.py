@@ -29,8 +29,8 @@ from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 from bpo.research.brief import Brief, Subject
-from bpo.research.extractors.common import ExtractError, Finding, Vocabulary, snippet
-from bpo.research.extractors.html import decode, read_html
+from bpo.research.extractors.common import ExtractError, Finding, Vocabulary, decode, snippet
+from bpo.research.extractors.html import read_html
 from bpo.research.extractors.pdf import read_pdf
 from bpo.research.extractors.tabular import read_csv, read_sql
 from bpo.research.model import Candidate, Citation, Document

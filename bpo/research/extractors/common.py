@@ -1,4 +1,5 @@
-"""What every format shares: the findings, the brief's vocabulary (labels and properties), labelled text.
+"""What every format shares: the findings, the brief's vocabulary (labels and properties), labelled
+text, and decoding a document's bytes to text.
 
 A field is named in a source by its labels (table headers, definition terms, "Label: value"
 lines, CSV/SQL columns) and its schema.org / OpenGraph properties: the brief's own, plus a
@@ -8,10 +9,13 @@ it cannot be confused: the field is the only one of its type, and no field claim
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 
+from bpo.readers.common import UnreadableFile
+from bpo.readers.text import text_plan
 from bpo.research.brief import Brief
 from bpo.research.model import Method
 
@@ -51,6 +55,8 @@ _TEXT_TYPES = ("text", "name", "organisation")
 _SEPARATOR = r"\s*(?:[:=–—-]\s*|\s(?:in|on|since|is|was|at|of|are)\s+|\s)"
 _COLON = re.compile(r"\s*[:=–—-]\s*")
 _SPACES = re.compile(r"\s+")
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
 class ExtractError(ValueError):
@@ -157,3 +163,46 @@ class Vocabulary:
                 consumed = end
                 if value:
                     yield name, value
+
+
+def _codec(name: str | bytes | None) -> str | None:
+    if isinstance(name, bytes):
+        name = name.decode("ascii", "ignore")
+    try:
+        codec = codecs.lookup(name).name if name else None
+    except LookupError:
+        return None
+    # as browsers do: a page declaring Latin-1 or ASCII is really written in cp1252 ("€" is 0x80)
+    return "cp1252" if codec in ("latin-1", "iso8859-1", "ascii") else codec
+
+
+def decode(raw: bytes, content_type: str | None) -> str:
+    """The text of a page or file: by its BOM, the declared charset, a <meta charset>, else as the
+    platform's readers read undeclared text (UTF-8, Western cp1252, a detected code page).
+
+    A declared charset that cannot decode the bytes is not trusted; the last resort is cp1252 with
+    replacement characters, so a document is never refused for its encoding.
+    """
+    for bom, bom_codec in _BOMS:
+        if raw.startswith(bom):
+            return raw[len(bom):].decode(bom_codec, errors="replace")
+    declared = re.search(r"charset=[\"']?([\w.:-]+)", content_type or "", re.IGNORECASE)
+    meta = _META_CHARSET.search(raw[:4096])
+    for name in (declared and declared.group(1), meta and meta.group(1)):
+        text = _try_decode(raw, name)
+        if text is not None:
+            return text
+    try:  # the platform's reading of undeclared text: UTF-8, Western cp1252, then a detected code page
+        return raw.decode(text_plan(raw, "web page")[1])
+    except UnreadableFile:  # empty, or bytes that are no text in any code page
+        return raw.decode("cp1252", errors="replace")
+
+
+def _try_decode(raw: bytes, name: str | bytes | None) -> str | None:
+    codec = _codec(name)
+    if codec is None:
+        return None
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError:
+        return None

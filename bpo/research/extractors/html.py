@@ -7,7 +7,6 @@ element it was read from (``html > body > table:nth-of-type(2) > tr:nth-of-type(
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
 import re
@@ -21,9 +20,7 @@ from extruct.opengraph import OpenGraphExtractor
 from extruct.rdfa import RDFaExtractor
 from extruct.w3cmicrodata import MicrodataExtractor
 
-from bpo.readers.common import UnreadableFile
-from bpo.readers.text import text_plan
-from bpo.research.extractors.common import Finding, Vocabulary, snippet, squash
+from bpo.research.extractors.common import Finding, Vocabulary, decode, snippet, squash
 from bpo.research.extractors.tabular import Cell, read_table
 from bpo.research.model import Method
 
@@ -37,55 +34,12 @@ _BLOCKS = frozenset({
     "aside", "nav", "address", "blockquote", "pre", "form", "fieldset", "figure", "figcaption", "details",
     "summary",
 })
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 # items that describe the page, not what the page is about
 _PAGE_TYPES = frozenset({"WebPage", "WebSite", "BreadcrumbList", "SearchAction", "ImageObject", "ListItem",
                          "SiteNavigationElement", "ItemList", "EntryPoint"})
 _NAMING = ("name", "legalName", "alternateName", "leiCode", "taxID", "vatID", "duns", "identifier", "url")
 _NOT_SCHEMA = ("http://ogp.me/ns", "http://www.w3.org/ns/rdfa", "http://www.w3.org/1999/xhtml/vocab")
-
-
-def _codec(name: str | bytes | None) -> str | None:
-    if isinstance(name, bytes):
-        name = name.decode("ascii", "ignore")
-    try:
-        return codecs.lookup(name).name if name else None
-    except LookupError:
-        return None
-
-
-def decode(raw: bytes, content_type: str | None) -> str:
-    """The text of a page or file: by its BOM, the declared charset, a <meta charset>, else as the
-    platform's readers read undeclared text (UTF-8, Western cp1252, a detected code page).
-
-    A declared charset that cannot decode the bytes is not trusted; the last resort is cp1252 with
-    replacement characters, so a document is never refused for its encoding.
-    """
-    for bom, bom_codec in _BOMS:
-        if raw.startswith(bom):
-            return raw[len(bom):].decode(bom_codec, errors="replace")
-    declared = re.search(r"charset=[\"']?([\w.:-]+)", content_type or "", re.IGNORECASE)
-    meta = _META_CHARSET.search(raw[:4096])
-    for name in (declared and declared.group(1), meta and meta.group(1)):
-        text = _try_decode(raw, name)
-        if text is not None:
-            return text
-    try:  # the platform's reading of undeclared text: UTF-8, Western cp1252, then a detected code page
-        return raw.decode(text_plan(raw, "web page")[1])
-    except UnreadableFile:  # empty, or bytes that are no text in any code page
-        return raw.decode("cp1252", errors="replace")
-
-
-def _try_decode(raw: bytes, name: str | bytes | None) -> str | None:
-    codec = _codec(name)
-    if codec is None:
-        return None
-    try:
-        return raw.decode(codec)
-    except UnicodeDecodeError:
-        return None
 
 
 def css_path(element: Any) -> str:
