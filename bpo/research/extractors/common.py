@@ -132,6 +132,10 @@ class Vocabulary:
         """The field a label names, if any."""
         return self.labels.get(label_key(label))
 
+    def mentions(self, text: str) -> bool:
+        """Whether any label occurs in ``text`` (one scan, before reading it line by line)."""
+        return self._label_pattern.search(text) is not None
+
     def labelled(self, line: str) -> Iterator[tuple[str, str]]:
         """(field, value) for each "Label: value" in one line of text.
 

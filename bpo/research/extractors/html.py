@@ -7,6 +7,7 @@ element it was read from (``html > body > table:nth-of-type(2) > tr:nth-of-type(
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -78,34 +79,45 @@ def _text(element: Any) -> str:
     return "".join(out)
 
 
-def _own_text(element: Any) -> str:
-    """A block's text without the blocks inside it (each is read on its own)."""
-    out = [element.text or ""]
-    for child in element:
-        if isinstance(child.tag, str) and child.tag not in _BLOCKS and child.tag not in _SKIP:
-            out.append(_text(child) if child.tag != "br" else "\n")
-        out.append(child.tail or "")
-    return "".join(out)
+def _block_texts(root: Any) -> list[tuple[Any, str]]:
+    """(block, its own text) for every block outside scripts, styles and the head, in document order.
+
+    A block's own text is its inline content; each block inside it stands on its own line and is
+    read on its own, so "Founded in 1999<div>…</div>" is never one run of text with what follows.
+    """
+    out: list[tuple[Any, str]] = []
+
+    def visit(block: Any) -> None:
+        parts: list[str] = []
+        nested: list[Any] = []
+
+        def inline(node: Any) -> None:
+            parts.append(node.text or "")
+            for child in node:
+                if isinstance(child.tag, str) and child.tag not in _SKIP:
+                    if child.tag in _BLOCKS:
+                        nested.append(child)
+                        parts.append("\n")
+                    elif child.tag == "br":
+                        parts.append("\n")
+                    else:
+                        inline(child)
+                parts.append(child.tail or "")
+
+        inline(block)
+        out.append((block, "".join(parts)))
+        for child in nested:
+            visit(child)
+
+    visit(root)
+    return out
 
 
-def _has_block(element: Any) -> bool:
-    return any(isinstance(c.tag, str) and c.tag in _BLOCKS for c in element.iterdescendants())
-
-
-def _blocks(root: Any) -> Iterator[Any]:
-    """Every block element outside scripts, styles and the head, in document order."""
-    for element in root.iter():
-        if not isinstance(element.tag, str) or element.tag not in _BLOCKS:
-            continue
-        if any(a.tag in _SKIP for a in element.iterancestors()):
-            continue
-        yield element
-
-
-def _labelled_text(root: Any, vocab: Vocabulary) -> list[Finding]:
+def _labelled_text(blocks: list[tuple[Any, str]], vocab: Vocabulary) -> list[Finding]:
     findings = []
-    for block in _blocks(root):
-        text = _own_text(block) if _has_block(block) else _text(block)
+    for block, text in blocks:
+        if not vocab.mentions(text):  # most blocks name no field at all
+            continue
         for line in text.splitlines():
             for field, value in vocab.labelled(line):
                 findings.append(Finding(field, value, "text", css_path(block), snippet(line, value)))
@@ -119,7 +131,8 @@ def _tables(root: Any, vocab: Vocabulary) -> list[Finding]:
         for tr in table.iter("tr"):
             if next(tr.iterancestors("table")) is not table:  # a nested table is read on its own
                 continue
-            rows.append([Cell(_text(c), css_path(c), header=c.tag == "th" or tr.getparent().tag == "thead")
+            head = tr.getparent().tag == "thead"
+            rows.append([Cell(_text(c), functools.partial(css_path, c), header=head or c.tag == "th")
                          for c in tr if c.tag in ("td", "th")])
         findings += read_table(rows, vocab, "table")
     return findings
@@ -356,7 +369,8 @@ def read_html(raw: bytes, content_type: str | None, base_url: str | None,
     root = root.getroottree().getroot()
     title = " ".join(squash(_text(e) if e.tag != "title" else e.text_content()) for e in
                      [next(root.iter("title"), None), next(root.iter("h1"), None)] if e is not None)
+    blocks = _block_texts(root)
     findings = [*_jsonld(root, vocab), *_microdata(root, base_url, vocab), *_rdfa(markup, base_url, root, vocab),
                 *_opengraph(root, vocab), *_tables(root, vocab), *_definition_lists(root, vocab),
-                *_labelled_text(root, vocab)]
-    return findings, squash(_text(root)), title
+                *_labelled_text(blocks, vocab)]
+    return findings, "\n".join(text for _, text in blocks), title

@@ -11,7 +11,7 @@ import csv
 import dataclasses
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bpo.research.extractors.common import ExtractError, Finding, Vocabulary, snippet, squash
 from bpo.research.model import Method
@@ -20,8 +20,13 @@ from bpo.research.model import Method
 @dataclasses.dataclass(frozen=True)
 class Cell:
     text: str
-    where: str
+    # where the cell is, or how to tell (an HTML cell's CSS path is worked out only for a value read)
+    place: str | Callable[[], str]
     header: bool = False  # a <th>, or a header row the format itself declares (CSV, SQL)
+
+    @property
+    def where(self) -> str:
+        return self.place if isinstance(self.place, str) else self.place()
 
 
 def read_table(rows: Sequence[Sequence[Cell]], vocab: Vocabulary, method: Method) -> list[Finding]:
