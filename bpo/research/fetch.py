@@ -115,11 +115,11 @@ def address_refusal(address: str) -> str | None:
         embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
         if embedded is not None and not embedded.is_global:
             return "an IPv6 address embedding a non-public IPv4 address"
-    for kind, hit in (("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
-                      ("multicast", ip.is_multicast), ("unspecified", ip.is_unspecified),
-                      ("private", ip.is_private), ("reserved", ip.is_reserved)):
+    for kind, hit in (("a loopback", ip.is_loopback), ("a link-local", ip.is_link_local),
+                      ("a multicast", ip.is_multicast), ("an unspecified", ip.is_unspecified),
+                      ("a private", ip.is_private), ("a reserved", ip.is_reserved)):
         if hit:
-            return f"a {kind} address"
+            return f"{kind} address"
     if not ip.is_global:
         return "a non-public address"
     return None
@@ -158,13 +158,13 @@ class Fetcher:
                 host = (urlsplit(base).hostname or "").lower()
                 concurrency, rate = self._limits.get(host, (source.concurrency, source.requests_per_second))
                 self._limits[host] = (min(concurrency, source.concurrency), min(rate, source.requests_per_second))
-        # no proxy from the environment: it would connect to the proxy instead of the pinned, checked address
-        self._client = httpx.Client(trust_env=False, follow_redirects=False,
-                                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-                                    headers={"User-Agent": USER_AGENT})
+        self._clients: dict[str, httpx.Client] = {}
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
 
     def __enter__(self) -> Fetcher:
         return self
@@ -231,6 +231,17 @@ class Fetcher:
                 guard = self._guards[host] = HostGuard(concurrency, rate)
             return guard
 
+    def _client(self, host: str) -> httpx.Client:
+        """The host's own client: a pool keyed by the pinned address alone would let two names served from
+        one address share a TLS connection verified for only one of them."""
+        with self._lock:
+            client = self._clients.get(host)
+            if client is None:
+                # no proxy from the environment: it would connect to the proxy, not the pinned, checked address
+                client = self._clients[host] = httpx.Client(trust_env=False, follow_redirects=False,
+                                                            headers={"User-Agent": USER_AGENT})
+            return client
+
     def _address(self, host: str, port: int, source: WebSource) -> str:
         """The checked address to connect to: resolved once per run, every answer checked."""
         with self._lock:
@@ -270,15 +281,15 @@ class Fetcher:
         attempts = source.retries + 1
         for attempt in range(attempts):
             wait: float | None = None
+            client = self._client(host)
             guard.slots.acquire()
             try:
                 guard.wait_turn()
-                request = self._client.build_request("GET", parts.copy_with(host=address, username=None,
-                                                                            password=None),
-                                                     headers={**headers, "Host": netloc}, timeout=timeout,
-                                                     extensions=extensions)
+                pinned = parts.copy_with(host=address, username=None, password=None)
+                request = client.build_request("GET", pinned, headers={**headers, "Host": netloc}, timeout=timeout,
+                                               extensions=extensions)
                 started = time.monotonic()
-                response = self._client.send(request, stream=True)
+                response = client.send(request, stream=True)
                 try:
                     code = response.status_code
                     if code == 429 or code >= 500:
