@@ -216,16 +216,29 @@ def test_address_check(address: str, kind: str | None) -> None:
 
 
 def test_robots_txt_is_read_once_and_honoured(store: FolderStore) -> None:
-    routes = {"/robots.txt": Reply(body="User-agent: *\nDisallow: /private/\n", content_type="text/plain"),
-              "/public/1": Reply(body=b"one"), "/public/2": Reply(body=b"two"), "/private/3": Reply(body=b"no")}
+    def robots(request: Request) -> Reply:
+        if request.headers["host"].startswith("localhost"):  # the second origin's robots.txt is down
+            return Reply(503)
+        return Reply(body="User-agent: *\nDisallow: /private/\n", content_type="text/plain")
+
+    routes = {"/robots.txt": robots, "/public/1": Reply(body=b"one"), "/public/2": Reply(body=b"two"),
+              "/private/3": Reply(body=b"no")}
     with serve(routes) as web:
-        brief = make_brief(web_source(web.base, "/public/1", "/public/2", "/private/3"))
+        local = web.base.replace("127.0.0.1", "localhost")
+        brief = make_brief(web_source(web.base, "/public/1", "/public/2", "/private/3"),
+                           {**web_source(local, "/public/1", retries=1), "name": "down",
+                            "private_hosts": ["localhost"]})
         docs = run(brief, store)
         hits = dict(web.hits)
     assert docs[web.url("/public/1")].status == docs[web.url("/public/2")].status == "ok"
     assert docs[web.url("/private/3")].status == "refused"
     assert docs[web.url("/private/3")].error == f"{web.url('/private/3')} is disallowed by {web.base}/robots.txt"
-    assert hits["/robots.txt"] == 1 and "/private/3" not in hits
+    assert "/private/3" not in hits
+    # RFC 9309: a robots.txt the server cannot give (5xx) forbids the whole origin
+    assert docs[local + "/public/1"].status == "refused"
+    assert docs[local + "/public/1"].error == (f"{local}/robots.txt answered HTTP 503 after 2 attempts: "
+                                               f"every page refused")
+    assert hits["/robots.txt"] == 1 + 2 and hits["/public/1"] == 1  # once per origin (the second tried twice)
 
 
 def test_a_refresh_asks_conditionally_and_unchanged_pages_are_not_modified(store: FolderStore) -> None:

@@ -73,6 +73,10 @@ class _Failed(Exception):
     """The fetch went wrong; the message is the reason."""
 
 
+class _ServerError(_Failed):
+    """The server kept answering 429 or 5xx until the retries ran out."""
+
+
 def shown(url: str) -> str:
     """A URL as an error message may show it: no user info, no query string (either may hold a key)."""
     parts = urlsplit(url)
@@ -149,7 +153,8 @@ class Fetcher:
         self._lock = threading.Lock()
         self._guards: dict[str, HostGuard] = {}
         self._addresses: dict[str, list[str] | str] = {}  # host -> addresses, or why it cannot be resolved
-        self._robots: dict[tuple[str, str], Protego | str] = {}  # (origin, source) -> rules, or why all is refused
+        # (origin, source) -> the rules, or why every page there is refused (or fails: the host cannot be reached)
+        self._robots: dict[tuple[str, str], Protego | _Refused | _Failed] = {}
         self._origin_locks: dict[str, threading.Lock] = {}
         # a host named by several sources gets the strictest of their limits
         self._limits: dict[str, tuple[int, float]] = {}
@@ -256,7 +261,7 @@ class Fetcher:
                 found = self._addresses.setdefault(host, found)
         if isinstance(found, str):
             raise _Failed(f"{host}: {found}")
-        if host not in {h.lower() for h in source.private_hosts}:
+        if host not in {_ascii_host(h) for h in source.private_hosts}:
             for address in found:
                 why = address_refusal(address)
                 if why is not None:
@@ -268,7 +273,7 @@ class Fetcher:
                  max_bytes: int) -> tuple[httpx.Response, bytes]:
         """One GET with retries; the response (closed) and its body, at most ``max_bytes``."""
         parts = httpx.URL(url)
-        host = parts.host.lower()
+        host = parts.raw_host.decode("ascii").lower()  # IDNA-encoded: what DNS, the Host header and SNI take
         address = self._address(host, parts.port or (443 if parts.scheme == "https" else 80), source)
         guard = self._guard(host, source)
         timeout = httpx.Timeout(source.read_timeout, connect=source.connect_timeout)
@@ -297,7 +302,7 @@ class Fetcher:
                         if code == 429:
                             guard.defer(wait if wait is not None else self._delay(attempt))
                         if attempt + 1 == attempts:
-                            raise _Failed(f"HTTP {code} after {attempts} attempt{'s' * (attempts > 1)}")
+                            raise _ServerError(f"HTTP {code} after {attempts} attempt{'s' * (attempts > 1)}")
                     else:
                         return response, self._read(response, max_bytes, started + budget)
                 finally:
@@ -345,13 +350,14 @@ class Fetcher:
             rules = self._robots.get((origin, source.name))
             if rules is None:
                 rules = self._robots[(origin, source.name)] = self._read_robots(source, origin)
-        if isinstance(rules, str):
-            raise _Refused(rules)
+        if isinstance(rules, Exception):
+            raise rules
         if not rules.can_fetch(url, ROBOTS_AGENT):
             raise _Refused(f"{shown(url)} is disallowed by {origin}/robots.txt")
 
-    def _read_robots(self, source: WebSource, origin: str) -> Protego | str:
-        """The origin's rules; per RFC 9309 a 4xx means no rules, an unreachable robots.txt means refuse all."""
+    def _read_robots(self, source: WebSource, origin: str) -> Protego | _Refused | _Failed:
+        """The origin's rules. As RFC 9309 has it, a 4xx means no rules and a server error means refuse all;
+        a host that cannot be reached at all fails its pages instead, as fetching them would."""
         url = f"{origin}/robots.txt"
         try:
             for _ in range(MAX_REDIRECTS + 1):
@@ -366,13 +372,26 @@ class Fetcher:
                 if 400 <= response.status_code < 500:
                     return Protego.parse("")
                 if response.status_code != 200:
-                    return f"{origin}/robots.txt answered HTTP {response.status_code}: every page refused"
+                    return _Refused(f"{origin}/robots.txt answered HTTP {response.status_code}: every page refused")
                 return Protego.parse(body.decode("utf-8", errors="replace"))
+        except _ServerError as exc:
+            return _Refused(f"{origin}/robots.txt answered {exc}: every page refused")
         except _Failed as exc:
-            return f"{origin}/robots.txt could not be read ({exc}): every page refused"
+            return exc
         except _Refused as exc:
-            return str(exc)
-        return f"{origin}/robots.txt redirects too often: every page refused"
+            return exc
+        return _Refused(f"{origin}/robots.txt redirects too often: every page refused")
+
+
+def _ascii_host(name: str) -> str:
+    """A host name as DNS takes it (IDNA-encoded, lower-cased); an IPv6 literal as it is."""
+    name = name.strip().strip("[]")
+    if ":" in name:
+        return name.lower()
+    try:
+        return httpx.URL(f"http://{name}/").raw_host.decode("ascii").lower()
+    except httpx.InvalidURL:
+        return name.lower()
 
 
 def _transport_reason(exc: httpx.HTTPError, source: WebSource) -> str:
