@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import random
+import re
 import socket
 import threading
 import time
@@ -160,7 +161,7 @@ class Fetcher:
         self._limits: dict[str, tuple[int, float]] = {}
         for source in sources:
             for base in source.allow:
-                host = (urlsplit(base).hostname or "").lower()
+                host = _ascii_host(urlsplit(base).hostname or "")
                 concurrency, rate = self._limits.get(host, (source.concurrency, source.requests_per_second))
                 self._limits[host] = (min(concurrency, source.concurrency), min(rate, source.requests_per_second))
         self._clients: dict[str, httpx.Client] = {}
@@ -221,8 +222,7 @@ class Fetcher:
                                final_url=final)
             if not 200 <= response.status_code < 300:
                 raise _Failed(f"HTTP {response.status_code}")
-            header = response.headers.get("content-type")
-            media = header.split(";", 1)[0].strip().lower() if header else None
+            header, media = _content_type(response.headers.get("content-type"))
             return Fetched(url, "ok", body=body, content_type=media or None, content_type_header=header,
                            etag=response.headers.get("etag"), last_modified=response.headers.get("last-modified"),
                            final_url=final)
@@ -381,6 +381,17 @@ class Fetcher:
         except _Refused as exc:
             return exc
         return _Refused(f"{origin}/robots.txt redirects too often: every page refused")
+
+
+def _content_type(header: str | None) -> tuple[str | None, str | None]:
+    """The Content-Type as sent (kept on the stored object) and its media type; a malformed one is dropped, so a
+    hostile header cannot break the store's own request."""
+    if not header or len(header) > 200 or not header.isascii() or not header.isprintable():
+        return None, None
+    media = header.split(";", 1)[0].strip().lower()
+    if not re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", media):
+        return None, None
+    return header, media
 
 
 def _ascii_host(name: str) -> str:

@@ -275,6 +275,7 @@ def _sql_job(keeper: _Keeper, source: SqlSource, brief: Brief, settings: Setting
                              f"{type(exc).__name__}", subject) for subject in subjects]
         documents = []
         try:
+            # never committed: whatever a query might change is rolled back when the connection closes
             with engine.connect() as conn:
                 for subject in brief.subjects:
                     terms = subject.terms()
