@@ -77,6 +77,7 @@ class Web:
 def _handler(web: Web) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: Nagle would hold the body ~40 ms
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
             pass
