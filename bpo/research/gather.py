@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -41,7 +43,8 @@ CORPUS_TYPES = {".html": "text/html", ".htm": "text/html", ".pdf": "application/
                 ".csv": "text/csv"}
 # a corpus file is the client's own document, trusted more than a web page, but not without bound
 CORPUS_MAX_BYTES = 200_000_000
-WORKERS = 8  # fetches at once over all hosts; each host's own guard keeps it to its limit
+# threads reading at once over all sources; each host's own guard keeps it to its limit
+MIN_WORKERS, MAX_WORKERS = 4, 32
 
 
 class RawStore(Protocol):
@@ -109,12 +112,13 @@ class _Keeper:
 
 
 def gather(brief: Brief, store: RawStore, prefix: str, previous: Iterable[Document] | None = None, *,
-           settings: Settings | None = None, workers: int = WORKERS,
+           settings: Settings | None = None, workers: int | None = None,
            fetcher: Fetcher | None = None) -> list[Document]:
     """Every source of ``brief`` read once; the documents in the brief's source order, then by location."""
     keeper = _Keeper(store, prefix)
     last = {d.location: d for d in previous or () if d.status in ("ok", "not_modified") and d.key}
     jobs: list[_Job] = []
+    pages: dict[str, list[_Job]] = {}  # by host
     web = [s for s in brief.sources if isinstance(s, WebSource)]
     own_fetcher = fetcher is None
     client = fetcher or Fetcher(web)
@@ -128,11 +132,16 @@ def gather(brief: Brief, store: RawStore, prefix: str, previous: Iterable[Docume
                         if subject.id not in asked[url]:
                             asked[url].append(subject.id)
                 for url, subjects in asked.items():
-                    jobs.append(_web_job(client, keeper, source, url, subjects, last.get(url)))
+                    host = (urlsplit(url).hostname or "").lower()
+                    pages.setdefault(host, []).append(_web_job(client, keeper, source, url, subjects, last.get(url)))
             elif isinstance(source, CorpusSource):
                 jobs.extend(_corpus_jobs(keeper, source, store))
             else:
                 jobs.append(_sql_job(keeper, source, brief, settings))
+        # hosts taken in turn: workers queued behind one host's limit would leave the other hosts idle
+        jobs.extend(job for turn in zip_longest(*pages.values()) for job in turn if job is not None)
+        if workers is None:  # enough for every host's limit to be used, within bounds on a small machine
+            workers = min(MAX_WORKERS, max(MIN_WORKERS, sum(s.concurrency for s in web) + 2))
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gather") as pool:
             results = list(pool.map(_safe, jobs))
     finally:
