@@ -83,7 +83,8 @@ def test_two_copying_sources_do_not_outvote_an_independent_correct_one() -> None
     # every field of s080-s099 still goes to review (one source against a discounted pair), with both values
     assert all(result.result(s, "phone").needs_review and len(result.result(s, "phone").groups) == 2 for s in copied)
     pairs = {d.sources: d for d in result.dependence}
-    assert pairs[("d", "e")].probability > 0.99 and pairs[("d", "e")].shared_losing == 40
+    # the evidence: s060-s079, where their shared value loses even counted as two independent votes
+    assert pairs[("d", "e")].probability > 0.99 and pairs[("d", "e")].shared_losing == 20
     assert all(pairs[p].probability <= 0.1 for p in [("a", "b"), ("a", "c"), ("b", "c"), ("a", "d"), ("c", "e")])
     assert result.trust["c"] > result.trust["d"]
 
@@ -167,3 +168,29 @@ def test_candidates_outside_the_brief_are_refused_with_the_reason() -> None:
     message = str(error.value)
     assert "sources not in the brief: ['nowhere']" in message and "fields not in the brief: ['colour']" in message
     assert "1 subject id(s) not in the brief" in message and "secret-id" not in message
+
+
+def test_two_good_sources_outvoted_together_are_not_taken_for_copies() -> None:
+    """Weak sources that err alike (few wrong values to choose from) at first outvote the two good ones
+    on some fields; that must not make the good pair look like copiers, while a real copier is found."""
+    rng = random.Random(11)
+    accuracy = {"good1": 0.99, "good2": 0.99, "fair": 0.8, "weak1": 0.6, "weak2": 0.6}
+    candidates = []
+    for i in range(200):
+        for field in ("phone", "email", "founded", "city"):
+            stated = {s: f"true-{i}" if rng.random() < a else f"wrong{rng.randrange(3)}-{i}"
+                      for s, a in accuracy.items() if rng.random() < 0.85}
+            if "weak1" in stated and rng.random() < 0.95:
+                stated["copier"] = stated["weak1"]
+            candidates += [cand(f"s{i:03d}", field, v, s) for s, v in stated.items()]
+    the_brief = brief(200, {s: None for s in [*accuracy, "copier"]},
+                      {f: True for f in ("phone", "email", "founded", "city")})
+
+    result = reconcile(candidates, the_brief)
+
+    pairs = {d.sources: d.probability for d in result.dependence}
+    assert pairs[("good1", "good2")] < 0.5
+    assert pairs[("copier", "weak1")] > 0.99
+    right = sum(r.value == f"true-{int(r.subject_id[1:])}" for r in result.results)
+    majority = majority_vote(candidates)
+    assert right > sum(v == f"true-{int(s[1:])}" for (s, _), v in majority.items())

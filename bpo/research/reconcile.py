@@ -17,8 +17,9 @@ source dependence"), which also discounts sources that copy one another:
   would have them do are probably copying one another; each pair's probability of dependence is a
   Bayes factor over the fields both cover (agreeing on a losing value: evidence for; stating
   different values: evidence against; agreeing on a winning value is ignored — two good independent
-  sources do that all the time). The later (less trusted) of two dependent sources stating the same
-  value has its vote scaled down by ``1 − c · P(dependent)``.
+  sources do that all the time). A shared value counts as losing only if it would lose even with the
+  pair's own discount undone, so that a discount cannot become its own evidence. The later (less
+  trusted) of two dependent sources stating the same value has its vote scaled by ``1 − c · P(dependent)``.
 - equal confidences are broken by recency (the latest ``retrieved_at`` of a group's citations),
   then by the value itself: the output is the same for the same input, in sorted order.
 
@@ -228,15 +229,14 @@ def reconcile(candidates: Iterable[Candidate], brief: Brief, *, settings: Settin
     iterations, converged = 0, n_rows == 0
     while n_rows and iterations < s.max_iterations:
         iterations += 1
-        votes = _votes(weight, states, trust, dependence, names, s)
+        votes, contribution, rank = _votes(weight, states, trust, dependence, names, s)
         confidence = _confidence(votes, starts, unstated, s.dampening)
         new_trust = np.clip((s.prior_weight * prior + weight.T @ confidence) / (s.prior_weight + weight.sum(axis=0)),
                             _TRUST_FLOOR, _TRUST_CEILING)
+        new_dependence = dependence
         if s.detect_copying:
-            evidence = _Evidence.of(states, confidence, starts, item_of)
+            evidence = _Evidence.of(states, votes, contribution, rank, dependence, starts, item_of, s)
             new_dependence = evidence.probability(new_trust, s)
-        else:
-            new_dependence = dependence
         settled = max(np.abs(new_trust - trust).max(initial=0), np.abs(new_dependence - dependence).max(initial=0))
         trust, dependence = new_trust, new_dependence
         if settled < s.tolerance:
@@ -254,8 +254,12 @@ def reconcile(candidates: Iterable[Candidate], brief: Brief, *, settings: Settin
 
 
 def _votes(weight: np.ndarray, states: np.ndarray, trust: np.ndarray, dependence: np.ndarray, names: list[str],
-           s: Settings) -> np.ndarray:
-    """Each group's votes: trusted sources first; a later one is discounted for each earlier one it may copy."""
+           s: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each group's votes, each source's part in them and the sources' ranks.
+
+    Trusted sources count first; a later one is discounted for each earlier one stating the same value
+    that it may copy.
+    """
     score = np.log(s.false_values * trust / (1 - trust))
     order = sorted(range(len(names)), key=lambda j: (-trust[j], names[j]))
     rank = np.empty(len(names), dtype=np.int64)
@@ -263,7 +267,8 @@ def _votes(weight: np.ndarray, states: np.ndarray, trust: np.ndarray, dependence
     earlier = rank[:, None] < rank[None, :]  # earlier[j, k]: j counts before k
     discount = np.where(earlier, np.log1p(-s.copy_rate * dependence), 0.0)
     independent = np.exp(states @ discount)  # [group, k]: the product over earlier sources j that state it too
-    return (weight * independent) @ score
+    contribution = weight * independent * score
+    return contribution.sum(axis=1), contribution, rank
 
 
 def _confidence(votes: np.ndarray, starts: np.ndarray, unstated: np.ndarray, dampening: float) -> np.ndarray:
@@ -290,14 +295,28 @@ class _Evidence:
         return cls(zero, zero, zero)
 
     @classmethod
-    def of(cls, states: np.ndarray, confidence: np.ndarray, starts: np.ndarray, item_of: np.ndarray) -> _Evidence:
-        best = np.maximum.reduceat(confidence, starts)[item_of]
-        loses = (confidence < best).astype(float)
+    def of(cls, states: np.ndarray, votes: np.ndarray, contribution: np.ndarray, rank: np.ndarray,
+           dependence: np.ndarray, starts: np.ndarray, item_of: np.ndarray, s: Settings) -> _Evidence:
+        """The counts, a shared value judged losing as if the two sources were independent.
+
+        Judged with the pair's own discount in place, two good sources once outvoted together would
+        be discounted, so outvoted again: their discount would be its own evidence.
+        """
+        n = states.shape[1]
+        best = np.maximum.reduceat(votes, starts)[item_of]
+        losing = np.zeros((n, n))
+        for j in range(n):
+            for k in range(j + 1, n):
+                both = (states[:, j] > 0) & (states[:, k] > 0)
+                if not both.any():
+                    continue
+                later = k if rank[k] > rank[j] else j
+                undone = contribution[both, later] * (1 / (1 - s.copy_rate * dependence[j, k]) - 1)
+                losing[j, k] = losing[k, j] = np.count_nonzero(votes[both] + undone < best[both])
         covers = (np.add.reduceat(states, starts, axis=0) > 0).astype(float)
         overlap = covers.T @ covers
         agree = states.T @ states
-        return cls(losing=states.T @ (states * loses[:, None]), differing=np.maximum(overlap - agree, 0),
-                   overlap=overlap)
+        return cls(losing=losing, differing=np.maximum(overlap - agree, 0), overlap=overlap)
 
     def probability(self, trust: np.ndarray, s: Settings) -> np.ndarray:
         """P(dependent) per pair: the prior odds times a Bayes factor per losing agreement and per difference."""
