@@ -94,6 +94,7 @@ def test_the_four_formats_read_back_with_every_value_its_confidence_and_citation
     assert table[0].startswith("| phone | +442079460958 | 97.3% | chosen | [1] registry: https://registry.test/acme")
     assert "[2] directory: https://directory.test/acme" in table[0]
     assert "| founded | 1998 | 100.0% | picked by agent.ann |" in table[1]
+    assert "| email |  |  | missing |  |" in markdown  # no confidence shown beside no value
 
 
 def test_formula_like_cells_are_neutralized_in_csv_and_xlsx() -> None:
@@ -143,21 +144,27 @@ def test_facts_lay_the_agents_decisions_over_the_reconciliation() -> None:
                    Candidate("acme", "founded", "1999", "1999", "text", cite("directory", "p"))]
     result = reconcile(candidates, brief)
     own = cite("agent", "call note", "confirmed by phone", "https://bolt.test/contact")
-    decisions = {("acme", "founded"): pick(result.result("acme", "founded"), "1999", "agent.ann"),
-                 ("bolt", "phone"): Decision("agent.bo", "+441632960001", (own,), entered=True)}
+    founded = result.result("acme", "founded")
+    assert pick(founded, "1999", "agent.ann") == pick(founded, [g.key for g in founded.groups].index("1999"),
+                                                       "agent.ann")
+    decisions = {("acme", "founded"): pick(founded, "1999", "agent.ann"),
+                 ("bolt", "phone"): Decision("agent.bo", "+441632960001", (own,), entered=True),
+                 ("bolt", "founded"): Decision("agent.bo", None, ())}
 
     rows = facts(result, brief, decisions)
 
     assert [(f.subject_id, f.field, f.value, f.status, f.agent) for f in rows] == [
         ("acme", "phone", "+442079460958", "chosen", None), ("acme", "founded", "1999", "picked", "agent.ann"),
-        ("bolt", "phone", "+441632960001", "entered", "agent.bo"), ("bolt", "founded", None, "missing", None)]
+        ("bolt", "phone", "+441632960001", "entered", "agent.bo"), ("bolt", "founded", None, "not_found", "agent.bo")]
     assert [c.source for c in rows[0].citations] == ["directory", "registry"]
     assert rows[1].citations == (cite("directory", "p"),) and rows[2].citations == (own,)
     assert rows[0].confidence == result.result("acme", "phone").confidence and rows[1].confidence == 1.0
     with pytest.raises(PublishError, match="cites nothing"):
         facts(result, brief, {("bolt", "phone"): Decision("agent.bo", "+441632960001", ())})
     with pytest.raises(PublishError, match="no candidate value with that key"):
-        pick(result.result("acme", "founded"), "2001", "agent.ann")
+        pick(founded, "2001", "agent.ann")
+    with pytest.raises(PublishError, match="no candidate value number 2"):
+        pick(founded, 2, "agent.ann")
 
 
 def test_changes_between_editions_are_exact_and_an_edition_reads_back() -> None:

@@ -146,6 +146,7 @@ def test_missing_and_low_confidence_fields() -> None:
     single = result.result("s001", "fax")  # one source of the default trust 0.6
     assert single.status == "low_confidence" and single.value == "999" and single.confidence < 0.8
     assert result.result("s000", "phone").status == "chosen"
+    assert [(r.subject_id, r.field) for r in result.to_review()] == [("s001", "fax"), ("s001", "phone")]
     assert [(r.subject_id, r.field) for r in result.results] == [("s000", "fax"), ("s000", "phone"),
                                                                  ("s001", "fax"), ("s001", "phone")]
 
@@ -157,6 +158,21 @@ def test_the_configured_trust_decides_when_evidence_is_thin(trust_a: float, trus
     result = reconcile(candidates, brief(1, {"a": trust_a, "b": trust_b})).result("s000", "phone")
 
     assert result.value == winner
+
+
+def test_a_typed_value_that_could_not_be_normalized_is_weak_evidence() -> None:
+    the_brief = brief(1, {"a": None, "b": None}, {"phone": True, "note": False})
+    the_brief.fields["phone"].type = "phone"
+    phones = [cand("s000", "phone", "+44 20 7946 0958", "a", normalized="+442079460958"),
+              cand("s000", "phone", "call 0800 FLOWERS", "b")]
+    notes = [cand("s000", "note", "Closed Mondays", "a", normalized="closed mondays"),
+             cand("s000", "note", "open daily", "b")]
+
+    phone = reconcile(phones, the_brief).result("s000", "phone")
+    note = reconcile(notes, the_brief).result("s000", "note")
+
+    assert phone.value == "+442079460958" and phone.groups[0].support > 1.5 * phone.groups[1].support
+    assert note.groups[0].support == note.groups[1].support  # free text: normalized or not, a full statement
 
 
 def test_candidates_outside_the_brief_are_refused_with_the_reason() -> None:

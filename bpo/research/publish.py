@@ -36,7 +36,7 @@ from bpo.research.brief import Brief
 from bpo.research.model import Citation
 from bpo.research.reconcile import FieldResult, Reconciliation
 
-FactStatus = Literal["chosen", "conflict", "low_confidence", "missing", "picked", "entered"]
+FactStatus = Literal["chosen", "conflict", "low_confidence", "missing", "picked", "entered", "not_found"]
 ChangeKind = Literal["changed", "added", "unsupported"]
 
 
@@ -52,29 +52,36 @@ class Fact:
     subject: str  # the subject's name
     field: str
     value: str | None
-    confidence: float  # 0..1: the reconciliation's; 1.0 once an agent picked or entered it
-    status: FactStatus  # picked / entered: an agent's decision; else the reconciliation's status
+    confidence: float  # 0..1: the reconciliation's; 1.0 once an agent decided it
+    status: FactStatus  # picked / entered / not_found: an agent's decision; else the reconciliation's status
     citations: tuple[Citation, ...] = ()
     agent: str | None = None  # who picked or entered it
 
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """An agent's answer for one field: a candidate value picked (``entered=False``) or a value entered."""
+    """An agent's answer for one field: a candidate value picked, a value entered, or none to be found.
+
+    ``value`` None: the agent confirms the value cannot be found (``citations`` may then be empty).
+    """
 
     agent: str
-    value: str
+    value: str | None
     citations: tuple[Citation, ...]
     entered: bool = False
 
 
-def pick(result: FieldResult, key: str, agent: str) -> Decision:
-    """The decision that picks the value group ``key`` of ``result``: its value, with its candidates' citations."""
-    for group in result.groups:
-        if group.key == key:
+def pick(result: FieldResult, choice: int | str, agent: str) -> Decision:
+    """The decision that picks one of ``result``'s value groups — by its index (best first) or its key.
+
+    The value is the group's; its citations are those of every candidate in the group.
+    """
+    for index, group in enumerate(result.groups):
+        if choice == index if isinstance(choice, int) else choice == group.key:
             return Decision(agent=agent, value=group.value, citations=_unique(c.citation for c in group.candidates))
     raise PublishError(f"field {result.field!r} of subject {result.subject_id!r} has no candidate value "
-                       f"with that key (it has {len(result.groups)})")
+                       f"{'number ' + str(choice) if isinstance(choice, int) else 'with that key'} "
+                       f"(it has {len(result.groups)})")
 
 
 def _unique(citations: Iterable[Citation]) -> tuple[Citation, ...]:
@@ -95,11 +102,13 @@ def facts(reconciliation: Reconciliation, brief: Brief,
         for field in brief.fields:
             decision = decisions.get((subject.id, field))
             if decision is not None:
-                if not decision.citations:
+                if decision.value is not None and not decision.citations:
                     raise PublishError(f"the decision on field {field!r} of subject {subject.id!r} cites nothing: "
                                        "every published value needs a citation")
-                rows.append(Fact(subject.id, subject.name, field, decision.value, 1.0,
-                                 "entered" if decision.entered else "picked", decision.citations, decision.agent))
+                status: FactStatus = ("not_found" if decision.value is None else
+                                      "entered" if decision.entered else "picked")
+                rows.append(Fact(subject.id, subject.name, field, decision.value, 1.0, status, decision.citations,
+                                 decision.agent))
                 continue
             result = results.get((subject.id, field))
             if result is None:
@@ -114,8 +123,8 @@ def facts(reconciliation: Reconciliation, brief: Brief,
 # ---- the four formats
 
 
-def _percent(confidence: float) -> str:
-    return f"{confidence:.1%}"
+def _percent(fact: Fact) -> str:
+    return "" if fact.value is None else f"{fact.confidence:.1%}"
 
 
 def _cite(c: Citation) -> str:
@@ -148,7 +157,7 @@ def to_markdown(rows: Sequence[Fact], *, title: str, generated_at: datetime) -> 
             cites = "<br>".join(f"[{n}] {md_cell(_cite(c))} — “{md_cell(' '.join(c.snippet.split()))}”"
                                 for n, c in enumerate(f.citations, 1))
             status = f.status + (f" by {f.agent}" if f.agent else "")
-            lines.append(f"| {md_cell(f.field)} | {md_cell(f.value or '')} | {_percent(f.confidence)} | "
+            lines.append(f"| {md_cell(f.field)} | {md_cell(f.value or '')} | {_percent(f)} | "
                          f"{md_cell(status)} | {cites} |")
         lines.append("")
     return "\n".join(lines).encode("utf-8")
@@ -167,7 +176,7 @@ across all subjects; picked / entered: decided by the agent named.</p>
 <section><h2>{{ subject }} <small>({{ subject_id }})</small></h2>
 <table><thead><tr><th>Field</th><th>Value</th><th>Confidence</th><th>Status</th><th>Citations</th></tr></thead><tbody>
 {% for f in rows %}<tr><td>{{ f.field }}</td><td>{{ f.value if f.value is not none else "" }}</td>
-<td class="num">{{ percent(f.confidence) }}</td>
+<td class="num">{{ percent(f) }}</td>
 <td class="{{ f.status }}">{{ f.status }}{% if f.agent %} by {{ f.agent }}{% endif %}</td>
 <td>{% if f.citations %}<ol>{% for c in f.citations %}<li>{{ c.source }}:
 {% if link(c.location) %}<a href="{{ link(c.location) }}" rel="noopener noreferrer">{{ c.location }}</a>

@@ -20,6 +20,7 @@ source dependence"), which also discounts sources that copy one another:
   sources do that all the time). A shared value counts as losing only if it would lose even with the
   pair's own discount undone, so that a discount cannot become its own evidence. The later (less
   trusted) of two dependent sources stating the same value has its vote scaled by ``1 − c · P(dependent)``.
+- a value of a typed field that could not be normalized counts as half a statement: weak evidence.
 - equal confidences are broken by recency (the latest ``retrieved_at`` of a group's citations),
   then by the value itself: the output is the same for the same input, in sorted order.
 
@@ -29,6 +30,7 @@ Pure Python and NumPy: no Prefect, no I/O.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -60,6 +62,9 @@ class Settings:
     copy_rate: float = 0.8  # c: how much a dependent source copies
     copy_prior: float = 0.1  # P(two sources are dependent) before any evidence
     detect_copying: bool = True
+    # a value of a typed field (phone, date …) that its normalizer could not read is weak evidence: it
+    # counts this much of a statement (the extraction may have read the wrong text)
+    unnormalized_weight: float = 0.5
     conflict_ratio: float = 0.5  # a runner-up with at least this share of the winner's confidence: conflict
     tolerance: float = 1e-5
     max_iterations: int = 100
@@ -118,11 +123,19 @@ class Reconciliation:
     iterations: int
     converged: bool
 
+    @functools.cached_property
+    def _index(self) -> dict[Key, FieldResult]:
+        return {(r.subject_id, r.field): r for r in self.results}
+
     def result(self, subject_id: str, field: str) -> FieldResult:
-        for r in self.results:
-            if r.subject_id == subject_id and r.field == field:
-                return r
-        raise KeyError(f"no result for subject {subject_id!r}, field {field!r}")
+        try:
+            return self._index[(subject_id, field)]
+        except KeyError:
+            raise KeyError(f"no result for field {field!r} of subject {subject_id!r}") from None
+
+    def to_review(self) -> tuple[FieldResult, ...]:
+        """The results an agent must settle: conflicts, low confidence, missing required values."""
+        return tuple(r for r in self.results if r.needs_review)
 
 
 def group_key(candidate: Candidate) -> str:
@@ -212,10 +225,15 @@ def reconcile(candidates: Iterable[Candidate], brief: Brief, *, settings: Settin
         for key in sorted(grouped[item]):
             for c in grouped[item][key]:
                 stated[c.citation.source].add(key)
+        typed = brief.fields[item[1]].type != "text"  # a field whose values the extraction normalizes
         for key in sorted(grouped[item]):
             item_of[g] = i
-            for source in {c.citation.source for c in grouped[item][key]}:
-                weight[g, column[source]] = 1.0 / len(stated[source])
+            normalized: dict[str, bool] = defaultdict(bool)
+            for c in grouped[item][key]:
+                normalized[c.citation.source] |= c.normalized is not None
+            for source, ok in normalized.items():
+                weak = s.unnormalized_weight if typed and not ok else 1.0
+                weight[g, column[source]] = weak / len(stated[source])
             g += 1
     states = (weight > 0).astype(float)
     n_values = np.diff(np.append(starts, n_rows)) if n_rows else np.zeros(0, dtype=np.int64)
