@@ -64,7 +64,7 @@ def test_the_four_formats_read_back_with_every_value_its_confidence_and_citation
         ("acme", "phone", "'+442079460958", "registry"), ("acme", "phone", "'+442079460958", "directory"),
         ("acme", "founded", "1998", "registry"), ("acme", "email", "", ""), ("bolt", "phone", "'+441632960001",
                                                                              "directory")]
-    assert rows[0]["confidence"] == "0.973000" and rows[2]["agent"] == "agent.ann"
+    assert rows[0]["confidence"] == "0.973000" and rows[2]["agent"] == "agent.ann" and rows[3]["confidence"] == ""
     assert rows[2]["where"] == "page 2 (x 72, y 540)" and rows[2]["location"] == "s3://corpus/acme.pdf"
     assert rows[0]["retrieved_at"] == WHEN.isoformat() and rows[0]["snippet"] == "Phone: +44 20 7946 0958"
 
@@ -74,7 +74,7 @@ def test_the_four_formats_read_back_with_every_value_its_confidence_and_citation
                         "citations"]
     assert [r[:6] for r in sheet[1:]] == [["acme", "Acme Ltd", "phone", "'+442079460958", 0.973, "chosen"],
                                           ["acme", "Acme Ltd", "founded", "1998", 1.0, "picked"],
-                                          ["acme", "Acme Ltd", "email", None, 0.0, "missing"],
+                                          ["acme", "Acme Ltd", "email", None, None, "missing"],
                                           ["bolt", "Bolt & Sons", "phone", "'+441632960001", 0.61, "low_confidence"]]
     assert sheet[1][7] == "directory, registry" and "https://registry.test/acme" in sheet[1][8]
     citations = [[c.value for c in row] for row in book["Citations"].iter_rows(min_row=2)]

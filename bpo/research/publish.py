@@ -213,7 +213,8 @@ def to_csv(rows: Sequence[Fact]) -> bytes:
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for f in rows:
-        head = [f.subject_id, f.subject, f.field, f.value or "", f"{f.confidence:.6f}", f.status, f.agent or ""]
+        confidence = "" if f.value is None else f"{f.confidence:.6f}"
+        head = [f.subject_id, f.subject, f.field, f.value or "", confidence, f.status, f.agent or ""]
         for c in f.citations or (None,):
             tail = [c.source, c.location, c.where, c.snippet, c.retrieved_at.isoformat()] if c else [""] * 5
             writer.writerow([neutralize(v) for v in head + tail])
@@ -236,7 +237,7 @@ def to_xlsx(rows: Sequence[Fact]) -> bytes:
     cites_sheet = book.create_sheet("Citations")
     cites_sheet.append([_text_cell(cites_sheet, c) for c in CITATION_COLUMNS])
     for f in rows:
-        confidence = WriteOnlyCell(facts_sheet, value=round(f.confidence, 6))
+        confidence = WriteOnlyCell(facts_sheet, value=None if f.value is None else round(f.confidence, 6))
         confidence.number_format = "0.0%"
         text = [f.subject_id, f.subject, f.field, f.value or ""]
         rest = [f.status, f.agent or "", ", ".join(sorted({c.source for c in f.citations})),

@@ -9,7 +9,7 @@ source dependence"), which also discounts sources that copy one another:
 - a source of trust ``t`` casts the vote ``ln(n·t / (1 − t))`` for what it states (``n``: the
   number of wrong values a field could plausibly take); a value's confidence is its share of
   ``exp(γ · votes)`` among the values stated for the field plus the ``n + 1 − m`` values no source
-  stated, so a single source of trust ``t`` is worth about ``t`` and agreement compounds. ``γ`` is
+  stated, so a lone source is worth a little less than its trust and agreement compounds. ``γ`` is
   TruthFinder's dampening factor: sources are never quite independent, even after discounting copies.
 - a source's trust is the mean confidence of the values it states, with the brief's configured
   trust as a prior worth ``prior_weight`` statements: with little evidence the prior decides.
