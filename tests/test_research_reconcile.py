@@ -210,3 +210,8 @@ def test_two_good_sources_outvoted_together_are_not_taken_for_copies() -> None:
     right = sum(r.value == f"true-{int(r.subject_id[1:])}" for r in result.results)
     majority = majority_vote(candidates)
     assert right > sum(v == f"true-{int(s[1:])}" for (s, _), v in majority.items())
+
+
+def test_settings_out_of_range_are_refused() -> None:
+    with pytest.raises(ValueError, match="0 < dampening ≤ 1, 0 ≤ copy_rate < 1"):
+        Settings(dampening=0, copy_rate=1.0)

@@ -69,6 +69,17 @@ class Settings:
     tolerance: float = 1e-5
     max_iterations: int = 100
 
+    def __post_init__(self) -> None:
+        checks = {"false_values ≥ 1": self.false_values >= 1, "0 < dampening ≤ 1": 0 < self.dampening <= 1,
+                  "prior_weight ≥ 0": self.prior_weight >= 0, "0 ≤ copy_rate < 1": 0 <= self.copy_rate < 1,
+                  "0 < copy_prior < 1": 0 < self.copy_prior < 1,
+                  "0 < unnormalized_weight ≤ 1": 0 < self.unnormalized_weight <= 1,
+                  "0 < conflict_ratio ≤ 1": 0 < self.conflict_ratio <= 1, "tolerance > 0": self.tolerance > 0,
+                  "max_iterations ≥ 1": self.max_iterations >= 1}
+        wrong = [rule for rule, ok in checks.items() if not ok]
+        if wrong:
+            raise ValueError("reconcile settings must have " + ", ".join(wrong))
+
 
 @dataclasses.dataclass(frozen=True)
 class ValueGroup:
