@@ -48,8 +48,9 @@ def candidates_source(*, required: bool = True, reason: str = "conflict", subjec
         "candidates": [
             {"value": "+1 202 555 0143", "normalized": "+12025550143", "confidence": 0.55,
              "citations": [{**web.__dict__, "excerpt": excerpt_around(PAGE, "+1 202 555 0143")},
-                           {"source": "registry", "location": "javascript:alert(1)", "where": "row 3",
-                            "snippet": "tel 202 555 0143", "retrieved_at": READ.isoformat()}]},
+                           # a research Citation as the extraction makes it, without an excerpt
+                           Citation(source="registry", location="javascript:alert(1)", where="row 3",
+                                    snippet="tel 202 555 0143", retrieved_at=READ)]},
             {"value": "<script>alert(1)</script>", "normalized": None, "confidence": 0.45,
              "citations": [{"source": "directory", "location": "/corpus/directory.pdf",
                             "where": "page 3 (x 72, y 540)", "snippet": "phone: <script>alert(1)</script>",
@@ -90,9 +91,11 @@ def test_a_candidates_payload_is_checked_when_the_item_is_made(run_id: str) -> N
     stored = row["source"]
     # a brief's subject and field are taken as they are, their extraction settings (identifiers, labels) left out
     assert stored["subject"] == {"id": "acme", "name": "Acme <b>Ltd</b>"} and "labels" not in stored["field"]
-    cited = stored["candidates"][0]["citations"][0]  # a research Citation as the extraction made it
+    cited, bare = stored["candidates"][0]["citations"]
     assert cited["retrieved_at"] == "2026-11-30T09:15:00Z" and cited["content_hash"] == "a" * 64
     assert "+1 202 555 0143" in cited["excerpt"]
+    assert (bare["location"], bare["where"], bare["excerpt"], bare["retrieved_at"]) == (
+        "javascript:alert(1)", "row 3", "", "2026-11-30T09:15:00Z")
     assert stored["candidates"][1]["citations"][0]["excerpt"] == "Acme Ltd phone: <script>"  # plain, one line
 
     def refused(change: dict[str, Any]) -> str:
@@ -143,7 +146,7 @@ def test_the_page_shows_each_candidate_with_its_citations_and_excerpt_inert(clie
     assert '<span class="location">javascript:alert(1)</span>' in first[0] and 'href="javascript' not in page
     assert '<span class="location">/corpus/directory.pdf</span>' in second[0] and "page 3 (x 72, y 540)" in second[0]
     excerpt = re.search(r'<blockquote class="excerpt">(.*?)</blockquote>', first[0], re.S)
-    assert excerpt and "Call us on +1 202 555 0143 for orders." in excerpt[1]
+    assert excerpt and "Call us on <mark>+1 202 555 0143</mark> for orders." in excerpt[1]  # the value marked
     # values, snippets and excerpts holding markup are shown as text, never run
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in second[0] and "&lt;script&gt;alert(&#39;excerpt&#39;)" in page
     assert "Acme &lt;b&gt;Ltd&lt;/b&gt;" in page and "<script>alert" not in page and "<b>Ltd" not in page
@@ -256,6 +259,11 @@ def test_not_found_leaves_an_optional_field_empty_and_sends_a_required_one_to_a_
 def test_a_candidates_item_is_answered_from_the_cli(settings: Settings, run_id: str) -> None:
     cli = CliRunner()  # in process, on the ops database (no BPO_TOKEN)
     first, second = add_candidates(settings, run_id, subject="c1"), add_candidates(settings, run_id, subject="c2")
+    shown = cli.invoke(app, ["review", "show", str(first)])
+    text = " ".join(shown.output.split())  # as wrapped to the terminal
+    assert shown.exit_code == 0 and "Acme <b>Ltd</b> (c1) · phone (required)" in text, shown.output
+    assert "asked because sources disagree; proposed value's confidence 0.55" in text
+    assert "[1] directory: /corpus/directory.pdf (page 3 (x 72, y 540))" in text
     lonely = cli.invoke(app, ["review", "resolve", str(first), "--cite-location", "https://a.example/", "--as", "bob"])
     assert lonely.exit_code == 2 and "--cite-location and --cite-snippet go with --value" in lonely.output
     both = cli.invoke(app, ["review", "resolve", str(first), "--candidate", "1", "--not-found", "--as", "bob"])

@@ -19,11 +19,23 @@ def candidates_view(source: dict[str, Any]) -> dict[str, Any]:
     proposed = source.get("proposed")
     candidates = []
     for i, c in enumerate(source.get("candidates") or []):
-        citations = [{**x, "href": web_link(str(x.get("location") or ""))} for x in c.get("citations") or []]
+        citations = [{**x, "href": web_link(str(x.get("location") or "")),
+                      "excerpt_parts": marked(str(x.get("excerpt") or ""), str(c.get("value") or ""))}
+                     for x in c.get("citations") or []]
         candidates.append({**c, "index": i, "proposed": i == proposed, "citations": citations})
     why = str(source.get("reason") or "")
     return {"why": why, "why_text": WHY.get(why, why), "candidates": candidates,
             "choose": proposed if proposed is not None else (0 if candidates else None)}
+
+
+def marked(excerpt: str, value: str) -> tuple[str, str, str]:
+    """The excerpt as (before, the value as it stands there, after), for the page to mark the value; all
+    of it in ``before`` when the value is not in it (a source that spells it otherwise)."""
+    at = excerpt.casefold().find(value.strip().casefold()) if value.strip() else -1
+    if at < 0:
+        return excerpt, "", ""
+    end = at + len(value.strip())
+    return excerpt[:at], excerpt[at:end], excerpt[end:]
 
 
 def web_link(location: str) -> str | None:
