@@ -86,7 +86,7 @@ def run_id(settings: Settings) -> str:
 
 def test_a_candidates_payload_is_checked_when_the_item_is_made(run_id: str) -> None:
     row = review.candidates_item(flow_run_id=run_id, process=PROCESS, step=STEP, source=candidates_source(),
-                                 record_hash=None, due_at=LATER, on_timeout="escalate")
+                                 due_at=LATER, on_timeout="escalate")
     assert (row["kind"], row["record_key"], row["proposed"]) == ("candidates", "acme|phone", {"candidate": 0})
     stored = row["source"]
     # a brief's subject and field are taken as they are, their extraction settings (identifiers, labels) left out
@@ -114,6 +114,18 @@ def test_a_candidates_payload_is_checked_when_the_item_is_made(run_id: str) -> N
     snippetless = [{k: v for k, v in candidates_source()["candidates"][1]["citations"][0].items() if k != "snippet"}]
     assert "snippet" in refused({"candidates": [candidates_source()["candidates"][0],
                                                 {**candidates_source()["candidates"][1], "citations": snippetless}]})
+    # the same question in a later run (read again, other confidences) carries its decision over; a new value not
+    later = candidates_source()
+    later["confidence"] = later["candidates"][0]["confidence"] = 0.6
+    later["candidates"][0]["citations"][1] = {**later["candidates"][0]["citations"][1].__dict__,
+                                              "retrieved_at": datetime.now(UTC)}
+    again = review.candidates_item(flow_run_id=str(uuid.uuid4()), process=PROCESS, step=STEP, source=later,
+                                   due_at=LATER, on_timeout="escalate")
+    assert again["record_hash"] == row["record_hash"]
+    later["candidates"][1]["value"] = "+1 202 555 0199"
+    changed = review.candidates_item(flow_run_id=run_id, process=PROCESS, step=STEP, source=later, due_at=LATER,
+                                     on_timeout="escalate")
+    assert changed["record_hash"] != row["record_hash"]
     # a missing required field may have no candidate at all, and then proposes none
     empty = review.candidates_item(flow_run_id=run_id, process=PROCESS, step=STEP, record_hash=None, due_at=LATER,
                                    on_timeout="escalate", source={**candidates_source(), "reason": "missing",

@@ -23,12 +23,14 @@ Any of them may carry a ``reason``. The decision stored is what the flow fills t
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bpo.carry import record_hash
 from bpo.db.models import ReviewItem
 from bpo.research.brief import FieldType
 from bpo.research.values import check_value
@@ -209,16 +211,28 @@ class CandidatesDecision(BaseModel):
 
 
 def candidates_item(*, flow_run_id: str, process: str, step: str, source: dict[str, Any] | CandidatesSource,
-                    record_hash: str | None, due_at: datetime, on_timeout: Literal["escalate", "reject"],
+                    due_at: datetime, on_timeout: Literal["escalate", "reject"], record_hash: str | None = None,
                     priority: int = 0) -> dict[str, Any]:
     """The row of a candidates item for ``add_items``: ``source`` as ``CandidatesSource`` reads it, keyed
-    ``subject id|field name``; the proposed candidate, if any, is the item's proposal."""
+    ``subject id|field name``; the proposed candidate, if any, is the item's proposal. Without ``record_hash``
+    the item's is ``question_hash``: the same question asked again by a later run carries its decision over."""
     checked = CandidatesSource.model_validate(source)
     proposed = {} if checked.proposed is None else {"candidate": checked.proposed}
     return {"flow_run_id": flow_run_id, "process": process, "step": step, "kind": CandidatesKind.name,
-            "record_key": f"{checked.subject.id}|{checked.field.name}", "record_hash": record_hash,
-            "source": checked.model_dump(mode="json"), "failed_checks": [], "proposed": proposed, "due_at": due_at,
-            "on_timeout": on_timeout, "priority": priority}
+            "record_key": f"{checked.subject.id}|{checked.field.name}",
+            "record_hash": record_hash or question_hash(process, checked), "source": checked.model_dump(mode="json"),
+            "failed_checks": [], "proposed": proposed, "due_at": due_at, "on_timeout": on_timeout,
+            "priority": priority}
+
+
+def question_hash(process: str, source: CandidatesSource) -> str:
+    """The identity of a question across runs: the subject, the field, and each candidate's value with where it
+    was read. Not when it was read, the excerpt or the confidences: a refresh that finds the same values in the
+    same places asks nobody again; a new value or a new source asks again."""
+    candidates = sorted(json.dumps([c.value, c.normalized, sorted([x.source, x.location, x.snippet]
+                                                                  for x in c.citations)]) for c in source.candidates)
+    return record_hash(process, [{"subject": source.subject.id, "field": source.field.name,
+                                  "type": source.field.type, "candidates": candidates}])
 
 
 class CandidatesKind:
