@@ -290,3 +290,12 @@ def test_a_candidates_item_is_answered_from_the_cli(settings: Settings, run_id: 
                                "https://a.example/", "--cite-snippet", "tel +1 202 555 0100", "--as", "bob"])
     assert entered.exit_code == 0, entered.output
     assert review.get_item(settings, second).decision["normalized"] == "+12025550100"
+
+
+def test_an_excerpt_is_the_source_text_around_the_value_cut_between_words() -> None:
+    page = "intro " * 400 + "Telephone:\n\t+1 202 555 0143 (orders)" + " outro" * 400
+    excerpt = excerpt_around(page, "+1 202 555 0143", chars=120)
+    assert excerpt.startswith("…intro") and excerpt.endswith("outro…") and len(excerpt) <= 122
+    assert "Telephone: +1 202 555 0143 (orders)" in excerpt  # whitespace collapsed, the value whole
+    assert excerpt_around(page, "not there", chars=40) == "intro intro intro intro intro intro…"  # the start
+    assert excerpt_around("A short page.", "page") == "A short page."
