@@ -2,9 +2,10 @@
 
 A rejected sign-in, then sign-in; the queue filtered to a run; claim an item, correct the field that
 failed, see the check still failing without a reload, fix it, approve; an item resolved with the
-keyboard alone; bulk approve; a cleanup's pair answered "different" beside its waterfall chart; the
-dashboard; and against the real stack, a data-entry run's item approved by two people (four-eyes),
-the run resumed and the corrected record loaded. Screenshots of the queue, an item page and the
+keyboard alone; bulk approve; a cleanup's pair answered "different" beside its waterfall chart; a
+research field's candidate picked beside its citations and source excerpt; the dashboard; and against
+the real stack, a data-entry run's item approved by two people (four-eyes), the run resumed and the
+corrected record loaded. Screenshots of the queue, an item page and the
 dashboard are saved in the test's folder (``tmp_path/screenshots``).
 """
 
@@ -32,6 +33,7 @@ from bpo.settings import Settings, get_settings
 from bpo.spec import SPECS_DIR
 from tests.servers import serving
 from tests.test_review import item_id, keep_open, make_item, store
+from tests.test_review_candidates import candidates_source
 from tests.test_review_pair import STEPS, pair_source
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -177,6 +179,46 @@ def test_an_agent_answers_a_pair_different_in_the_browser(browser: Browser, cons
     decided = review.get_item(settings, item.id)
     assert (decided.status, decided.decision, decided.decided_by) == ("rejected", {"verdict": "different"}, name)
     assert (tmp_path / "pair.png").stat().st_size > 1000
+
+
+def test_an_agent_picks_a_candidate_beside_its_citations_in_the_browser(
+        browser: Browser, console_server: tuple[str, Settings], tmp_path: Path) -> None:
+    base, settings = console_server
+    name = f"cleo-{uuid.uuid4().hex[:6]}"
+    users.add_user(settings, name, PASSWORD, "agent")
+    run_id = str(uuid.uuid4())
+    url = settings.ops_database_url or ""
+    keep_open(url, run_id, step="candidates")
+    with session_scope(url) as s:
+        review.add_items(s, [review.candidates_item(flow_run_id=run_id, process="customers-cleanup",
+                                                    step="candidates", source=candidates_source(), record_hash=None,
+                                                    due_at=datetime(2100, 1, 1, tzinfo=UTC), on_timeout="escalate")])
+    (item,) = [i for i in review.list_items(settings, flow_run_id=run_id) if i.kind == "candidates"]
+    page = browser.new_page()
+    _sign_in(page, base, name)
+    page.goto(f"{base}/items/{item.id}")
+    page.click("#claim")
+    expect(page.locator("#why")).to_have_text("sources disagree")
+    expect(page.locator("section.candidate")).to_have_count(2)
+    first, second = page.locator("#candidate-0"), page.locator("#candidate-1")
+    expect(first.locator("tr.citation")).to_have_count(2)
+    expect(first.locator("a.location")).to_have_attribute("href", "https://acme.example/contact")
+    expect(first.locator("a.location")).to_have_attribute("rel", "noopener noreferrer")
+    expect(first.locator("blockquote.excerpt")).to_contain_text("Call us on +1 202 555 0143 for orders.")
+    expect(second.locator(".value")).to_have_text("<script>alert(1)</script>")  # shown as text, never run
+    expect(second.locator("span.location")).to_have_text("/corpus/directory.pdf")
+    expect(page.get_by_role("radio", name="Candidate 1: +1 202 555 0143")).to_be_checked()  # the proposed one
+    page.screenshot(path=str(tmp_path / "candidates.png"), full_page=True)
+    page.get_by_role("radio", name="Candidate 2: <script>alert(1)</script>").check()
+    page.uncheck('#candidate-form input[name="then"]')
+    page.fill("#candidate-reason", "the directory is newer")
+    page.click("#choose")
+    expect(page.locator('.message[role="status"]')).to_contain_text(f"item {item.id} approved")
+    decided = review.get_item(settings, item.id)
+    assert (decided.status, decided.decided_by, decided.reason) == ("approved", name, "the directory is newer")
+    assert (decided.decision["candidate"], decided.decision["value"]) == (1, "<script>alert(1)</script>")
+    assert [c["location"] for c in decided.decision["citations"]] == ["/corpus/directory.pdf"]
+    assert (tmp_path / "candidates.png").stat().st_size > 1000
 
 
 @pytest.fixture

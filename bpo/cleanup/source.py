@@ -24,12 +24,12 @@ from sqlalchemy import (
     select,
     table,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import NullType
 
 from bpo.cleanup.rows import encode_row
 from bpo.cleanup.spec import CleanupSpec
+from bpo.connections import ConnectionRefused, connection_url
 from bpo.settings import Settings
 
 IN_CHUNK = 500  # keys bound in one IN (...): under every driver's parameter limit
@@ -51,18 +51,11 @@ class Target:
 
 def resolve(database: str, table_name: str, settings: Settings) -> Target:
     """A named connection (``BPO_CONNECTIONS``) or a SQLAlchemy URL; refused with a reason if it is neither."""
-    named = settings.connections.get(database)
-    if named is not None:
-        return Target(named.get_secret_value(), database, table_name)
     try:
-        url = make_url(database)
-    except ArgumentError:
-        raise CleanupRefused(f"{database!r} is neither a SQLAlchemy URL nor a connection named in BPO_CONNECTIONS "
-                             f"(known: {', '.join(sorted(settings.connections)) or 'none'})") from None
-    if url.password is not None:  # a run's parameters are shown in the Prefect UI and kept in its database
-        raise CleanupRefused(f"the URL {url.render_as_string(hide_password=True)} holds a password: name the "
-                             f"connection in BPO_CONNECTIONS instead, so that it stays out of the run's parameters")
-    return Target(database, url.render_as_string(hide_password=True), table_name)
+        url, label = connection_url(database, settings)
+    except ConnectionRefused as exc:
+        raise CleanupRefused(str(exc)) from None
+    return Target(url, label, table_name)
 
 
 @dataclass

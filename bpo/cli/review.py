@@ -176,6 +176,14 @@ def review_resolve(
                                                                   "than approve/reject."),
     pair_verdict: str | None = typer.Option(None, "--verdict", help="A pair: same, different, or not_sure (the "
                                                                      "item goes to the supervisor queue)."),
+    candidate: int | None = typer.Option(None, "--candidate", help="A candidates item: the candidate (from 0, as "
+                                                                   "`show` numbers them) that is right."),
+    value: str | None = typer.Option(None, "--value", help="A candidates item: a value found elsewhere, with "
+                                                           "--cite-location and --cite-snippet."),
+    cite_location: str | None = typer.Option(None, "--cite-location", help="With --value: where it was read."),
+    cite_snippet: str | None = typer.Option(None, "--cite-snippet", help="With --value: the text that states it."),
+    not_found: bool = typer.Option(False, "--not-found", help="A candidates item: the field cannot be found "
+                                                              "(--reason says where you looked)."),
     all_open: bool = typer.Option(False, "--all-open", help="Select every open item (narrow with --process, --run)."),
     process: str | None = typer.Option(None, help="With --all-open: only this process."),
     run: str | None = typer.Option(None, "--run", help="With --all-open: only this flow run id."),
@@ -195,14 +203,19 @@ def review_resolve(
       bpo review resolve (ID ... | --all-open ...) --reject --reason TEXT
       bpo review resolve ID --verdict same|different|not_sure [--reason TEXT]      (a pair)
       bpo review resolve ID --decision '{"acknowledge": true}' --reason TEXT      (a conflict)
+      bpo review resolve ID --candidate N | --value V --cite-location L --cite-snippet S
+                            | --not-found --reason WHERE_YOU_LOOKED            (a candidates item)
 
     Exit 3 when a single item's decision is refused (it stays open); a bulk resolve lists the
     items it left open and exits 0. With BPO_TOKEN a single item is decided as in the console:
     claim it first (`bpo review claim ID`, or `bpo review next`).
     """
     ids = list(item_ids or [])
-    if sum((approve, approve_passing, reject, decision is not None, pair_verdict is not None)) != 1:
-        fail("say one of --approve, --approve-passing, --reject, --decision or --verdict", 2)
+    answer = _candidates_answer(candidate, value, cite_location, cite_snippet, not_found, reason)
+    if sum((approve, approve_passing, reject, decision is not None, pair_verdict is not None,
+            answer is not None)) != 1:
+        fail("say one of --approve, --approve-passing, --reject, --decision, --verdict, --candidate, --value "
+             "or --not-found", 2)
     if pair_verdict is not None and pair_verdict not in VERDICTS:
         fail(f"--verdict is one of {', '.join(VERDICTS)}, not {pair_verdict!r}", 2)
     if bool(ids) == all_open:
@@ -233,6 +246,8 @@ def review_resolve(
             wanted = {**wanted, "reason": reason}  # type: ignore[dict-item]
     if pair_verdict is not None:
         wanted = {"verdict": pair_verdict, **({"reason": reason} if reason is not None else {})}
+    if answer is not None:
+        wanted = answer
     if keep is not None:
         wanted = {"approve": True, "set": corrections, "keep": keep, **({"reason": reason} if reason else {})}
     verdict: bool | None = None if wanted is not None else (approve or approve_passing)
@@ -242,6 +257,23 @@ def review_resolve(
         else:
             _resolve_many(backend, ids, all_open, process, run, verdict, reason if wanted is None else None, wanted,
                           as_json)
+
+
+def _candidates_answer(candidate: int | None, value: str | None, location: str | None, snippet: str | None,
+                       not_found: bool, reason: str | None) -> dict[str, Any] | None:
+    """A candidates item's decision from the options, None when none of them is given."""
+    if (location is not None or snippet is not None) and value is None:
+        fail("--cite-location and --cite-snippet go with --value", 2)
+    if sum((candidate is not None, value is not None, not_found)) > 1:
+        fail("say one of --candidate, --value or --not-found", 2)
+    extra = {"reason": reason} if reason is not None else {}
+    if candidate is not None:
+        return {"candidate": candidate, **extra}
+    if value is not None:
+        return {"value": value, "citation": {"location": location or "", "snippet": snippet or ""}, **extra}
+    if not_found:
+        return {"not_found": True, "note": reason or ""}
+    return None
 
 
 def _resolve_one(backend: Backend, item_id: int, approve: bool | None, sets: dict[str, str], reason: str | None,

@@ -38,7 +38,8 @@ ItemId = Annotated[int, Path(ge=1, le=DB_INT)]
 class ResolveBody(BaseModel):
     """A record or gate decision (``approve`` with ``set`` corrections, or a reason); ``decision`` for other kinds
     (a pair: ``{"verdict": "same" | "different" | "not_sure", "reason": ...}``; a conflict:
-    ``{"acknowledge": true, "reason": ...}``)."""
+    ``{"acknowledge": true, "reason": ...}``; a candidates item: ``{"candidate": N}``, ``{"value": ..., "citation":
+    {"location": ..., "snippet": ...}}`` or ``{"not_found": true, "note": ...}``)."""
 
     approve: bool | None = None
     set: dict[str, str] = Field(default_factory=dict)

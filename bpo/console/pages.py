@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from bpo import review, users
 from bpo.console import api, dashboard
 from bpo.console.auth import COOKIE, Caller, caller, caller_or_none, settings_of, visible_processes
+from bpo.console.candidates import candidates_answer, candidates_view
 from bpo.console.compare import conflict_view, pair_view
 from bpo.console.views import audit_row, item_detail, item_row
 from bpo.review.pair import Verdict
@@ -180,7 +181,8 @@ def item_page(item_id: api.ItemId, request: Request) -> Response:
                  mine=item.assignee == who.person.name, audit=[audit_row(e) for e in audit],
                  people=sorted(p.name for p in people), groups=sorted({g for p in people for g in p.groups}),
                  pair=pair_view(item.source) if item.kind == "pair" else None,
-                 conflict=conflict_view(item.source) if item.kind == "conflict" else None)
+                 conflict=conflict_view(item.source) if item.kind == "conflict" else None,
+                 candidates=candidates_view(item.source) if item.kind == "candidates" else None)
 
 
 @router.post("/items/{item_id}/assign")
@@ -221,7 +223,12 @@ async def resolve(item_id: api.ItemId, request: Request, who: Caller = Depends(c
     item, _ = api.load_item(request, who, item_id)
     action = str(form.get("action", ""))
     reason = str(form.get("reason", "")).strip()
-    if item.kind in ANSWERS:  # a kind answered with its own buttons, not approve/reject
+    if item.kind == "candidates":  # a candidate, an entered value with its citation, or not found
+        answer = candidates_answer(form)
+        if isinstance(answer, str):
+            return _back(f"/items/{item_id}", answer)
+        body = api.ResolveBody(decision=answer)
+    elif item.kind in ANSWERS:  # a kind answered with its own buttons, not approve/reject
         if action not in ANSWERS[item.kind]:
             return _back(f"/items/{item_id}", f"choose {' or '.join(ANSWERS[item.kind])}")
         answer = {"verdict": action} if item.kind == "pair" else {"acknowledge": True}

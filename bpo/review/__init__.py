@@ -1,10 +1,12 @@
 """The review service with its item kinds; ``bpo.review`` is what the rest of the code imports.
 
 Importing it registers the kinds delivered here: ``record`` (data-entry corrections), ``gate``
-(a whole batch approved or rejected), ``pair`` (two rows of a table: the same entity?) and
-``conflict`` (a row a cleanup left alone because it changed since the snapshot).
+(a whole batch approved or rejected), ``pair`` (two rows of a table: the same entity?),
+``conflict`` (a row a cleanup left alone because it changed since the snapshot) and ``candidates``
+(which value of a research field is right, each candidate with its citations).
 """
 
+from bpo.review.candidates import CandidatesDecision, candidates_item
 from bpo.review.conflict import ConflictDecision, conflict_item
 from bpo.review.gate import GateDecision, open_gate
 from bpo.review.kinds import (
@@ -45,9 +47,9 @@ from bpo.review.service import (
 )
 from bpo.review.values import json_safe
 
-__all__ = ["BulkResolution", "ConflictDecision", "CorrectionRefused", "Display", "GateDecision", "InvalidDecision",
-           "Kind", "Outcome", "PairDecision", "QueueFilter", "RecordDecision", "Resolution", "ReviewError", "SORTS",
-           "add_items", "assign", "audit_of", "claim", "claim_next", "conflict_item", "escalate", "expire_overdue",
-           "get_item", "json_safe", "kind_of", "list_items", "open_count", "open_gate", "pair_item", "queue_counts",
-           "queue_page", "register", "registered", "resolve", "resolve_many", "resume_if_done", "fields_to_recheck",
-           "revalidate", "set_run_status", "unclaim"]
+__all__ = ["BulkResolution", "CandidatesDecision", "ConflictDecision", "CorrectionRefused", "Display", "GateDecision",
+           "InvalidDecision", "Kind", "Outcome", "PairDecision", "QueueFilter", "RecordDecision", "Resolution",
+           "ReviewError", "SORTS", "add_items", "assign", "audit_of", "candidates_item", "claim", "claim_next",
+           "conflict_item", "escalate", "expire_overdue", "get_item", "json_safe", "kind_of", "list_items",
+           "open_count", "open_gate", "pair_item", "queue_counts", "queue_page", "register", "registered", "resolve",
+           "resolve_many", "resume_if_done", "fields_to_recheck", "revalidate", "set_run_status", "unclaim"]
