@@ -221,27 +221,28 @@ def test_batch_goes_on_past_an_unreadable_document(brief: Brief):
 
 
 def test_csv_rows_matched_to_subjects_by_identifier_column_or_name(brief: Brief):
+    # rows numbered as a spreadsheet shows them: the header is row 1
     csv = ("LEI;Company;Phone;E-mail;Founded\n"
            "5493001KJTIIGC8Y1R12;ACME LIMITED;020 7946 0001;info@acme.example;1999\n"
            ";Initech;+1 212 555 0199;bad-address;c. 1987\n"
            ";Hooli;+1 650 555 0000;x@hooli.example;2004\n")
     got = extract(document("/corpus/list.csv", "text/csv"), csv.encode(), brief)
     assert rows(got) == [
-        ("acme", "company", "ACME LIMITED", "ACME LIMITED", "csv", "row 1, column Company",
+        ("acme", "company", "ACME LIMITED", "ACME LIMITED", "csv", "row 2, column Company",
          "5493001KJTIIGC8Y1R12 ACME LIMITED 020 7946 0001 info@acme.example 1999"),
-        ("acme", "phone", "020 7946 0001", "+442079460001", "csv", "row 1, column Phone",
+        ("acme", "phone", "020 7946 0001", "+442079460001", "csv", "row 2, column Phone",
          "5493001KJTIIGC8Y1R12 ACME LIMITED 020 7946 0001 info@acme.example 1999"),
-        ("acme", "email", "info@acme.example", "info@acme.example", "csv", "row 1, column E-mail",
+        ("acme", "email", "info@acme.example", "info@acme.example", "csv", "row 2, column E-mail",
          "5493001KJTIIGC8Y1R12 ACME LIMITED 020 7946 0001 info@acme.example 1999"),
-        ("acme", "founded", "1999", "1999", "csv", "row 1, column Founded",
+        ("acme", "founded", "1999", "1999", "csv", "row 2, column Founded",
          "5493001KJTIIGC8Y1R12 ACME LIMITED 020 7946 0001 info@acme.example 1999"),
-        ("initech", "company", "Initech", "Initech", "csv", "row 2, column Company",
+        ("initech", "company", "Initech", "Initech", "csv", "row 3, column Company",
          "Initech +1 212 555 0199 bad-address c. 1987"),
-        ("initech", "phone", "+1 212 555 0199", "+12125550199", "csv", "row 2, column Phone",
+        ("initech", "phone", "+1 212 555 0199", "+12125550199", "csv", "row 3, column Phone",
          "Initech +1 212 555 0199 bad-address c. 1987"),
-        ("initech", "email", "bad-address", None, "csv", "row 2, column E-mail",
+        ("initech", "email", "bad-address", None, "csv", "row 3, column E-mail",
          "Initech +1 212 555 0199 bad-address c. 1987"),
-        ("initech", "founded", "c. 1987", "1987", "csv", "row 2, column Founded",
+        ("initech", "founded", "c. 1987", "1987", "csv", "row 3, column Founded",
          "Initech +1 212 555 0199 bad-address c. 1987"),
     ]
 

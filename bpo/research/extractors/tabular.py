@@ -65,16 +65,19 @@ def _records(rows: Sequence[Sequence[Cell]], vocab: Vocabulary, method: Method) 
     return findings
 
 
-def _grid(header: Sequence[str], records: Sequence[Sequence[object]]) -> list[list[Cell]]:
-    """A declared header row over records, each cell placed "row N, column C" (N counts records from 1)."""
+def _grid(header: Sequence[str], records: Sequence[Sequence[object]], first: int) -> list[list[Cell]]:
+    """A declared header row over records, each cell placed "row N, column C", records numbered from ``first``."""
     head = [Cell(h, f"column {h}", header=True) for h in header]
     body = [[Cell("" if v is None else str(v), f"row {n}, column {h}") for h, v in zip(header, record, strict=False)]
-            for n, record in enumerate(records, start=1)]
+            for n, record in enumerate(records, start=first)]
     return [head, *body]
 
 
 def read_csv(text: str, vocab: Vocabulary) -> list[Finding]:
-    """A CSV file: the first line names the columns, every other line is one record."""
+    """A CSV file: the first line names the columns, every other line is one record.
+
+    "row N" is the row as a spreadsheet numbers it, the header being row 1, so the first record is row 2.
+    """
     try:
         sample = text[:4096]
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|") if sample.strip() else csv.excel
@@ -86,11 +89,12 @@ def read_csv(text: str, vocab: Vocabulary) -> list[Finding]:
         raise ExtractError(f"not a readable CSV file: {exc}") from None
     if not lines:
         return []
-    return read_table(_grid(lines[0], lines[1:]), vocab, "csv")
+    return read_table(_grid(lines[0], lines[1:], first=2), vocab, "csv")
 
 
 def read_sql(text: str, vocab: Vocabulary) -> list[Finding]:
-    """A query's result as gathering writes it: ``{"columns": [...], "rows": [[...], ...]}``."""
+    """A query's result as gathering writes it: ``{"columns": [...], "rows": [[...], ...]}``; "row N" is
+    the result's Nth row."""
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -99,4 +103,4 @@ def read_sql(text: str, vocab: Vocabulary) -> list[Finding]:
     records = data.get("rows") if isinstance(data, dict) else None
     if not (isinstance(columns, list) and isinstance(records, list) and all(isinstance(r, list) for r in records)):
         raise ExtractError('a SQL result is {"columns": [...], "rows": [[...], ...]}')
-    return read_table(_grid([str(c) for c in columns], records), vocab, "sql")
+    return read_table(_grid([str(c) for c in columns], records, first=1), vocab, "sql")
