@@ -284,6 +284,8 @@ def test_failed_fetch_gives_nothing_and_unknown_format_is_refused(brief: Brief):
     assert extract(failed, b"", brief) == []
     with pytest.raises(ExtractError, match="unknown document format"):
         extract(document("/corpus/photo.jpg", "image/jpeg"), b"\xff\xd8\xff", brief)
+    with pytest.raises(ExtractError, match="not a SQL query's result"):
+        extract(document("https://api.example/acme", "application/json", "acme"), b'{"phone": "1"}', brief)
 
 
 @pytest.mark.parametrize(("kind", "values", "expected"), [

@@ -41,7 +41,7 @@ __all__ = ["ExtractError", "Extraction", "document_format", "extract", "extract_
 _FORMATS = {"text/html": "html", "application/xhtml+xml": "html", "application/pdf": "pdf", "text/plain": "text",
             "text/csv": "csv", "application/csv": "csv", "application/json": "sql"}
 _SUFFIXES = {".html": "html", ".htm": "html", ".xhtml": "html", ".pdf": "pdf", ".txt": "text", ".text": "text",
-             ".md": "text", ".csv": "csv", ".json": "sql"}
+             ".md": "text", ".csv": "csv"}
 _MIN_IDENTIFIER = 3  # shorter identifiers ("1", "uk") occur in any text by chance
 _WORDS = re.compile(r"[^\w]+")
 
@@ -49,10 +49,12 @@ _WORDS = re.compile(r"[^\w]+")
 def document_format(document: Document, raw: bytes) -> str:
     """html, pdf, text, csv or sql: by the content type, else the file name, else the first bytes."""
     kind = (document.content_type or "").split(";")[0].strip().lower()
-    if kind in _FORMATS:
-        return _FORMATS[kind]
     if document.location.startswith("sql:"):
         return "sql"
+    if kind == "application/json":  # JSON is read only as gathering writes a query's result
+        raise ExtractError("a JSON document that is not a SQL query's result is not read")
+    if kind in _FORMATS:
+        return _FORMATS[kind]
     suffix = PurePosixPath(urlsplit(document.location).path).suffix.lower()
     if suffix in _SUFFIXES:
         return _SUFFIXES[suffix]
