@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urljoin
 
 import lxml.etree
 import lxml.html
@@ -263,11 +264,15 @@ def _surroundings(element: Any) -> str:
     return _text(block)
 
 
-def _locate(candidates: list[Any], fallback: Any, value: str) -> tuple[str, str]:
-    """The first element among ``candidates`` holding ``value``; else the fallback element."""
+def _locate(candidates: list[Any], fallback: Any, value: str, base_url: str | None = None) -> tuple[str, str]:
+    """The first element among ``candidates`` holding ``value`` (a link as written or resolved against
+    ``base_url``, as extruct gives it); else the fallback element."""
     for element in candidates:
         held = _element_value(element)
-        if held == value or held.lower().removeprefix("mailto:").removeprefix("tel:") == value.lower():
+        forms = {held, held.lower().removeprefix("mailto:").removeprefix("tel:")}
+        if base_url and element.get("href"):
+            forms.add(urljoin(base_url, held))
+        if value in forms or value.lower() in forms:
             return css_path(element), _surroundings(element)
     return css_path(fallback), _surroundings(fallback)
 
@@ -281,7 +286,7 @@ def _microdata(root: Any, base_url: str | None, vocab: Vocabulary) -> list[Findi
         def locate(path: str, value: str, node: Any = node) -> tuple[str, str]:
             prop = path.rsplit(".", 1)[-1]
             props = [e for e in node.iter() if prop in (e.get("itemprop") or "").split()]
-            return _locate(props, node, value)
+            return _locate(props, node, value, base_url)
 
         findings += _item_findings(item, vocab, "microdata", locate)
     return findings
@@ -337,7 +342,7 @@ def _rdfa(markup: bytes, base_url: str | None, root: Any, vocab: Vocabulary) -> 
         def locate(path: str, value: str) -> tuple[str, str]:
             prop = path.rsplit(".", 1)[-1]
             named = [e for e in properties if prop in {_local(p) for p in e.get("property").split()}]
-            return _locate(named, root, value)
+            return _locate(named, root, value, base_url)
 
         findings += _item_findings(item, vocab, "rdfa", locate)
     return findings
