@@ -267,13 +267,14 @@ def test_sql_result_document_belongs_to_its_subject(brief: Brief):
 
 
 def test_plain_text_labelled_lines(brief: Brief):
-    text = "Initech\n\nTel +1 (212) 555-0199; e-mail: hello@initech.example\nTurnover: $1.5 USD\nFounded in 1987\n"
+    text = ("Initech\n\nTel +1 (212) 555-0199; e-mail: hello@initech.example\nTurnover: $1.5 USD\n"
+            "Founded in March 1987\n")
     got = extract(document("/corpus/initech.txt", "text/plain"), text.encode(), brief)
     assert [(c.subject_id, c.field, c.value, c.normalized, c.method, c.citation.where) for c in got] == [
         ("initech", "phone", "+1 (212) 555-0199", "+12125550199", "text", "line 3"),
         ("initech", "email", "hello@initech.example", "hello@initech.example", "text", "line 3"),
         ("initech", "revenue", "$1.5 USD", "1.50 USD", "text", "line 4"),
-        ("initech", "founded", "1987", "1987", "text", "line 5"),
+        ("initech", "founded", "March 1987", "1987", "text", "line 5"),
     ]
     assert got[0].citation.snippet == "Tel +1 (212) 555-0199; e-mail: hello@initech.example"
 
@@ -292,8 +293,9 @@ def test_failed_fetch_gives_nothing_and_unknown_format_is_refused(brief: Brief):
     ("url", ["HTTPS://Acme.Example:443/a?b=1#top", "www.acme.example", "http://x.example:8080", "mailto:a@b.c",
              "acme dot com"],
      ["https://acme.example/a?b=1", "http://www.acme.example/", "http://x.example:8080/", None, None]),
-    ("year", ["1999", "since 1987", "1999-04-01", "04/03/2001", "3 March 2004", "nineteen", "12345"],
-     ["1999", "1987", "1999", "2001", "2004", None, None]),
+    ("year", ["1999", "since 1987", "March 1999", "1999-04-01", "04/03/2001", "3 March 2004", "nineteen", "12345",
+              "Acme 1999"],
+     ["1999", "1987", "1999", "1999", "2001", "2004", None, None, None]),
 ])
 def test_research_normalizers(kind: str, values: list[str], expected: list[str | None]):
     assert normalize_values(ResearchField(name="f", type=kind), values) == expected

@@ -1,4 +1,5 @@
-"""Years: a four-digit year on its own ("1999", "c. 1999"), or the year of a date the date normalizer reads."""
+"""Years: a four-digit year on its own ("1999", "c. 1999", "March 1999"), or the year of a date the date
+normalizer reads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from bpo.normalizers.common import STRING, Normalized, clean, distinct, extract,
 from bpo.normalizers.date import normalize_date
 from bpo.spec import FieldSpec, ProcessSpec
 
-_YEAR = r"^(?:(?:in|since|c\.|ca\.|circa) ?)?(?P<year>\d{4})$"
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?,?"
+_YEAR = rf"^(?:(?:in|since|c\.|ca\.|circa|{_MONTH}) ?)?(?P<year>\d{{4}})$"
 
 
 def normalize_year(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: ProcessSpec) -> Normalized:
