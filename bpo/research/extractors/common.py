@@ -60,7 +60,8 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]
 
 
 class ExtractError(ValueError):
-    """A document that cannot be read at all (a corrupt PDF, a malformed SQL result): the reason, no values.
+    """A document that cannot be read at all (a corrupt PDF, a malformed SQL result, an unknown format):
+    the reason, never a value from it.
 
     The caller records it against the document and goes on with the batch.
     """
