@@ -39,6 +39,7 @@ class ArtifactStore:
             aws_access_key_id=s.s3_access_key_id,
             aws_secret_access_key=s.s3_secret_access_key.get_secret_value() if s.s3_secret_access_key else None,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
+                          max_pool_connections=32,  # one client serves a process's threads
                           connect_timeout=10, read_timeout=120),
         )
 
@@ -88,6 +89,11 @@ class ArtifactStore:
             for obj in page.get("Contents", []):
                 newest = obj["LastModified"] if newest is None else max(newest, obj["LastModified"])
         return newest
+
+    def presigned_url(self, key: str, hours: float) -> str:
+        """A link that reads ``key`` without credentials until it expires (S3's limit: 7 days)."""
+        return str(self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                                      ExpiresIn=int(hours * 3600)))
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)

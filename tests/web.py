@@ -8,7 +8,8 @@ route maps a path (query string included when the key has one, else the bare pat
 - a list of ``Reply`` served in turn, its last one repeating (503, 503, then 200);
 - a function of the ``Request`` returning a ``Reply`` (conditional answers, generated pages).
 
-A path with no route is a 404. The server counts hits per path, the requests as they came
+A path with no route is answered by the route ``"*"`` if there is one, else a 404. The server counts
+hits per path, the requests as they came
 (headers included), the most requests it served at once, and the body bytes it managed to send.
 """
 
@@ -60,7 +61,8 @@ class Web:
         return self.base + path
 
     def reply_for(self, request: Request) -> Reply:
-        route = self.routes.get(request.path) or self.routes.get(request.path.split("?", 1)[0])
+        route = (self.routes.get(request.path) or self.routes.get(request.path.split("?", 1)[0])
+                 or self.routes.get("*"))
         with self.lock:
             self.hits[request.path] += 1
             self.requests.append(request)

@@ -20,7 +20,9 @@ STAGES = {"check_table": "check", "take_snapshot": "snapshot + standardize", "ma
           "apply_changes": "apply", "save_state": "save state", "publish_report": "report",
           "open_run": "open", "list_inputs": "list inputs", "take_in_file": "intake",
           "prepare_chunk": "normalize + validate", "validate_batch": "validate batch", "route_records": "route",
-          "load_passed": "load", "load_decisions": "load decisions", "publish_run": "publish"}
+          "load_passed": "load", "load_decisions": "load decisions", "publish_run": "publish",
+          "gather_sources": "gather", "extract_facts": "extract", "ask_candidates": "reconcile + review",
+          "compile_facts": "compile + validate", "gate_status": "gate", "publish": "publish"}
 
 
 @run_app.command("data-entry")

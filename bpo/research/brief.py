@@ -26,6 +26,9 @@ from urllib.parse import quote, urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bpo.processes import spec_file
+from bpo.spec import ReviewSpec
+
 FieldType = Literal["text", "name", "organisation", "email", "phone", "date", "money", "url", "year", "count"]
 FIELD_TYPES: tuple[str, ...] = FieldType.__args__  # type: ignore[attr-defined]
 
@@ -148,13 +151,12 @@ class SqlSource(_Source):
 Source = Annotated[CorpusSource | WebSource | SqlSource, Field(discriminator="kind")]
 
 
-class ReviewSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ResearchReview(ReviewSpec):
+    """The platform's review settings (groups, due hours, timeouts, priority, notifications), plus research's own."""
 
     # a chosen value below this confidence goes to review; so does every conflict and missing required field
     min_confidence: float = Field(default=0.8, ge=0, le=1)
     gate: bool = True  # the finished report waits for approval before it is published
-    team: str | None = None
 
 
 class Brief(BaseModel):
@@ -170,7 +172,7 @@ class Brief(BaseModel):
     # the share of subjects that must have each required field filled
     completeness: float = Field(default=0.9, ge=0, le=1)
     sources: list[Source] = Field(min_length=1)
-    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    review: ResearchReview = Field(default_factory=ResearchReview)
     link_hours: int = Field(default=72, ge=1, le=168)  # a presigned S3 link lives at most 7 days
 
     @model_validator(mode="after")
@@ -232,9 +234,18 @@ def read_subjects_csv(path: Path) -> list[dict[str, object]]:
             for row in rows]
 
 
-def load_brief(path: str | Path) -> Brief:
-    """Read and check a brief; every problem is reported at once as a BriefError."""
-    path = Path(path)
+def load_brief(name_or_path: str | Path) -> Brief:
+    """Read and check a brief (a path, or a name looked up in the process folders); every problem at once.
+
+    A brief's review settings are found by its name in the process folders (``BPO_PROCESS_DIRS``): the
+    agents of its review groups can work on its items only if it lives there.
+    """
+    path = Path(name_or_path)
+    if path.suffix.lower() not in (".yaml", ".yml", ".json", ".csv"):
+        try:
+            path = spec_file(name_or_path, "research brief")
+        except FileNotFoundError as exc:
+            raise BriefError(str(exc)) from None
     if not path.is_file():
         raise BriefError(f"no brief at {path}")
     if path.suffix.lower() == ".csv":

@@ -136,6 +136,8 @@ class Extraction:
 
     candidates: list[Candidate]
     failures: list[tuple[Document, str]]
+    # each read document's plain text, by content hash: the excerpt a reviewer reads beside a candidate
+    texts: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class _Reader:
@@ -145,12 +147,15 @@ class _Reader:
         self.brief = brief
         self.vocab = Vocabulary(brief)
         self.subjects = _Subjects(brief.subjects)
+        self.texts: dict[str, str] = {}
 
     def attributed(self, document: Document, raw: bytes) -> list[tuple[Finding, str]]:
         """The document's findings, each with the subject it is about (the rest left out)."""
         if document.status in ("failed", "refused"):
             return []
         findings, text, title = _read(document, raw, self.vocab)
+        if document.content_hash and text:
+            self.texts[document.content_hash] = text
         page_subject = document.subject_id
         if page_subject is None:
             named = self.subjects.named_in(f"{title}\n{text}")
@@ -203,7 +208,7 @@ def extract_all(documents: Iterable[tuple[Document, bytes]], brief: Brief) -> Ex
         candidates.setdefault(key, Candidate(subject_id=subject_id, field=finding.field, value=finding.value,
                                              normalized=normalized[(finding.field, finding.value)],
                                              method=finding.method, citation=citation))
-    return Extraction(list(candidates.values()), failures)
+    return Extraction(list(candidates.values()), failures, reader.texts)
 
 
 def extract(document: Document, raw: bytes, brief: Brief) -> list[Candidate]:

@@ -78,13 +78,13 @@ def pick(result: FieldResult, choice: int | str, agent: str) -> Decision:
     """
     for index, group in enumerate(result.groups):
         if choice == index if isinstance(choice, int) else choice == group.key:
-            return Decision(agent=agent, value=group.value, citations=_unique(c.citation for c in group.candidates))
+            return Decision(agent=agent, value=group.value, citations=unique(c.citation for c in group.candidates))
     raise PublishError(f"field {result.field!r} of subject {result.subject_id!r} has no candidate value "
                        f"{'number ' + str(choice) if isinstance(choice, int) else 'with that key'} "
                        f"(it has {len(result.groups)})")
 
 
-def _unique(citations: Iterable[Citation]) -> tuple[Citation, ...]:
+def unique(citations: Iterable[Citation]) -> tuple[Citation, ...]:
     """Citations without repeats of the same place (one page read by two methods), in order."""
     seen: dict[tuple[str, str, str], Citation] = {}
     for c in citations:
@@ -116,7 +116,7 @@ def facts(reconciliation: Reconciliation, brief: Brief,
                                    f"{subject.id!r}: was it made from another brief?")
             cited = result.groups[0].candidates if result.groups else ()
             rows.append(Fact(subject.id, subject.name, field, result.value, result.confidence, result.status,
-                             _unique(c.citation for c in cited)))
+                             unique(c.citation for c in cited)))
     return rows
 
 

@@ -342,8 +342,11 @@ def audit_of(settings: Settings, *, item_id: int | None = None, flow_run_id: str
 
 def resolve(settings: Settings, item_id: int, *, actor: str, approve: bool | None = None,
             sets: dict[str, str] | None = None, reason: str | None = None,
-            decision: Mapping[str, Any] | None = None) -> Resolution:
+            decision: Mapping[str, Any] | None = None, resume: bool = True) -> Resolution:
     """Decide one item: ``decision`` as its kind takes it, or (record and gate) approve/reject, sets, reason.
+
+    ``resume=False``: the run itself records the decision (a gate answered in the Prefect UI's resume form),
+    so there is no paused run to resume.
 
     The kind checks the decision (a corrected record is normalized and validated again) and may
     refuse it (``CorrectionRefused``: the item stays open, the refusal is audited).
@@ -362,8 +365,8 @@ def resolve(settings: Settings, item_id: int, *, actor: str, approve: bool | Non
         status = _decide(s, item, actor, outcome, datetime.now(UTC))
         run_id, step = item.flow_run_id, item.step
         left = open_count(s, run_id, step)
-    resumed = resume_if_done(settings, run_id, step) if left == 0 else False
-    rerun = runs.rerun_hint(settings, run_id) if left == 0 and not resumed else None
+    resumed = resume_if_done(settings, run_id, step) if left == 0 and resume else False
+    rerun = runs.rerun_hint(settings, run_id) if left == 0 and not resumed and resume else None
     return Resolution(item_id, status, left, resumed, rerun)
 
 
