@@ -90,16 +90,25 @@ def _as_pg_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", PG_USER, "--", *argv] if os.geteuid() == 0 else argv
 
 
+def pg_owns(folder: Path) -> None:
+    """Give a PostgreSQL data folder to the unprivileged user (created once; root only, as PostgreSQL refuses it)."""
+    if os.geteuid() != 0:
+        return
+    if subprocess.run(["id", PG_USER], capture_output=True).returncode != 0:
+        made = subprocess.run(["useradd", "--system", "--no-create-home", PG_USER], capture_output=True, text=True)
+        # 9: another pytest-xdist worker created it between our check and this call
+        if made.returncode not in (0, 9):
+            raise RuntimeError(f"useradd {PG_USER} failed ({made.returncode}): {made.stderr.strip()}")
+    shutil.chown(folder, user=PG_USER)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
     """PostgreSQL 15 started as an unprivileged user (it refuses root) on a free loopback port."""
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"PostgreSQL binaries not found in {PG_BIN}; install postgresql-15")
     base = Path(tempfile.mkdtemp(prefix="bpo-pg-"))
-    if os.geteuid() == 0:
-        if subprocess.run(["id", PG_USER], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "--system", "--no-create-home", PG_USER], check=True)
-        shutil.chown(base, user=PG_USER)
+    pg_owns(base)
     data, port = base / "data", free_port()
     subprocess.run(_as_pg_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "bpo", "--auth=trust", "-E", "UTF8"]),
                    check=True, capture_output=True)
