@@ -35,7 +35,7 @@ os.environ.update({
     "BPO_PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
     "BPO_PREFECT_PORT": str(PREFECT_PORT),
     "BPO_S3_PORT": str(S3_PORT),
-    "BPO_OPS_DATABASE_URL": f"sqlite:///{ROOT}/ops.db",
+    "BPO_OPS_DATABASE_URL": f"sqlite:///{ROOT}/ops.db",  # each test file gets its own: see ops_db below
     "BPO_TARGET_DATABASE_URL": f"sqlite:///{ROOT}/target.db",
     "BPO_REVIEW_POLL_SECONDS": "1",
     "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
@@ -72,15 +72,34 @@ def prefect_api() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def ops_db() -> str:
+def _migrated_ops_db() -> Path:
+    """An ops database migrated once; each test file starts from a copy of it."""
     from bpo.db.session import upgrade
 
-    url = os.environ["BPO_OPS_DATABASE_URL"]
-    upgrade(url)
-    return url
+    path = Path(ROOT) / "ops-template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module", autouse=True)
+def ops_db(request: pytest.FixtureRequest, _migrated_ops_db: Path) -> Iterator[str]:
+    """This test file's own ops database (BPO_OPS_DATABASE_URL), migrated and empty.
+
+    Files share none, so the review items a file leaves open are not listed by another's tests, whichever files
+    ran before it (under pytest-xdist each worker runs its own share of the files, in its own order).
+    """
+    from bpo.settings import get_settings
+
+    path = Path(ROOT) / f"ops-{request.node.path.stem}.db"
+    shutil.copyfile(_migrated_ops_db, path)
+    url = f"sqlite:///{path}"
+    os.environ["BPO_OPS_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
 def stack(s3: dict[str, str], prefect_api: str, ops_db: str) -> dict[str, str]:
     """Everything a flow run needs: S3, Prefect and the ops database."""
     return {**s3, "api": prefect_api, "ops_db": ops_db}
@@ -90,16 +109,25 @@ def _as_pg_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", PG_USER, "--", *argv] if os.geteuid() == 0 else argv
 
 
+def pg_owns(folder: Path) -> None:
+    """Give a PostgreSQL data folder to the unprivileged user (created once; root only, as PostgreSQL refuses it)."""
+    if os.geteuid() != 0:
+        return
+    if subprocess.run(["id", PG_USER], capture_output=True).returncode != 0:
+        made = subprocess.run(["useradd", "--system", "--no-create-home", PG_USER], capture_output=True, text=True)
+        # 9: another pytest-xdist worker created it between our check and this call
+        if made.returncode not in (0, 9):
+            raise RuntimeError(f"useradd {PG_USER} failed ({made.returncode}): {made.stderr.strip()}")
+    shutil.chown(folder, user=PG_USER)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
     """PostgreSQL 15 started as an unprivileged user (it refuses root) on a free loopback port."""
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"PostgreSQL binaries not found in {PG_BIN}; install postgresql-15")
     base = Path(tempfile.mkdtemp(prefix="bpo-pg-"))
-    if os.geteuid() == 0:
-        if subprocess.run(["id", PG_USER], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "--system", "--no-create-home", PG_USER], check=True)
-        shutil.chown(base, user=PG_USER)
+    pg_owns(base)
     data, port = base / "data", free_port()
     subprocess.run(_as_pg_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "bpo", "--auth=trust", "-E", "UTF8"]),
                    check=True, capture_output=True)
@@ -144,3 +172,13 @@ def console_server(tmp_path: Path) -> Iterator[tuple[str, object]]:
     settings = Settings(ops_database_url=url)
     with serving(settings) as base:
         yield base, settings
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with service tests first, each file's tests kept together and in order.
+
+    Under pytest-xdist each worker takes whole files in this order: the long files start at once and the quick
+    ones fill in at the end, rather than one worker finishing a long file alone.
+    """
+    has_slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in has_slow)  # stable: collection order within each group

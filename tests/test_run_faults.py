@@ -249,13 +249,10 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 def test_postgresql_stopped_mid_run_ends_with_one_clear_message(stack: dict[str, str], tmp_path: Path) -> None:
     from bpo.stack import free_port
-    from tests.conftest import PG_USER, _as_pg_user
+    from tests.conftest import _as_pg_user, pg_owns
 
     base = Path(tempfile.mkdtemp(prefix="bpo-pg-fault-"))
-    if os.geteuid() == 0:
-        if subprocess.run(["id", PG_USER], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "--system", "--no-create-home", PG_USER], check=True)
-        shutil.chown(base, user=PG_USER)
+    pg_owns(base)
     data, port = base / "data", free_port()
     pg_ctl = str(PG_BIN / "pg_ctl")
     subprocess.run(_as_pg_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "bpo", "--auth=trust"]), check=True,
