@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -116,6 +117,23 @@ def _routes(web: Any) -> Any:
     return answer
 
 
+def serve_web(subjects: int, seed: int, ready: Any, stop: Any) -> None:
+    """The generated web on a free loopback port, in a process of its own: a site is not the client's
+    process, and in-process its threads would contend with the flow for the GIL."""
+    import socketserver
+
+    from bpo.research.samples import make_web
+    from tests.web import serve
+
+    socketserver.BaseServer.handle_error = lambda *_: None  # type: ignore[method-assign]  # a client's reset
+    web = make_web(subjects, seed=seed)
+    with serve({}) as server:
+        server.routes["*"] = _routes(web)
+        ready.put(server.base)
+        stop.wait()
+        ready.put(len(server.requests))
+
+
 def score(web: Any, facts: list[Any], candidates: list[Any]) -> dict[str, Any]:
     """Accuracy of what was published without review (status chosen), and of majority voting on the same fields."""
     from bpo.research.brief import ResearchField
@@ -155,7 +173,6 @@ def score(web: Any, facts: list[Any], candidates: list[Any]) -> dict[str, Any]:
 
 def bench(subjects: int, seed: int, root: Path, *, gate: bool) -> dict[str, Any]:
     from bpo.research.samples import make_web
-    from tests.web import serve
 
     t0 = time.perf_counter()
     web = make_web(subjects, seed=seed)
@@ -164,10 +181,15 @@ def bench(subjects: int, seed: int, root: Path, *, gate: bool) -> dict[str, Any]
     with ExitStack() as stack:
         stack.callback(log, "services stopped")
         start_stack(root, stack)
-        server = stack.enter_context(serve({}))
-        server.routes["*"] = _routes(web)
+        context = multiprocessing.get_context("spawn")
+        ready, stop = context.Queue(), context.Event()
+        site = context.Process(target=serve_web, args=(subjects, seed, ready, stop), name="bench-web", daemon=True)
+        site.start()
+        stack.callback(site.join, 10)
+        stack.callback(stop.set)
+        base = ready.get(timeout=120)
         brief_path = root / "company_profiles.yaml"
-        brief_path.write_text(yaml.safe_dump(web.brief(server.base, review={"gate": gate}), sort_keys=False))
+        brief_path.write_text(yaml.safe_dump(web.brief(base, review={"gate": gate}), sort_keys=False))
 
         from bpo.research.pipeline import load_candidates
         from bpo.research.publish import read_edition
@@ -175,7 +197,7 @@ def bench(subjects: int, seed: int, root: Path, *, gate: bool) -> dict[str, Any]
         from flows.research_compilation import research_compilation
 
         agent = Agent()
-        sampler = RssSampler()
+        sampler = RssSampler(interval=1.0)  # /proc read for every process: 0.2 s cost a few % of a core
         agent.start()
         sampler.start()
         load = os.getloadavg()
@@ -199,7 +221,8 @@ def bench(subjects: int, seed: int, root: Path, *, gate: bool) -> dict[str, Any]
         facts = read_edition(store.get_bytes(result["keys"]["json"]))
         prefix = result["keys"]["json"].split("/deliverable/", 1)[0]
         candidates = load_candidates(store.get_bytes(f"{prefix}/candidates.jsonl"))
-        requests = len(server.requests)
+        stop.set()
+        requests = ready.get(timeout=30)
     figures = score(web, facts, candidates)
     gather_s = timeline["task_wall_seconds"].get("gather_sources")
     out = {

@@ -145,9 +145,14 @@ def gather_sources(run: RunContext, brief: Brief) -> Gathered:
 
 def _raw(store: ArtifactStore, documents: list[Document]) -> list[tuple[Document, bytes]]:
     readable = [d for d in documents if d.status in ("ok", "not_modified") and d.key]
-    keys = sorted({d.key for d in readable if d.key})
+    data: dict[str, bytes] = {}
+    for key in {d.key for d in readable if d.key}:  # what this process gathered a moment ago, if it did
+        kept = gathering.recent.get(key)
+        if kept is not None:
+            data[key] = kept
+    keys = sorted({d.key for d in readable if d.key} - data.keys())
     with ThreadPoolExecutor(max_workers=8) as pool:  # one client, shared: boto3 clients are thread-safe
-        data = dict(zip(keys, pool.map(store.get_bytes, keys), strict=True))
+        data.update(zip(keys, pool.map(store.get_bytes, keys), strict=True))
     return [(d, data[d.key]) for d in readable if d.key]
 
 
