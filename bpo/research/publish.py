@@ -33,7 +33,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from bpo.exports import neutralize
 from bpo.research.brief import Brief
-from bpo.research.model import Citation
+from bpo.research.model import Citation, as_dict
 from bpo.research.reconcile import FieldResult, Reconciliation
 
 FactStatus = Literal["chosen", "conflict", "low_confidence", "missing", "picked", "entered", "not_found"]
@@ -271,7 +271,7 @@ def _by_subject(rows: Sequence[Fact]) -> list[tuple[tuple[str, str], list[Fact]]
 
 def edition_json(rows: Sequence[Fact]) -> bytes:
     """An edition as JSON, to be read back by ``read_edition`` when the next edition is compared with it."""
-    return json.dumps([dataclasses.asdict(f) for f in rows], default=_iso, ensure_ascii=False,
+    return json.dumps([as_dict(f) for f in rows], default=_iso, ensure_ascii=False,
                       sort_keys=True).encode("utf-8")
 
 
