@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from functools import cache
 from typing import Any, Literal
 
 DocumentStatus = Literal["ok", "not_modified", "failed", "refused"]
@@ -64,9 +63,14 @@ class Candidate:
     citation: Citation
 
 
-@cache
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _names(kind: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(kind))
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
