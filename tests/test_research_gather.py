@@ -374,3 +374,6 @@ def test_bytes_just_gathered_are_kept_for_the_extraction_and_the_oldest_dropped_
     kept.put("b", b"123456")  # 11 bytes in all: the oldest goes
     kept.put("c", b"x" * 11)  # larger than the bound: never kept
     assert (kept.get("a"), kept.get("b"), kept.get("c")) == (None, b"123456", None)
+    assert kept.take("b") == b"123456" and kept.get("b") is None  # taken by the extraction: room again
+    kept.put("d", b"x" * 10)
+    assert kept.get("d") == b"x" * 10

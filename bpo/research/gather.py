@@ -13,7 +13,7 @@ its reason, and the rest of the run goes on. ``previous`` — the documents of t
 makes the web requests conditional, so an unchanged page is ``not_modified`` and not fetched again.
 
 The bytes just stored are also kept in this process (``recent``, bounded): the extraction that follows
-in the same run reads them from there instead of downloading again what it has just uploaded. A key
+in the same run takes them from there instead of downloading again what it has just uploaded. A key
 names its content (its hash), so a kept copy is never stale; one not kept is read from S3.
 """
 
@@ -79,6 +79,13 @@ class RecentBytes:
     def get(self, key: str) -> bytes | None:
         with self._lock:
             return self._data.get(key)
+
+    def take(self, key: str) -> bytes | None:
+        """The bytes, no longer kept here: a long-lived worker does not hold a run's pages after it."""
+        with self._lock:
+            data = self._data.pop(key, None)
+            self._size -= len(data) if data is not None else 0
+            return data
 
 
 recent = RecentBytes()

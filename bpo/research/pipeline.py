@@ -151,7 +151,7 @@ def _raw(store: ArtifactStore, documents: list[Document]) -> list[tuple[Document
     readable = [d for d in documents if d.status in ("ok", "not_modified") and d.key]
     data: dict[str, bytes] = {}
     for key in {d.key for d in readable if d.key}:  # what this process gathered a moment ago, if it did
-        kept = gathering.recent.get(key)
+        kept = gathering.recent.take(key)
         if kept is not None:
             data[key] = kept
     keys = sorted({d.key for d in readable if d.key} - data.keys())
