@@ -1,6 +1,6 @@
 """Benchmark of the research-compilation flow on a generated web with a known truth.
 
-    python -m bench.research --subjects 1000 [--seed 1] [--gate] [--keep]
+    python -m bench.research --subjects 1000 [--seed 1] [--gate] [--concurrency 8] [--keep]
 
 Serves ``bpo.research.samples.make_web(N)`` (six sources per subject of differing reliability, two
 copying a third's errors, 20% of fields contested, 5% of pages broken) on 127.0.0.1, starts its own
@@ -171,7 +171,7 @@ def score(web: Any, facts: list[Any], candidates: list[Any]) -> dict[str, Any]:
     }
 
 
-def bench(subjects: int, seed: int, root: Path, *, gate: bool) -> dict[str, Any]:
+def bench(subjects: int, seed: int, root: Path, *, gate: bool, concurrency: int | None = None) -> dict[str, Any]:
     from bpo.research.samples import make_web
 
     t0 = time.perf_counter()
@@ -188,8 +188,11 @@ def bench(subjects: int, seed: int, root: Path, *, gate: bool) -> dict[str, Any]
         stack.callback(site.join, 10)
         stack.callback(stop.set)
         base = ready.get(timeout=120)
+        brief = web.brief(base, review={"gate": gate})
+        for source in brief["sources"]:  # the six share one host: the fetcher holds it to the strictest
+            source["concurrency"] = concurrency or source["concurrency"]
         brief_path = root / "company_profiles.yaml"
-        brief_path.write_text(yaml.safe_dump(web.brief(base, review={"gate": gate}), sort_keys=False))
+        brief_path.write_text(yaml.safe_dump(brief, sort_keys=False))
 
         from bpo.research.pipeline import load_candidates
         from bpo.research.publish import read_edition
@@ -227,6 +230,7 @@ def bench(subjects: int, seed: int, root: Path, *, gate: bool) -> dict[str, Any]
     gather_s = timeline["task_wall_seconds"].get("gather_sources")
     out = {
         "bench": "research", "subjects": subjects, "seed": seed, "gate": gate,
+        "host_concurrency": min(s["concurrency"] for s in brief["sources"]),
         "flow_seconds": round(seconds, 3), "review_wait_seconds": round(paused, 3),
         "flow_seconds_excluding_review_wait": round(net, 3),
         "accuracy_without_review": figures["accuracy_without_review"],
@@ -267,15 +271,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subjects", type=int, required=True, help="companies in the generated web")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--gate", action="store_true", help="keep the brief's report gate (the agent approves it)")
+    parser.add_argument("--concurrency", type=int, help="requests at once to the web's host (default: the "
+                        "generated brief's 8)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (service logs, data)")
     args = parser.parse_args(argv)
     if args.subjects <= 0:
         parser.error("--subjects must be positive")
+    if args.concurrency is not None and args.concurrency <= 0:
+        parser.error("--concurrency must be positive")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="bpo-rbench-"))
     log(f"working in {root}")
     try:
-        report = bench(args.subjects, args.seed, root, gate=args.gate)
+        report = bench(args.subjects, args.seed, root, gate=args.gate, concurrency=args.concurrency)
     finally:
         if args.keep:
             log(f"kept {root}")
