@@ -31,6 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bpo.run import get_store
 from bpo.settings import Settings, get_settings, use_settings
 
 T = TypeVar("T")
@@ -93,17 +94,22 @@ HERE_PRELOAD = ["great_expectations"]
 def warm_up_in_background(batch: str | None = None) -> None:
     """Start the workers beside the caller, unless ``batch`` is a local folder that one stream does alone.
 
-    For such a batch, this process imports what its first validation needs in a background thread
-    instead: the run's first steps (flow-run creation, opening the run, staging files) mostly wait
-    on the network, so the import takes time they leave idle. Call it once the flow's own modules
+    For such a batch, this process makes its S3 client and imports what its first validation needs in
+    a background thread instead: the run's first steps (flow-run creation, opening the run, staging
+    files) mostly wait on the network, so the thread takes time they leave idle. Call it once the flow's own modules
     are imported: the thread then imports only what the flow's steps import lazily.
     """
     global _one_stream
     _one_stream = batch is not None and _under_one_chunk(Path(batch))
     if _one_stream:
-        threading.Thread(target=import_modules, args=(HERE_PRELOAD,), name="bpo-preload", daemon=True).start()
+        threading.Thread(target=_preload_here, name="bpo-preload", daemon=True).start()
     else:
         threading.Thread(target=warm_up, name="bpo-pool-warm-up", daemon=True).start()
+
+
+def _preload_here() -> None:
+    get_store()  # the S3 client first: opening the run needs it within a second, GX only at the first validation
+    import_modules(HERE_PRELOAD)
 
 
 def _under_one_chunk(folder: Path) -> bool:

@@ -149,7 +149,8 @@ def test_name_refusal_is_an_issue_that_sends_the_record_to_review(spec: ProcessS
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("1,234", 1234), ("-12", -12), ("+7", 7), ("0", 0), ("12.0", 12), (" 1,234,567 ", 1234567)],
+    [("1,234", 1234), ("-12", -12), ("+7", 7), ("0", 0), ("12.0", 12), (" 1,234,567 ", 1234567),
+     ("1 234 567", 1234567), ("1\u202f250", 1250)],
 )
 def test_integer_good(raw: str, expected: int, spec: ProcessSpec):
     result = run("integer", [raw], spec)
@@ -164,6 +165,8 @@ def test_integer_good(raw: str, expected: int, spec: ProcessSpec):
         ("1.5", "not an integer"),
         ("abc", "not an integer"),
         ("1,23", "not an integer"),
+        ("1 23", "not an integer"),
+        ("1,234 567", "not an integer"),
         ("12345678901234567890", "too large"),
     ],
 )

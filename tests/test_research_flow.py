@@ -227,3 +227,59 @@ def test_compiled_cited_reviewed_gated_published_and_a_weekly_refresh_reports_ex
     finally:
         stop.set()
         agent.join(timeout=5)
+
+
+def test_the_report_gate_answered_in_the_prefect_ui_resume_form_rejects_and_nothing_is_published(
+        tmp_path: Path, stack: dict[str, str]) -> None:
+    """The resume form's answer (what the Prefect UI posts) is recorded as the gate's decision, audited."""
+    from prefect.client.orchestration import get_client
+
+    from bpo.db.models import AuditEvent, ReviewItem
+    from bpo.db.session import session_scope
+    from bpo.review import resolve
+    from bpo.run import get_store
+    from bpo.settings import get_settings
+    from flows.research_compilation import research_compilation
+
+    web = make_web(3, seed=9, broken_share=0.0)
+    settings = get_settings()
+    done = threading.Event()
+
+    def reviewer() -> None:  # candidates by the service; the gate through the Prefect API, as the UI does
+        while not done.is_set():
+            with session_scope(settings.ops_database_url or "") as s:
+                items = [(i.id, i.kind, i.flow_run_id, i.source) for i in s.query(ReviewItem).filter(
+                    ReviewItem.status == "open", ReviewItem.process == "company-profiles")]
+            for item_id, kind, run_id, source in items:
+                if kind == "candidates":
+                    resolve(settings, item_id, actor="agent", decision={"candidate": 0} if source["candidates"]
+                            else {"not_found": True, "note": "looked everywhere"})
+                    continue
+                with get_client(sync_client=True) as client:
+                    state = client.read_flow_run(run_id).state
+                    if state is not None and state.is_paused():
+                        client.resume_flow_run(run_id, run_input={"decision": "reject",
+                                                                  "reason": "figures need a second look"})
+                        return
+            time.sleep(0.3)
+
+    with serve({}) as server:
+        server.routes["*"] = _routes(web)
+        path = tmp_path / "profiles.yaml"
+        path.write_text(yaml.safe_dump(web.brief(server.base), sort_keys=False))
+        thread = threading.Thread(target=reviewer, daemon=True)
+        thread.start()
+        try:
+            result = research_compilation(brief=str(path))
+        finally:
+            done.set()
+            thread.join(timeout=5)
+    assert result["published"] is False and "keys" not in result
+    with session_scope(settings.ops_database_url or "") as s:
+        gate = s.query(ReviewItem).filter_by(flow_run_id=result["flow_run_id"], kind="gate").one()
+        assert (gate.status, gate.decided_by, gate.reason) == ("rejected", "prefect-ui", "figures need a second look")
+        assert s.query(AuditEvent).filter_by(item_id=gate.id, actor="prefect-ui").count() >= 1
+    store = get_store()
+    run_keys = [k for k in store.list_keys(store.key("runs", "company-profiles")) if result["flow_run_id"] in k]
+    assert run_keys and not [k for k in run_keys if "/deliverable/" in k]  # drafted, never published
+

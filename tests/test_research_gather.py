@@ -92,7 +92,7 @@ def test_pages_kept_exactly_by_content_hash(store: FolderStore) -> None:
     assert docs[web.url("/p/acme-ltd")].key == docs[web.url("/p/bolt-co")].key
     assert len(store.puts) == len(set(store.puts)) == 4
     assert store.read(docs[web.url("/latin1")]) == latin1  # not decoded, not re-encoded
-    assert docs[web.url("/latin1")].content_type == "text/html"
+    assert docs[web.url("/latin1")].content_type == "text/html; charset=windows-1252"  # its charset kept
     assert store.read(docs[web.url("/script")]) == script  # kept as it came; nothing here runs it
     assert hits.get("/beacon") is None
     assert agents == {USER_AGENT}

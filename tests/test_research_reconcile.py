@@ -106,6 +106,11 @@ def test_equivalent_values_in_different_formats_form_one_group() -> None:
     assert [g.key for g in name.groups] == ["acme trading ltd"]
     assert name.value == "Acme Trading Ltd"  # the raw form most sources use
     assert len(name.groups[0].candidates) == 4
+    # normalized values that differ only in case (an organisation keeps its casing) are one group too
+    upper = [cand("s000", "name", v, s, normalized=v) for s, v in (("a", "ACME LTD"), ("b", "Acme Ltd"),
+                                                                   ("c", "Acme Ltd"))]
+    org = reconcile(upper, brief(1, {s: None for s in "abc"}, {"name": True})).result("s000", "name")
+    assert [g.key for g in org.groups] == ["acme ltd"] and org.value == "Acme Ltd"
 
 
 @pytest.mark.parametrize("later", ["a", "b"])

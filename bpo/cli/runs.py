@@ -129,7 +129,6 @@ def _ended_message(flow_run_id: str, state: Any) -> str:
 
 def _watch(flow_run_id: Any, finished: threading.Event, *, quiet: bool) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bpo.db.session import session_scope
@@ -137,25 +136,14 @@ def _watch(flow_run_id: Any, finished: threading.Event, *, quiet: bool) -> None:
 
     s = settings()
     announced_pause = False
+    draw = not quiet and sys.stderr.isatty()
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, disable=quiet or not sys.stderr.isatty(), transient=False) as progress:
+                  console=err, disable=not draw, transient=False) as progress:
         bars: dict[str, Any] = {}
         with get_client(sync_client=True) as client:
             while not finished.is_set():
-                runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-                counts: dict[str, list[int]] = {}
-                for tr in runs:
-                    task_name = tr.name.rsplit("-", 1)[0]  # task runs are named "<task>-<suffix>"
-                    stage = STAGES.get(task_name, task_name)
-                    done_total = counts.setdefault(stage, [0, 0])
-                    done_total[1] += 1
-                    done_total[0] += int(bool(tr.state and tr.state.is_final()))
-                order = list(STAGES.values())
-                for stage in sorted(counts, key=lambda st: order.index(st) if st in order else len(order)):
-                    done, total = counts[stage]
-                    if stage not in bars:
-                        bars[stage] = progress.add_task(stage, total=total)
-                    progress.update(bars[stage], completed=done, total=total)
+                if draw:  # else (--json, or no terminal) only a pause is announced: the task runs are not read
+                    _draw(client, flow_run_id, progress, bars)
                 fr = client.read_flow_run(flow_run_id)
                 if fr.state and fr.state.is_paused() and not announced_pause:
                     with session_scope(s.ops_database_url or "") as sess:
@@ -169,7 +157,27 @@ def _watch(flow_run_id: Any, finished: threading.Event, *, quiet: bool) -> None:
                     announced_pause = True
                 elif fr.state and not fr.state.is_paused():
                     announced_pause = False
-                finished.wait(timeout=0.5)
+                finished.wait(timeout=0.5 if draw else 1.0)
+
+
+def _draw(client: Any, flow_run_id: Any, progress: Any, bars: dict[str, Any]) -> None:
+    """One bar per stage: how many of its task runs have ended, of how many so far."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    counts: dict[str, list[int]] = {}
+    for tr in runs:
+        task_name = tr.name.rsplit("-", 1)[0]  # task runs are named "<task>-<suffix>"
+        stage = STAGES.get(task_name, task_name)
+        done_total = counts.setdefault(stage, [0, 0])
+        done_total[1] += 1
+        done_total[0] += int(bool(tr.state and tr.state.is_final()))
+    order = list(STAGES.values())
+    for stage in sorted(counts, key=lambda st: order.index(st) if st in order else len(order)):
+        done, total = counts[stage]
+        if stage not in bars:
+            bars[stage] = progress.add_task(stage, total=total)
+        progress.update(bars[stage], completed=done, total=total)
 
 
 def print_summary(result: dict[str, Any]) -> None:

@@ -221,8 +221,9 @@ def _web_job(fetcher: Fetcher, keeper: _Keeper, source: WebSource, url: str, sub
         got: Fetched = fetcher.fetch(source, url, previous)
         extra = {"etag": got.etag, "last_modified": got.last_modified, "final_url": got.final_url}
         if got.status == "ok" and got.body is not None:
-            return [keeper.document(source.name, url, got.body, got.content_type or "application/octet-stream",
-                                    subject_id=subject_id, stored_type=got.content_type_header,
+            # the header as sent: its charset is what a page declaring none in its markup is decoded by
+            sent = got.content_type_header or got.content_type or "application/octet-stream"
+            return [keeper.document(source.name, url, got.body, sent, subject_id=subject_id, stored_type=sent,
                                     retrieved_at=got.retrieved_at, **extra)]
         if got.status == "not_modified" and previous is not None:
             # the bytes are those of the last edition, kept under its key

@@ -29,7 +29,8 @@ class Document:
     status: DocumentStatus
     retrieved_at: datetime
     subject_id: str | None = None
-    content_type: str | None = None  # "text/html", "application/pdf", "text/plain", "text/csv", "application/json"
+    # as the server sent it, parameters kept ("text/html; charset=iso-8859-2"); a file's by its suffix
+    content_type: str | None = None
     content_hash: str | None = None  # sha256 hex of the raw bytes
     key: str | None = None  # S3 key of the raw bytes (the run's prefix, then raw/<content_hash>)
     size: int = 0

@@ -150,10 +150,10 @@ class Reconciliation:
 
 
 def group_key(candidate: Candidate) -> str:
-    """What makes two candidate values one: the normalized value, else the casefolded, space-collapsed text."""
-    if candidate.normalized is not None:
-        return candidate.normalized
-    return " ".join(candidate.value.split()).casefold()
+    """What makes two candidate values one: the normalized value, else the space-collapsed text — casefolded
+    either way, so "ACME LTD" and "Acme Ltd" (organisations keep their casing when normalized) are one."""
+    text = candidate.normalized if candidate.normalized is not None else " ".join(candidate.value.split())
+    return text.casefold()
 
 
 def _groups(candidates: Iterable[Candidate]) -> dict[Key, dict[str, list[Candidate]]]:
@@ -166,11 +166,11 @@ def _groups(candidates: Iterable[Candidate]) -> dict[Key, dict[str, list[Candida
     return grouped
 
 
-def _display(key: str, members: list[Candidate]) -> str:
-    """A group's value as published: its normalized form, else the commonest raw form (then the first in order)."""
-    if any(c.normalized is not None for c in members):
-        return key
-    forms = [" ".join(c.value.split()) for c in members]
+def _display(members: list[Candidate]) -> str:
+    """A group's value as published: its commonest normalized form, else its commonest raw form (then the
+    first in order)."""
+    forms = ([c.normalized for c in members if c.normalized is not None]
+             or [" ".join(c.value.split()) for c in members])
     if len(set(forms)) == 1:
         return forms[0]
     counts = Counter(forms)
@@ -191,7 +191,7 @@ def majority_vote(candidates: Iterable[Candidate]) -> dict[Key, str | None]:
     chosen: dict[Key, str | None] = {}
     for item, groups in sorted(_groups(candidates).items()):
         best = min(groups, key=lambda k: (-len({c.citation.source for c in groups[k]}), k))
-        chosen[item] = _display(best, groups[best])
+        chosen[item] = _display(groups[best])
     return chosen
 
 
@@ -365,7 +365,7 @@ def _results(brief: Brief, grouped: dict[Key, dict[str, list[Candidate]]], rows:
     for g, (item, key) in enumerate(rows):
         members = grouped[item][key]
         by_item[item].append(ValueGroup(
-            key=key, value=_display(key, members), candidates=_sorted(members),
+            key=key, value=_display(members), candidates=_sorted(members),
             sources=tuple(sorted({c.citation.source for c in members})), support=round(float(votes[g]), 6),
             confidence=round(float(confidence[g]), 6), latest=max(_utc(c.citation.retrieved_at) for c in members)))
     results = []
