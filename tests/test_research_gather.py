@@ -359,3 +359,21 @@ def test_s3_corpus_is_read_and_kept_in_the_store(s3: dict[str, str]) -> None:
     assert html.status == "ok" and html.key == f"{prefix}/raw/{html.content_hash}"
     assert store.get_bytes(html.key) == b"<p>Acme</p>"
     assert store.get_bytes(docs[f"{base}/deep/b.csv"].key or "") == b"name\nAcme\n"
+
+
+def test_bytes_just_gathered_are_kept_for_the_extraction_and_the_oldest_dropped_past_the_bound(
+        store: FolderStore) -> None:
+    from bpo.research.gather import RecentBytes, recent
+
+    with serve({"/p/acme-ltd": Reply(body=b"<p>Phone: 555 0100</p>")}) as web:
+        docs = run(make_brief(web_source(web.base, "/p/{slug}")), store)
+    document = docs[web.url("/p/acme-ltd")]
+    assert document.key is not None and recent.get(document.key) == b"<p>Phone: 555 0100</p>"
+    kept = RecentBytes(max_bytes=10)
+    kept.put("a", b"12345")
+    kept.put("b", b"123456")  # 11 bytes in all: the oldest goes
+    kept.put("c", b"x" * 11)  # larger than the bound: never kept
+    assert (kept.get("a"), kept.get("b"), kept.get("c")) == (None, b"123456", None)
+    assert kept.take("b") == b"123456" and kept.get("b") is None  # taken by the extraction: room again
+    kept.put("d", b"x" * 10)
+    assert kept.get("d") == b"x" * 10

@@ -11,6 +11,10 @@ The bytes go to ``<prefix>/raw/<sha256>`` (the same bytes twice are one object).
 yields documents, whatever happens to it: a failure is a ``failed`` or ``refused`` document with
 its reason, and the rest of the run goes on. ``previous`` — the documents of the last edition —
 makes the web requests conditional, so an unchanged page is ``not_modified`` and not fetched again.
+
+The bytes just stored are also kept in this process (``recent``, bounded): the extraction that follows
+in the same run takes them from there instead of downloading again what it has just uploaded. A key
+names its content (its hash), so a kept copy is never stale; one not kept is read from S3.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time
@@ -45,6 +50,45 @@ CORPUS_TYPES = {".html": "text/html", ".htm": "text/html", ".pdf": "application/
 CORPUS_MAX_BYTES = 200_000_000
 # threads reading at once over all sources; each host's own guard keeps it to its limit
 MIN_WORKERS, MAX_WORKERS = 4, 32
+
+
+RECENT_MAX_BYTES = 256_000_000
+
+
+class RecentBytes:
+    """Raw bytes by S3 key, the oldest dropped past ``max_bytes``: what the next step of the run will read."""
+
+    def __init__(self, max_bytes: int = RECENT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def put(self, key: str, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._data:
+                return
+            self._data[key] = data
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                _, dropped = self._data.popitem(last=False)
+                self._size -= len(dropped)
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._data.get(key)
+
+    def take(self, key: str) -> bytes | None:
+        """The bytes, no longer kept here: a long-lived worker does not hold a run's pages after it."""
+        with self._lock:
+            data = self._data.pop(key, None)
+            self._size -= len(data) if data is not None else 0
+            return data
+
+
+recent = RecentBytes()
 
 
 class RawStore(Protocol):
@@ -95,6 +139,7 @@ class _Keeper:
             with self._lock:
                 self._stored.discard(digest)
             raise
+        recent.put(key, data)
         return key, digest
 
     def document(self, source: str, location: str, data: bytes, content_type: str, *,

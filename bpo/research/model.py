@@ -1,14 +1,14 @@
 """What flows between the research steps: a gathered document, a citation, a candidate fact.
 
 Plain frozen dataclasses: they cross task boundaries and are written to S3 as JSON
-(``dataclasses.asdict``); no Prefect, no I/O here.
+(``as_dict``); no Prefect, no I/O here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 DocumentStatus = Literal["ok", "not_modified", "failed", "refused"]
 Method = Literal["jsonld", "microdata", "rdfa", "opengraph", "table", "definition_list", "text",
@@ -62,3 +62,31 @@ class Candidate:
     normalized: str | None  # the platform normalizer's canonical value; None when it could not be normalized
     method: Method
     citation: Citation
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _names(kind: type) -> tuple[str, ...]:
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass of this module as plain dicts and lists, for JSON: what ``dataclasses.asdict`` gives,
+    without its deep copy of every value (the values here are immutable), several times faster."""
+    return {name: _plain(getattr(obj, name)) for name in _names(type(obj))}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | datetime):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return as_dict(value)
+    return value

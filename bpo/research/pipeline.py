@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -23,12 +24,13 @@ from sqlalchemy import select
 from bpo.carry import carry_over
 from bpo.db.models import ReviewItem
 from bpo.db.session import session_scope
-from bpo.quality import check_expectations
+from bpo.pool import import_modules
+from bpo.quality import GX, check_expectations
 from bpo.research import gather as gathering
 from bpo.research import publish as publishing
 from bpo.research.brief import Brief
 from bpo.research.extract import extract_all
-from bpo.research.model import Candidate, Citation, Document
+from bpo.research.model import Candidate, Citation, Document, as_dict
 from bpo.research.reconcile import FieldResult, Reconciliation, reconcile
 from bpo.review import add_items
 from bpo.review.candidates import candidates_item, excerpt_around
@@ -87,7 +89,7 @@ def _default(value: Any) -> Any:
 
 
 def dump_lines(objects: Iterable[Any]) -> bytes:
-    return b"".join(json.dumps(dataclasses.asdict(o), default=_default).encode() + b"\n" for o in objects)
+    return b"".join(json.dumps(as_dict(o), default=_default).encode() + b"\n" for o in objects)
 
 
 def _lines(data: bytes) -> Iterator[dict[str, Any]]:
@@ -133,6 +135,8 @@ def last_edition(store: ArtifactStore, brief: Brief) -> dict[str, Any] | None:
 def gather_sources(run: RunContext, brief: Brief) -> Gathered:
     """Every source once; raw bytes under the run keyed by content hash; pages unchanged since the last
     edition asked conditionally. A source that fails is recorded with its error and the run goes on."""
+    # Great Expectations takes seconds to import: done while the pages download, it is ready for the checks
+    threading.Thread(target=import_modules, args=(GX,), name="bpo-import-gx", daemon=True).start()
     store = get_store()
     last = last_edition(store, brief)
     previous = load_documents(store.get_bytes(last["documents_key"])) if last else None
@@ -145,9 +149,14 @@ def gather_sources(run: RunContext, brief: Brief) -> Gathered:
 
 def _raw(store: ArtifactStore, documents: list[Document]) -> list[tuple[Document, bytes]]:
     readable = [d for d in documents if d.status in ("ok", "not_modified") and d.key]
-    keys = sorted({d.key for d in readable if d.key})
+    data: dict[str, bytes] = {}
+    for key in {d.key for d in readable if d.key}:  # what this process gathered a moment ago, if it did
+        kept = gathering.recent.take(key)
+        if kept is not None:
+            data[key] = kept
+    keys = sorted({d.key for d in readable if d.key} - data.keys())
     with ThreadPoolExecutor(max_workers=8) as pool:  # one client, shared: boto3 clients are thread-safe
-        data = dict(zip(keys, pool.map(store.get_bytes, keys), strict=True))
+        data.update(zip(keys, pool.map(store.get_bytes, keys), strict=True))
     return [(d, data[d.key]) for d in readable if d.key]
 
 
@@ -354,11 +363,15 @@ def gate_status(run: RunContext) -> str | None:
 
 
 def publish(run: RunContext, brief: Brief, gathered: Gathered, compiled: Compiled) -> dict[str, Any]:
-    """The deliverable in every format under the run's ``deliverable/``, what changed since the last edition,
-    and this edition remembered as the brief's latest."""
+    """The deliverable in every format under the run's ``deliverable/`` (the draft compiled, and approved if a
+    gate was asked, byte for byte), what changed since the last edition, and this edition remembered as the
+    brief's latest."""
     store = get_store()
     facts = publishing.read_edition(store.get_bytes(compiled.edition_key))
-    keys = _render(store, run.key("deliverable"), brief, facts)
+    keys = {}
+    for suffix, key in compiled.draft.items():  # the very report the gate saw: copied, not rendered again
+        keys[suffix] = run.key("deliverable", key.rsplit("/", 1)[-1])
+        store.put_bytes(keys[suffix], store.get_bytes(key), CONTENT_TYPES.get(suffix, "application/octet-stream"))
     last = last_edition(store, brief)
     changed: publishing.Changes | None = None
     if last is not None:

@@ -17,6 +17,8 @@ import json
 import random
 from typing import Any
 
+from bpo.research.brief import Subject
+
 FIELDS: dict[str, dict[str, Any]] = {
     "legal_name": {"type": "organisation", "required": True, "labels": ["registered name", "company name"],
                    "properties": ["legalName"]},
@@ -173,7 +175,8 @@ def make_web(subjects: int, *, seed: int = 1, conflict_share: float = 0.2, broke
     for i in range(1, subjects + 1):
         sid = f"C{i:05d}"
         name, values = _truth(rnd, i)
-        reg, slug = f"R{100000 + i}", f"company-{i}"
+        reg = f"R{100000 + i}"
+        slug = Subject(id=sid, name=name).terms()["slug"]  # as the brief fills {slug} in a page template
         web.subjects.append({"id": sid, "name": name, "identifiers": {"reg": reg}})
         for field, value in values.items():
             web.truth[(sid, field)] = value
