@@ -8,8 +8,11 @@ one of the worker processes (the others). With ``BPO_WORKERS`` streams in all (d
 CPU), that many steps really run at once.
 
 Streams are sized to the work: a local batch too small to fill one chunk (``BPO_CHUNK_ROWS``,
-reckoned at ``BYTES_PER_RECORD``) is done by the flow's own process alone, and no worker is started
-for it (a worker's start, ~5 s of CPU for its imports, is longer than such a batch takes).
+reckoned at ``BYTES_PER_RECORD``) is done by the flow's own process alone, and no worker pool is
+started for it (a worker's start, ~5 s of CPU for its imports, is longer than such a batch takes).
+``bpo run`` gives such a batch one *validation worker* instead (``start_validator``), started
+before Prefect is imported: it imports Great Expectations on another CPU while this process
+imports Prefect and starts the flow, and takes the batch's validation steps (``validates=True``).
 
 What crosses a process boundary is small: the run, the spec, S3 keys in; S3 keys and counts out.
 Data goes through S3, as between any two steps. Workers are fresh interpreters (``spawn``: nothing
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import multiprocessing
 import os
 import threading
@@ -31,10 +35,10 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bpo.run import get_store
 from bpo.settings import Settings, get_settings, use_settings
 
 T = TypeVar("T")
+log = logging.getLogger("bpo.pool")
 
 # imported by every worker as it starts, so the first call does not pay for them
 PRELOAD = ["pandas", "pyarrow.parquet", "pyarrow.compute", "boto3", "great_expectations",
@@ -45,6 +49,7 @@ _pool: ProcessPoolExecutor | None = None
 _streams: threading.BoundedSemaphore | None = None
 _here = threading.Lock()  # the flow's own process runs one step at a time
 _one_stream = False  # this run's batch is small: every step waits for the flow's own process
+_validator: ProcessPoolExecutor | None = None  # a small batch's one worker for its validation steps
 BYTES_PER_RECORD = 100  # a CSV record of the sample forms is ~150 bytes; a batch under a chunk is far below
 
 
@@ -67,7 +72,25 @@ def _get_pool() -> tuple[ProcessPoolExecutor | None, threading.BoundedSemaphore]
 
 
 def _preload() -> None:
+    _end_with_parent()
     import_modules(PRELOAD)
+
+
+def _end_with_parent() -> None:
+    """End this worker process as soon as the process that started it has ended.
+
+    A worker waits for its next call on a pipe it holds both ends of, so it never sees its parent
+    go: ``bpo run`` ends with ``os._exit`` (or is killed), and a worker left behind would live on,
+    holding the output pipe ``bpo run``'s caller reads to the end.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_after, args=(parent,), name="bpo-parent-watch", daemon=True).start()
+
+
+def _exit_after(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()
+    os._exit(0)  # from a thread other than the main one, only this ends the process
 
 
 _IMPORTING = threading.Lock()
@@ -108,8 +131,44 @@ def warm_up_in_background(batch: str | None = None) -> None:
 
 
 def _preload_here() -> None:
+    from bpo.run import get_store  # not at the top: ``bpo run`` starts the validator before pandas is imported
+
     get_store()  # the S3 client first: opening the run needs it within a second, GX only at the first validation
-    import_modules(HERE_PRELOAD)
+    if _validator is None:  # else GX is the validator's to import, never this process's
+        import_modules(HERE_PRELOAD)
+
+
+# what the validation worker imports as it starts: its steps' code, GX and the S3 client's libraries
+VALIDATOR_PRELOAD = ["pandas", "pyarrow.parquet", "boto3", "great_expectations", "bpo.prepare", "bpo.quality"]
+
+
+def start_validator(batch: str) -> bool:
+    """For a batch that one stream does alone, start one worker process now for its validation steps.
+
+    Call it first thing, before Prefect is imported: the worker (a fresh interpreter) imports Great
+    Expectations, the normalizers and validation code (~8 s of CPU) on another CPU while this process
+    imports Prefect and starts the flow run, instead of both taking turns on one CPU under the GIL.
+    The steps ``in_worker(..., validates=True)`` then run in it, and this process never imports GX.
+    Not started with one stream in all (``BPO_WORKERS=1``, one CPU) or for a larger batch, which
+    gets the worker pool. Returns whether it was started.
+    """
+    global _validator
+    if stream_count() < 2 or not _under_one_chunk(Path(batch)):
+        return False
+    with _lock:
+        if _validator is None:
+            _validator = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_preload_validator)
+            _validator.submit(os.getpid)  # the process starts at the first call, not at the first step
+    return True
+
+
+def _preload_validator() -> None:
+    from bpo.run import get_store
+
+    _end_with_parent()
+    import_modules(VALIDATOR_PRELOAD)
+    get_store()  # the S3 client, for the settings a call brings when they are these (see ``_call``)
 
 
 def _under_one_chunk(folder: Path) -> bool:
@@ -127,11 +186,26 @@ def _under_one_chunk(folder: Path) -> bool:
 
 
 def shutdown() -> None:
-    global _pool, _streams, _one_stream
+    global _pool, _streams, _one_stream, _validator
     with _lock:
-        pool, _pool, _streams, _one_stream = _pool, None, None, False
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pools, _pool, _validator, _streams, _one_stream = [_pool, _validator], None, None, None, False
+    for pool in pools:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def end_workers() -> None:
+    """End the worker processes at once and free the pools: for a process about to exit after its run.
+
+    They are idle then, and a worker's own orderly exit (the interpreter freeing GX, pandas …
+    object by object) takes seconds; the exit handlers would wait for it.
+    """
+    with _lock:
+        pools = [p for p in (_pool, _validator) if p is not None]
+    for pool in pools:
+        for process in list(pool._processes.values()):
+            process.kill()
+    shutdown()
 
 
 @functools.cache
@@ -156,18 +230,25 @@ def _release_memory() -> None:
 
 def _call(settings: Settings, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     """A step in a worker process, under the caller's settings."""
-    use_settings(settings)
+    if settings != get_settings():  # the same settings keep this process's S3 client (``get_store``)
+        use_settings(settings)
     return _here_now(fn, args)
 
 
-def in_worker(fn: Callable[..., T], *args: Any) -> T:
+def in_worker(fn: Callable[..., T], *args: Any, validates: bool = False) -> T:
     """Run ``fn(*args)`` on a free stream and return its result; its exception is raised here.
 
     ``fn`` must be a module-level function, and its arguments and result picklable (it may run in a
     worker process); it must not call ``in_worker`` itself (it holds a stream). A worker that died
     (killed for memory, say) breaks the pool: the call raises, and the next call gets a new pool.
+    A step that ``validates`` (uses Great Expectations) runs in the validation worker if there is
+    one (``start_validator``); if that worker is dead, it runs here, as without one.
     """
     global _pool
+    if validates and _validator is not None:
+        done, result = _in_validator(fn, args)
+        if done:
+            return result
     pool, streams = _get_pool()
     with streams:  # a stream is free: this process's, or else a worker's
         if pool is None:
@@ -188,6 +269,29 @@ def in_worker(fn: Callable[..., T], *args: Any) -> T:
                     _pool = None
             raise RuntimeError(f"a worker process died while running {fn.__name__}; "
                                "the step can be retried (a new pool is started)") from exc
+
+
+def _in_validator(fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[bool, Any]:
+    """``(True, fn(*args))`` from the validation worker, or ``(False, None)`` if it is dead (then there is none)."""
+    global _validator
+    validator = _validator
+    if validator is None:
+        return False, None
+    try:
+        future = validator.submit(_call, get_settings(), fn, args)
+    except RuntimeError:  # broken before this call, or shut down meanwhile
+        future = None
+    if future is not None:
+        try:
+            return True, future.result()
+        except BrokenProcessPool:  # it died (or its imports failed) before or while running the step
+            pass
+    with _lock:
+        if _validator is validator:
+            _validator = None
+    log.warning("the validation worker died; %s runs in the flow's process", fn.__name__)
+    validator.shutdown(wait=False, cancel_futures=True)
+    return False, None
 
 
 def _here_now(fn: Callable[..., T], args: tuple[Any, ...]) -> T:

@@ -403,6 +403,12 @@ def publish_validation(run: RunContext, spec: ProcessSpec, chunks: list[Checked]
                         batch_failures=batch.failures, duplicates=duplicates.key, objects=objects)
 
 
+def validate_and_publish(run: RunContext, spec: ProcessSpec, parts: list[Part], chunks: list[Checked]) -> BatchChecked:
+    """``check_batch``, then ``publish_validation``: the batch's GX steps in one call (one process imports GX)."""
+    batch, duplicates = check_batch(run, spec, parts)
+    return publish_validation(run, spec, chunks, batch, duplicates)
+
+
 def combine_results(suite: str, checks: list[Checked]) -> dict[str, Any]:
     """The batch's result per expectation: counts summed over the chunks that checked it, samples merged.
 

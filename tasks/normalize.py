@@ -16,4 +16,4 @@ from bpo.spec import ProcessSpec
 def prepare_chunk(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int,
                   row_offset: int) -> tuple[Part, Checked]:
     """Normalize and validate one chunk in a worker process (see ``bpo.prepare.prepare_part``)."""
-    return in_worker(prepare_part, run, spec, file, raw_key, rows, row_offset)
+    return in_worker(prepare_part, run, spec, file, raw_key, rows, row_offset, validates=True)

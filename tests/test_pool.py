@@ -92,3 +92,16 @@ def test_one_stream_runs_everything_here(monkeypatch: pytest.MonkeyPatch) -> Non
         pool.shutdown()
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_no_validation_worker_for_a_larger_batch_or_with_one_stream(two_streams: None, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "forms.csv").write_bytes(b"x" * (get_settings().chunk_rows * pool.BYTES_PER_RECORD))
+    assert not pool.start_validator(str(big)) and pool._validator is None
+    assert not pool.start_validator("inbox/data-entry/b1/")  # an S3 prefix is not sized
+    monkeypatch.setenv("BPO_WORKERS", "1")
+    get_settings.cache_clear()
+    (tmp_path / "small").mkdir()
+    assert not pool.start_validator(str(tmp_path / "small")) and pool._validator is None

@@ -33,6 +33,7 @@ def run_data_entry(
 ) -> None:
     """Run the data-entry flow once on a batch; waits while review items are open."""
     from bpo.db.session import upgrade
+    from bpo.pool import start_validator
     from bpo.spec import load_spec
 
     s = settings()
@@ -47,6 +48,7 @@ def run_data_entry(
         batch = str(local.resolve())
     elif not batch.startswith("s3://") and not batch.startswith(s.s3_prefix + "/"):
         batch = f"{s.s3_prefix}/{batch}"
+    start_validator(batch)  # a small batch's validation worker imports GX while this process imports Prefect
     upgrade(s.ops_database_url or "")
     result = run_flow_with_progress("data-entry", {"batch": batch, "process": process}, quiet=as_json)
     if as_json:
@@ -58,11 +60,15 @@ def _exit_without_teardown() -> None:
     """End the process now that the run is over and reported.
 
     The interpreter's own teardown, freeing the flow's libraries (Prefect, GX, pandas) object by
-    object, takes longer than a small batch's whole run. The exit handlers still run first
+    object, takes longer than a small batch's whole run. The worker processes are ended first (idle
+    now; multiprocessing's exit handler would wait for them forever), then the exit handlers run
     (Prefect's log and event workers drain, logging flushes), then the output streams are flushed.
     """
     import atexit
 
+    from bpo.pool import end_workers
+
+    end_workers()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
