@@ -1,10 +1,11 @@
 """Snapshot, standardize and profile: one streamed pass over the client's table.
 
-Each chunk of rows (ordered by key) becomes three Parquet objects in the run's S3 prefix:
+Each chunk of rows (ordered by key) becomes four Parquet objects in the run's S3 prefix:
 ``snapshot/`` — every row whole, exactly encoded, with its content hash (what apply checks and undo
-restores); ``match/`` — the compared columns standardized, the input of the match model; and
-``proposals/`` — the value changes standardizing proposes, each marked safe or not. Only one chunk is
-in memory at a time, so a table larger than memory works.
+restores); ``text/`` — the spec's columns as text, as read (what the 'after' checks start from);
+``match/`` — the compared columns standardized, the input of the match model; and ``proposals/`` —
+the value changes standardizing proposes, each marked safe or not. Only one chunk is in memory at a
+time, so a table larger than memory works.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bpo.cleanup.checks import E164, EMAIL  # the figures use the expectations' patterns
-from bpo.cleanup.rows import as_text, canonical, encode_key, encode_row, row_hash
+from bpo.cleanup.rows import encode_rows, key_text, text_column, text_hash
 from bpo.cleanup.spec import CleanupSpec
 from bpo.cleanup.standardize import standardize
 from bpo.store import ArtifactStore, StoredObject
@@ -83,6 +84,7 @@ class Snapshot:
     columns: list[str]  # the table's columns, in order
     rows: int = 0
     parts: list[str] = field(default_factory=list)  # snapshot/ keys
+    text_parts: list[str] = field(default_factory=list)  # text/ keys: the spec's columns as text, as read
     match_parts: list[str] = field(default_factory=list)  # match/ keys
     proposal_parts: list[str] = field(default_factory=list)  # proposals/ keys
     objects: list[StoredObject] = field(default_factory=list)
@@ -90,6 +92,9 @@ class Snapshot:
     proposals: int = 0
     safe_proposals: int = 0
     checks: list[dict[str, Any]] = field(default_factory=list)  # the table's expectations, run in the database
+
+
+TEXT_PREFIX = "c:"  # text/ columns: the key is "key", a spec column c is "c:" + c (a column may be called "key")
 
 
 def _put(store: ArtifactStore, key: str, table: pa.Table) -> StoredObject:
@@ -100,22 +105,23 @@ def _put(store: ArtifactStore, key: str, table: pa.Table) -> StoredObject:
 
 def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], spec: CleanupSpec,
                   store: ArtifactStore, prefix: str) -> Snapshot:
-    """Write the snapshot, match and proposal parts of every chunk; measure the 'before' figures."""
+    """Write the snapshot, text, match and proposal parts of every chunk; measure the 'before' figures."""
     snap = Snapshot(columns=columns)
     key_at = columns.index(spec.key)
     wanted = spec.table_columns()
     positions = {c: columns.index(c) for c in wanted}
     compared = [c for c, col in spec.columns.items() if col.compare]
     for number, rows in enumerate(chunks):
-        encoded = [encode_row(columns, r) for r in rows]
-        keys = [encode_key(r[key_at]) for r in rows]
-        text = pd.DataFrame({c: pd.array([as_text(r[i]) for r in rows], dtype=pd.StringDtype())
-                             for c, i in positions.items()})
+        by_column, texts = encode_rows(columns, rows)
+        keys = [key_text(k) for k in by_column[key_at]]
+        raw = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+        text = pd.DataFrame({c: pd.array(text_column(raw[i]), dtype=pd.StringDtype()) for c, i in positions.items()})
         standardized, proposals = standardize(text, spec)
         snap.before.add(profile(text, spec))
         name = f"part-{number:05d}.parquet"
-        snapshot = pa.table({"key": keys, "hash": [row_hash(e) for e in encoded],
-                             "row": [canonical(e) for e in encoded]})
+        snapshot = pa.table({"key": keys, "hash": [text_hash(t) for t in texts], "row": texts})
+        as_read = pa.table({"key": keys, **{TEXT_PREFIX + c: pa.array(text[c].to_numpy(object, na_value=None),
+                                                                       type=pa.string()) for c in spec.columns}})
         match = pa.table({"unique_id": keys, **{c: pa.array(standardized[c].to_numpy(object, na_value=None),
                                                             type=pa.string()) for c in compared}})
         props = pa.table({"key": [keys[p] for p in proposals["position"]],
@@ -124,8 +130,8 @@ def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], s
                           "safe": proposals["safe"].astype(bool).tolist()},
                          schema=pa.schema([("key", pa.string()), ("column", pa.string()), ("old", pa.string()),
                                            ("new", pa.string()), ("safe", pa.bool_())]))
-        for folder, tbl, parts in (("snapshot", snapshot, snap.parts), ("match", match, snap.match_parts),
-                                   ("proposals", props, snap.proposal_parts)):
+        for folder, tbl, parts in (("snapshot", snapshot, snap.parts), ("text", as_read, snap.text_parts),
+                                   ("match", match, snap.match_parts), ("proposals", props, snap.proposal_parts)):
             obj = _put(store, f"{prefix}/{folder}/{name}", tbl)
             parts.append(obj.key)
             snap.objects.append(obj)
