@@ -136,10 +136,7 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
         merges = [c for c in todo if c.action in ("delete", "soft_delete") and c.cluster is not None]
         repointed = _repoint(conn, target, checked, ops_url, flow_run_id, changes[0].chunk, merges)
         done.repointed += len(repointed)
-        deletes = [{"_key": decode_key(c.row_key)} for c in todo if c.action == "delete"]
-        if deletes:
-            t = source.lightweight(target, target.table, [key])
-            conn.execute(t.delete().where(t.c[key] == bindparam("_key")), deletes)
+        source.delete(conn, target, target.table, key, [decode_key(c.row_key) for c in todo if c.action == "delete"])
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for c in todo:
             if c.action == "delete":
@@ -155,7 +152,12 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
             conn.execute(t.update().where(t.c[key] == bindparam("_key")).values(
                 {col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
     now_at = datetime.now(UTC)
-    with session_scope(ops_url) as s:
+    with session_scope(ops_url) as s:  # one transaction: a chunk's log entries are all planned, or none is
+        # the chunk and the re-pointings logged for it are seq ranges (by the (run, seq) index) ...
+        for lo, hi in ((changes[0].seq, changes[-1].seq), (min(repointed, default=0), max(repointed, default=-1))):
+            s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.between(lo, hi))
+                      .values(status="applied", applied_at=now_at))
+        # ... then the few changes not made as planned
         by_status: dict[tuple[str, str], list[int]] = defaultdict(list)
         for seq, outcome in status.items():
             by_status[outcome].append(seq)
@@ -163,11 +165,6 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
             for start in range(0, len(seqs), 500):
                 s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.in_(seqs[start:start + 500]))
                           .values(status=name, note=note, applied_at=now_at if name == "applied" else None))
-        # the rest of the chunk, and the re-pointings logged for it: by seq, the (run, seq) index
-        made = [c.seq for c in todo] + repointed
-        for start in range(0, len(made), 500):
-            s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.in_(made[start:start + 500]))
-                      .values(status="applied", applied_at=now_at))
     done.applied += len(todo) + sum(1 for st, _ in status.values() if st == "applied")
 
 
