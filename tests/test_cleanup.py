@@ -140,7 +140,7 @@ def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Pa
     checked = source.check(engine, target, spec)
     before = _hashes(engine, target, checked)
     snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 2), checked.columns, spec,
-                         get_store(), f"bpo/test-cleanup/{tmp_path.name}")
+                         f"bpo/test-cleanup/{tmp_path.name}")
     assert snap.rows == 5 and len(snap.parts) == 3
     assert snap.before.emails == 2 and snap.before.valid_emails == 2 and snap.before.phones == 2
     # merge a 2 into a 1 (as the match model would), with the safe reformats of every row
@@ -199,7 +199,7 @@ def test_a_row_changed_after_the_snapshot_is_a_conflict_and_one_changed_after_th
     engine = source.connect(target)
     checked = source.check(engine, target, spec)
     snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 10), checked.columns, spec,
-                         get_store(), f"bpo/test-cleanup/{tmp_path.name}")
+                         f"bpo/test-cleanup/{tmp_path.name}")
     changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
     with engine.begin() as conn:  # someone edits the duplicate between the snapshot and the apply
         conn.execute(text("""UPDATE "cust""omers" SET notes = 'called today' WHERE "the key" = 'a 2'"""))
@@ -241,7 +241,7 @@ def test_a_soft_deleted_merge_keeps_the_row_pointing_at_its_survivor_and_undoes_
     checked = source.check(engine, target, spec)
     before = _hashes(engine, target, checked)
     snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 10), checked.columns, spec,
-                         get_store(), f"bpo/test-cleanup/{tmp_path.name}")
+                         f"bpo/test-cleanup/{tmp_path.name}")
     changes = build(_snapshot_parts(get_store(), snap), {encode_key(1): "c", encode_key(2): "c"}, {}, spec)
     run_id = f"soft-{tmp_path.name}"[:36]
     applying.plan(ops_db, run_id, changes.changes)

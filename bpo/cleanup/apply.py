@@ -54,6 +54,7 @@ class Applied:
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # the changes not made: row changed since
     repointed: int = 0
     already: int = 0  # found applied by an earlier attempt of the run
+    outcome: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # seq -> (status, note), the table's
 
 
 def plan(ops_url: str, flow_run_id: str, changes: Sequence[Change]) -> int:
@@ -75,29 +76,27 @@ def apply(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_r
     done = Applied()
     _settle_repoints(engine, target, checked, ops_url, flow_run_id)
     with session_scope(ops_url) as s:
-        logged = {seq: (st, hashes) for seq, st, *hashes in s.execute(
-            select(CC.seq, CC.status, CC.before_hash, CC.after_hash).where(CC.flow_run_id == flow_run_id,
-                                                                         CC.table_name == MAIN))}
+        logged = s.scalar(select(func.count()).where(CC.flow_run_id == flow_run_id, CC.table_name == MAIN)) or 0
+        # what an earlier attempt made of its chunks (a first attempt finds every change planned)
+        settled = {seq: (st, note, hashes) for seq, st, note, *hashes in s.execute(
+            select(CC.seq, CC.status, CC.note, CC.before_hash, CC.after_hash).where(
+                CC.flow_run_id == flow_run_id, CC.table_name == MAIN, CC.status.in_(["applied", "conflict"])))}
         done.already = s.scalar(select(func.count()).where(CC.flow_run_id == flow_run_id,
                                                            CC.status == "applied")) or 0
-    if len(logged) != len(changes) or any(logged.get(c.seq, ("", []))[1] != [c.before_hash, c.after_hash]
-                                          for c in changes):
+    if logged != len(changes) or any(c.seq in settled and settled[c.seq][2] != [c.before_hash, c.after_hash]
+                                     for c in changes):
         raise RuntimeError(f"the change set given is not the one logged for run {flow_run_id}: nothing applied")
+    done.outcome = {seq: (st, note) for seq, (st, note, _) in settled.items()}
     chunks: dict[int, list[Change]] = defaultdict(list)
     for c in changes:
-        if logged[c.seq][0] == "planned":
+        if c.seq not in settled:
             chunks[c.chunk].append(c)
     for n, chunk in enumerate(sorted(chunks)):
         _apply_chunk(engine, target, checked, ops_url, flow_run_id, chunks[chunk], done)
         if progress:
             progress(n + 1, len(chunks))
-    with session_scope(ops_url) as s:
-        conflicted = set(s.scalars(select(CC.seq).where(CC.flow_run_id == flow_run_id, CC.status == "conflict",
-                                                        CC.table_name == MAIN)))
-        notes = dict(s.execute(select(CC.seq, CC.note).where(CC.flow_run_id == flow_run_id,
-                                                             CC.status == "conflict")).tuples().all())
     done.conflicts = [{"row_key": c.row_key, "before": c.before_row(), "after": c.after_row() if c.after else None,
-                       "note": notes.get(c.seq)} for c in changes if c.seq in conflicted]
+                       "note": done.outcome[c.seq][1]} for c in changes if done.outcome[c.seq][0] == "conflict"]
     return done
 
 
@@ -105,7 +104,7 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
                  changes: list[Change], done: Applied) -> None:
     """One transaction: the chunk's rows checked against their snapshot hash, then written, kind by kind."""
     key = checked.key
-    status: dict[int, tuple[str, str]] = {}  # seq -> (status, note) of the changes not made as planned
+    status: dict[int, tuple[str, str | None]] = {}  # seq -> (status, note) of the changes not made as planned
     with engine.begin() as conn:
         current = source.fetch(conn, target, target.table, checked.columns, key,
                                [decode_key(c.row_key) for c in changes], lock=True)
@@ -158,7 +157,7 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
             s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.between(lo, hi))
                       .values(status="applied", applied_at=now_at))
         # ... then the few changes not made as planned
-        by_status: dict[tuple[str, str], list[int]] = defaultdict(list)
+        by_status: dict[tuple[str, str | None], list[int]] = defaultdict(list)
         for seq, outcome in status.items():
             by_status[outcome].append(seq)
         for (name, note), seqs in by_status.items():
@@ -166,6 +165,7 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
                 s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.in_(seqs[start:start + 500]))
                           .values(status=name, note=note, applied_at=now_at if name == "applied" else None))
     done.applied += len(todo) + sum(1 for st, _ in status.values() if st == "applied")
+    done.outcome.update({c.seq: status.get(c.seq, ("applied", None)) for c in changes})
 
 
 def _settle_repoints(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str) -> None:

@@ -88,14 +88,15 @@ def state_prefix(store: ArtifactStore, spec: CleanupSpec, target: Target) -> str
 def snapshot(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec) -> Snapshot:
     """The snapshot pass, and beside it the table's expectations run in the database (the 'before' quality).
 
-    The expectations run in a worker process (``bpo.pool.beside``): Great Expectations' import and the checks
-    take the other CPU while this process reads the table, and this process never imports it.
+    The expectations and each chunk's standardizing run in a worker process (``bpo.pool.beside``): Great
+    Expectations' import, the checks and the normalizers take the other CPU while this process reads and
+    encodes the table; and this process never imports Great Expectations.
     """
     checking = pool.beside(checks.before, target, checked, spec)
     engine = source.connect(target)
     try:
         snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows),
-                             checked.columns, spec, get_store(), run.prefix)
+                             checked.columns, spec, run.prefix, side=pool.beside)
     finally:
         engine.dispose()
     snap.checks = checking.result()
@@ -432,32 +433,27 @@ def apply_changes(run: RunContext, target: Target, checked: Checked, spec: Clean
     finally:
         engine.dispose()
     conflicts = _raise_conflicts(run, target, checked, spec, done.conflicts)
-    log_obj = store.put_bytes(run.key("change-log.parquet"), _change_log(ops, run, changes),
+    log_obj = store.put_bytes(run.key("change-log.parquet"), _change_log(ops, run, changes, done.outcome),
                               "application/vnd.apache.parquet")
     return {"applied": done.applied, "repointed": done.repointed, "conflicts": conflicts,
             "change_log": log_obj.key, "found_applied": done.already}
 
 
-def _change_log(ops: str, run: RunContext, changes: list[Change]) -> bytes:
-    """The change log as the apply left it: every change with its status, bodies and all (re-pointings too)."""
+def _change_log(ops: str, run: RunContext, changes: list[Change], outcome: dict[int, tuple[str, str | None]]) -> bytes:
+    """The change log as the apply left it: every change with its status and bodies, the re-pointings too."""
     c = CleanupChange
     with session_scope(ops) as s:
-        rows = s.execute(select(c.seq, c.chunk, c.table_name, c.row_key, c.action, c.how, c.cluster, c.before,
-                                c.after, c.before_hash, c.after_hash, c.status, c.note)
-                         .where(c.flow_run_id == run.flow_run_id).order_by(c.seq)).all()
-    bodies = {c.seq: c for c in changes}
-    columns: dict[str, list[Any]] = {name: [] for name in (
-        "seq", "chunk", "table", "row_key", "action", "how", "cluster", "before", "after", "before_hash",
-        "after_hash", "status", "note")}
-    for r in rows:
-        body = bodies.get(r.seq) if r.table_name == MAIN else None
-        before = body.before if body is not None else (canonical(r.before) if r.before is not None else None)
-        after = body.after if body is not None else (canonical(r.after) if r.after is not None else None)
-        for name, value in zip(columns, (r.seq, r.chunk, r.table_name, r.row_key, r.action, r.how, r.cluster,
-                                         before, after, r.before_hash, r.after_hash, r.status, r.note), strict=True):
-            columns[name].append(value)
+        repoints = s.execute(select(c.seq, c.chunk, c.table_name, c.row_key, c.action, c.how, c.cluster, c.before,
+                                    c.after, c.before_hash, c.after_hash, c.status, c.note)
+                             .where(c.flow_run_id == run.flow_run_id, c.table_name != MAIN).order_by(c.seq)).all()
+    rows = [(ch.seq, ch.chunk, ch.table_name, ch.row_key, ch.action, ch.how, ch.cluster, ch.before, ch.after,
+             ch.before_hash, ch.after_hash, *outcome.get(ch.seq, ("planned", None))) for ch in changes]
+    rows += [(*r[:7], canonical(r.before) if r.before is not None else None,
+              canonical(r.after) if r.after is not None else None, *r[9:]) for r in repoints]
+    names = ["seq", "chunk", "table", "row_key", "action", "how", "cluster", "before", "after", "before_hash",
+             "after_hash", "status", "note"]
     buf = io.BytesIO()
-    pq.write_table(pa.table(columns), buf)
+    pq.write_table(pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)}), buf)
     return buf.getvalue()
 
 

@@ -73,13 +73,12 @@ def from_parquet(body: bytes) -> list[Change]:
             for values in zip(*(t.column(n).to_pylist() for n in names), strict=True)]
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     key: str
-    before: dict[str, Any]  # the row as read
-    standardized: dict[str, Any]  # with its safe reformats applied
+    standardized: dict[str, Any]  # the row as read, with its safe reformats applied
     hash: str
-    text: str  # the row as read, canonical
+    text: str  # the row as read, canonical (parsed again only for the survivor: a cluster's rows are many)
 
 
 @dataclass
@@ -115,10 +114,10 @@ class ChangeSet:
 
 
 def apply_safe(row: dict[str, Any], proposals: list[tuple[str, str]]) -> dict[str, Any]:
-    out = dict(row)
+    """``row`` with its safe proposals applied, in place (it is a copy made for this)."""
     for column, new in proposals:
-        out[column] = new
-    return out
+        row[column] = new
+    return row
 
 
 def _completeness(row: dict[str, Any], spec: CleanupSpec) -> int:
@@ -163,10 +162,9 @@ def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cl
                                     snapshot.column("row").to_pylist(), strict=True):
             if key not in cluster_of and key not in proposals:
                 continue
-            before = json.loads(text)
-            std = apply_safe(before, proposals.get(key, []))
+            std = apply_safe(json.loads(text), proposals.get(key, []))
             if key in cluster_of:
-                members.setdefault(cluster_of[key], []).append(Member(key, before, std, hash_, text))
+                members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text))
             else:
                 safe.append(out.change(spec, "update", "safe", key, text, hash_, std, None))
     merge = spec.merge
@@ -174,6 +172,7 @@ def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cl
         if len(rows) < 2:
             continue
         kept, values = survivor(rows, spec)
+        kept_before = json.loads(kept.text)
         how = how_of.get(cluster_id, "auto")
         group = []
         merged = []
@@ -185,10 +184,10 @@ def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cl
                 group.append(out.change(spec, "delete", how, m.key, m.text, m.hash, None, kept.key))
             else:
                 after = dict(m.standardized)
-                after[merge.column] = kept.before[spec.key]
+                after[merge.column] = kept_before[spec.key]
                 group.append(out.change(spec, "soft_delete", how, m.key, m.text, m.hash, after, kept.key))
         # the survivor takes the merged rows' values last: a unique column (an email) is free by then
-        if values != kept.before:
+        if values != kept_before:
             group.append(out.change(spec, "update", how, kept.key, kept.text, kept.hash, values, kept.key))
         out.clusters[kept.key] = merged
         out.how[kept.key] = how
