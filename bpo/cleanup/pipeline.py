@@ -355,10 +355,17 @@ def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet,
     projected = changes.projected
     frames = []
     changed = pa.array(list(projected), pa.string())
-    for part in snap.text_parts:
+    for part, props_key in zip(snap.text_parts, snap.proposal_parts, strict=True):
         t = _read(store, part)
         touched = pc.is_in(t.column("key"), value_set=changed).to_numpy(zero_copy_only=False)
         frame = t.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get).rename(columns=names)
+        props = _read(store, props_key).to_pandas()
+        safe = props[props["safe"].astype(bool)]
+        if len(safe):  # the safe reformats, column by column; then the merged rows, whole
+            where = pd.Index(frame[spec.key].astype(object)).get_indexer(safe["key"].astype(object))
+            for column in safe["column"].unique():
+                pick = (safe["column"] == column).to_numpy(bool)
+                frame.loc[frame.index[where[pick]], column] = safe["new"].to_numpy(object)[pick]
         if touched.any():
             at = np.flatnonzero(touched)
             rows = [projected[k] for k in frame[spec.key].iloc[at]]

@@ -86,7 +86,7 @@ class ChangeSet:
     changes: list[Change] = field(default_factory=list)
     clusters: dict[str, list[str]] = field(default_factory=dict)  # survivor key -> merged keys
     how: dict[str, str] = field(default_factory=dict)  # survivor key -> auto | review
-    # each changed row of the table as it will be, the spec's columns as text; None: it leaves the live table
+    # each merged row of the table as it will be, the spec's columns as text; None: it leaves the live table
     projected: dict[str, list[str | None] | None] = field(default_factory=dict)
 
     @property
@@ -108,8 +108,9 @@ class ChangeSet:
         after_text = canonical(after) if after is not None else None
         change = Change(MAIN, key, action, how, cluster, before, after_text, before_hash,
                         text_hash(after_text) if after_text is not None else None)
-        self.projected[key] = ([as_text(decode_value(after.get(c))) for c in spec.columns]
-                               if after is not None and action == "update" else None)
+        if how != "safe":  # a safe reformat is projected from its proposals, column by column (plan.project)
+            self.projected[key] = ([as_text(decode_value(after.get(c))) for c in spec.columns]
+                                   if after is not None and action == "update" else None)
         return change
 
 
@@ -142,8 +143,12 @@ def survivor(members: list[Member], spec: CleanupSpec) -> tuple[Member, dict[str
     """The row kept (the most complete; ties to the smallest key) and its values after the merge."""
     kept = sorted(members, key=lambda m: (-_completeness(m.standardized, spec), m.key))[0]
     values = dict(kept.standardized)
+    orders: dict[str, list[Member]] = {}  # by rule: a cluster's rows are ordered once per rule, not per column
     for column in spec.columns:
-        for m in _ordered(members, spec, spec.survivorship.rule(column)):
+        rule = spec.survivorship.rule(column)
+        if rule not in orders:
+            orders[rule] = _ordered(members, spec, rule)
+        for m in orders[rule]:
             value = m.standardized.get(column)
             if value not in (None, ""):
                 values[column] = value
@@ -169,7 +174,9 @@ def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cl
                 safe.append(out.change(spec, "update", "safe", key, text, hash_, std, None))
     merge = spec.merge
     for cluster_id, rows in sorted(members.items()):
-        if len(rows) < 2:
+        if len(rows) < 2:  # alone in its cluster (its pairs were kept apart): its reformats only
+            safe.extend(out.change(spec, "update", "safe", m.key, m.text, m.hash, m.standardized, None)
+                        for m in rows if m.standardized != json.loads(m.text))
             continue
         kept, values = survivor(rows, spec)
         kept_before = json.loads(kept.text)
