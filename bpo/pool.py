@@ -244,7 +244,6 @@ def in_worker(fn: Callable[..., T], *args: Any, validates: bool = False) -> T:
     A step that ``validates`` (uses Great Expectations) runs in the validation worker if there is
     one (``start_validator``); if that worker is dead, it runs here, as without one.
     """
-    global _pool
     if validates and _validator is not None:
         done, result = _in_validator(fn, args)
         if done:
@@ -264,9 +263,7 @@ def in_worker(fn: Callable[..., T], *args: Any, validates: bool = False) -> T:
         try:
             return pool.submit(_call, get_settings(), fn, args).result()
         except BrokenProcessPool as exc:
-            with _lock:
-                if _pool is pool:
-                    _pool = None
+            _forget(pool)
             raise RuntimeError(f"a worker process died while running {fn.__name__}; "
                                "the step can be retried (a new pool is started)") from exc
 
@@ -299,6 +296,47 @@ def _here_now(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         return fn(*args)
     finally:
         _release_memory()
+
+
+def beside(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """Start ``fn(*args)`` in a worker process, beside what this process goes on doing; its result in the future.
+
+    For a step whose libraries the rest of the flow never needs (Great Expectations, for a cleanup's checks):
+    the worker imports them and runs the step on another CPU, and this process never loads them. With one
+    stream (``BPO_WORKERS=1``, one CPU) it runs in a thread here. ``fn`` and its arguments as for ``in_worker``;
+    a worker that died raises ``RuntimeError`` from the future's ``result()``.
+    """
+    pool, _ = _get_pool()
+    if pool is None:
+        threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bpo-beside")
+        try:
+            return threads.submit(_here_now, fn, args)
+        finally:
+            threads.shutdown(wait=False)
+    out: Future[T] = Future()
+
+    def settle(done: Future[T]) -> None:
+        try:
+            out.set_result(done.result())
+        except BrokenProcessPool as exc:
+            _forget(pool)
+            error = RuntimeError(f"a worker process died while running {fn.__name__}; "
+                                 "the step can be retried (a new pool is started)")
+            error.__cause__ = exc
+            out.set_exception(error)
+        except BaseException as exc:  # noqa: BLE001 - the step's own error, passed on as it is
+            out.set_exception(exc)
+
+    pool.submit(_call, get_settings(), fn, args).add_done_callback(settle)
+    return out
+
+
+def _forget(pool: ProcessPoolExecutor) -> None:
+    """A broken pool is dropped: the next call starts a new one."""
+    global _pool
+    with _lock:
+        if _pool is pool:
+            _pool = None
 
 
 def map_in_workers(fn: Callable[..., T], calls: list[tuple[Any, ...]]) -> list[T]:

@@ -110,7 +110,7 @@ def publish_report(run: RunContext, target: Target, spec: CleanupSpec, snap: Sna
                "report": report_obj.key, "dry_run": dry_run, "checks_before": planned.checks_before,
                "checks_after": planned.checks_after, "pairs_for_review": matched.review_pairs,
                "model": matching["model"], "flow_run_id": run.flow_run_id, "table": target.table,
-               "cleanup_spec": spec_path, **(applied or {})}
+               "cleanup_spec": spec_path, "plan": planned.plan_key, **(applied or {})}
     if final:
         url = get_settings().ops_database_url or ""
         with session_scope(url) as s:

@@ -140,7 +140,7 @@ def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Pa
     checked = source.check(engine, target, spec)
     before = _hashes(engine, target, checked)
     snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 2), checked.columns, spec,
-                         get_store(), f"bpo/test-cleanup/{tmp_path.name}")
+                         f"bpo/test-cleanup/{tmp_path.name}")
     assert snap.rows == 5 and len(snap.parts) == 3
     assert snap.before.emails == 2 and snap.before.valid_emails == 2 and snap.before.phones == 2
     # merge a 2 into a 1 (as the match model would), with the safe reformats of every row
@@ -150,7 +150,7 @@ def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Pa
     assert changes.clusters == {encode_key("a 1"): [encode_key("a 2")]}
     run_id = f"test-{tmp_path.name}"[:36]
     applying.plan(ops_db, run_id, changes.changes)
-    done = applying.apply(engine, target, checked, ops_db, run_id)
+    done = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
     assert not done.conflicts and done.applied == len(changes.changes)
     with engine.connect() as conn:
         rows = {r[0]: r for r in conn.execute(text('SELECT * FROM "cust""omers"'))}
@@ -158,7 +158,7 @@ def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Pa
     assert rows["a 1"][1] == "José García" and rows["a 1"][3] == "+12025550101"
     assert rows["b'1"][1] == "李 小龍" and rows["c 1"][1:] == (None, None, None, None)
     # applying again writes nothing twice
-    again = applying.apply(engine, target, checked, ops_db, run_id)
+    again = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
     assert again.applied == 0 and not again.conflicts
     # killed after the commits but before the log said so: the next attempt finds each row already changed
     from sqlalchemy import update as sql_update
@@ -168,12 +168,12 @@ def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Pa
 
     with session_scope(ops_db) as s:
         s.execute(sql_update(CleanupChange).where(CleanupChange.flow_run_id == run_id).values(status="planned"))
-    resumed = applying.apply(engine, target, checked, ops_db, run_id)
+    resumed = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
     assert not resumed.conflicts and resumed.applied == len(changes.changes)
     with session_scope(ops_db) as s:
         notes = {c.note for c in applying.log_of(s, run_id)}
     assert notes == {"found applied"}
-    undone = applying.undo(engine, target, checked, ops_db, run_id)
+    undone = applying.undo(engine, target, checked, ops_db, run_id, changes.changes)
     assert not undone.refused and undone.verified == undone.restored == len(changes.changes)
     assert _hashes(engine, target, checked) == before
     with engine.connect() as conn:  # the integer phone is an integer again, not its text
@@ -199,13 +199,13 @@ def test_a_row_changed_after_the_snapshot_is_a_conflict_and_one_changed_after_th
     engine = source.connect(target)
     checked = source.check(engine, target, spec)
     snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 10), checked.columns, spec,
-                         get_store(), f"bpo/test-cleanup/{tmp_path.name}")
+                         f"bpo/test-cleanup/{tmp_path.name}")
     changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
     with engine.begin() as conn:  # someone edits the duplicate between the snapshot and the apply
         conn.execute(text("""UPDATE "cust""omers" SET notes = 'called today' WHERE "the key" = 'a 2'"""))
     run_id = f"conf-{tmp_path.name}"[:36]
     applying.plan(ops_db, run_id, changes.changes)
-    done = applying.apply(engine, target, checked, ops_db, run_id)
+    done = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
     conflicted = {c["row_key"] for c in done.conflicts}
     # the edited row is not overwritten, and its cluster is not merged half-way
     assert conflicted == {encode_key("a 1"), encode_key("a 2")}
@@ -218,7 +218,7 @@ def test_a_row_changed_after_the_snapshot_is_a_conflict_and_one_changed_after_th
             == "Mary Jones"
     with engine.begin() as conn:
         conn.execute(text("""UPDATE "cust""omers" SET notes = 'later' WHERE "the key" = 'd 1'"""))
-    undone = applying.undo(engine, target, checked, ops_db, run_id)
+    undone = applying.undo(engine, target, checked, ops_db, run_id, changes.changes)
     assert [(r["row_key"], r["reason"]) for r in undone.refused] == [(encode_key("d 1"),
                                                                       "the row changed since the apply")]
     with engine.connect() as conn:
@@ -241,16 +241,16 @@ def test_a_soft_deleted_merge_keeps_the_row_pointing_at_its_survivor_and_undoes_
     checked = source.check(engine, target, spec)
     before = _hashes(engine, target, checked)
     snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 10), checked.columns, spec,
-                         get_store(), f"bpo/test-cleanup/{tmp_path.name}")
+                         f"bpo/test-cleanup/{tmp_path.name}")
     changes = build(_snapshot_parts(get_store(), snap), {encode_key(1): "c", encode_key(2): "c"}, {}, spec)
     run_id = f"soft-{tmp_path.name}"[:36]
     applying.plan(ops_db, run_id, changes.changes)
-    assert not applying.apply(engine, target, checked, ops_db, run_id).conflicts
+    assert not applying.apply(engine, target, checked, ops_db, run_id, changes.changes).conflicts
     with engine.connect() as conn:
         rows = {r[0]: tuple(r[1:]) for r in conn.execute(text("SELECT * FROM people"))}
     # the survivor takes the phone it lacked; the merged row stays, pointing at it
     assert rows[1] == ("Ann Lee", "ann@example.com", "+12025550101", None)
     assert rows[2][3] == 1
-    assert not applying.undo(engine, target, checked, ops_db, run_id).refused
+    assert not applying.undo(engine, target, checked, ops_db, run_id, changes.changes).refused
     assert _hashes(engine, target, checked) == before
     engine.dispose()

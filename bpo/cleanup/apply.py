@@ -1,12 +1,14 @@
 """Apply a change set once, and undo it exactly.
 
 The change log (``cleanup_changes`` in the ops database) is written first, every change ``planned``;
-then each chunk is one transaction on the client's database. Before a row is written its current
-content hash is compared with the snapshot's: a row changed since the snapshot is not overwritten but
-marked ``conflict`` (with the rest of its cluster, so that a merge is whole or not at all). Rows of
-referencing tables are re-pointed to the survivor in the same transaction and logged the same way.
-A run killed between a chunk's commit and its log entry is recognised on its next attempt: the row
-already holds the change's "after" content, so it is marked applied and not written twice.
+its rows name each change (key, action, hashes, status), and the rows' bodies before and after are the
+plan's, in its Parquet object in S3 (``bpo.cleanup.plan``). Then each chunk is one transaction on the
+client's database. Before a row is written its current content hash is compared with the snapshot's:
+a row changed since the snapshot is not overwritten but marked ``conflict`` (with the rest of its
+cluster, so that a merge is whole or not at all). Rows of referencing tables are re-pointed to the
+survivor in the same transaction and logged the same way, bodies and all (they are few). A run killed
+between a chunk's commit and its log entry is recognised on its next attempt: the row already holds the
+change's "after" content, so it is marked applied and not written twice.
 
 Undo goes backwards through the applied changes: a row still holding the "after" content is put back
 exactly (checked by content hash against the pre-apply hash); a row changed since the apply is
@@ -16,15 +18,16 @@ refused and reported, never overwritten.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bpo.cleanup import source
+from bpo.cleanup.plan import MAIN, Change
 from bpo.cleanup.rows import (
     decode_key,
     decode_row,
@@ -40,8 +43,9 @@ from bpo.cleanup.source import Checked, Target
 from bpo.db.models import CleanupChange
 from bpo.db.session import session_scope
 
-MAIN = "main"  # the cleaned table, in the change log (its real name is the run's)
 UNDO_CHUNK = 2_000  # changes undone per transaction
+LOG_BATCH = 5_000  # change-log rows per statement
+CC = CleanupChange  # the change log, short: it is in every statement here
 
 
 @dataclass
@@ -50,54 +54,57 @@ class Applied:
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # the changes not made: row changed since
     repointed: int = 0
     already: int = 0  # found applied by an earlier attempt of the run
+    outcome: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # seq -> (status, note), the table's
 
 
-def plan(ops_url: str, flow_run_id: str, changes: list[dict[str, Any]]) -> int:
+def plan(ops_url: str, flow_run_id: str, changes: Sequence[Change]) -> int:
     """Write the change set to the log as planned (once per run); return how many changes it holds."""
     with session_scope(ops_url) as s:
-        if s.scalar(select(CleanupChange.id).where(CleanupChange.flow_run_id == flow_run_id).limit(1)) is not None:
+        if s.scalar(select(CC.id).where(CC.flow_run_id == flow_run_id).limit(1)) is not None:
             return len(changes)
-        rows = [{**c, "flow_run_id": flow_run_id, "status": "planned"} for c in changes]
-        for start in range(0, len(rows), 5_000):
-            s.execute(insert(cast(Table, CleanupChange.__table__)), rows[start:start + 5_000])
+        rows = [{"flow_run_id": flow_run_id, "seq": c.seq, "chunk": c.chunk, "table_name": c.table_name,
+                 "row_key": c.row_key, "action": c.action, "how": c.how, "cluster": c.cluster,
+                 "before_hash": c.before_hash, "after_hash": c.after_hash, "status": "planned"} for c in changes]
+        for start in range(0, len(rows), LOG_BATCH):
+            s.execute(insert(cast(Table, CC.__table__)), rows[start:start + LOG_BATCH])
     return len(changes)
 
 
-def _table(target: Target, name: str) -> str:
-    return target.table if name == MAIN else name
-
-
 def apply(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
-          progress: Callable[[int, int], None] | None = None) -> Applied:
-    """Apply the run's planned changes chunk by chunk; conflicts are left unwritten and returned."""
+          changes: Sequence[Change], progress: Callable[[int, int], None] | None = None) -> Applied:
+    """Apply the run's planned changes (``changes``: the plan) chunk by chunk; conflicts are left unwritten."""
     done = Applied()
+    _settle_repoints(engine, target, checked, ops_url, flow_run_id)
     with session_scope(ops_url) as s:
-        chunks = list(s.scalars(select(CleanupChange.chunk).where(
-            CleanupChange.flow_run_id == flow_run_id, CleanupChange.table_name == MAIN,
-            CleanupChange.status == "planned").distinct().order_by(CleanupChange.chunk)))
-        done.already = s.query(CleanupChange).filter_by(flow_run_id=flow_run_id, status="applied").count()
-    for n, chunk in enumerate(chunks):
-        _apply_chunk(engine, target, checked, ops_url, flow_run_id, chunk, done)
+        logged = s.scalar(select(func.count()).where(CC.flow_run_id == flow_run_id, CC.table_name == MAIN)) or 0
+        # what an earlier attempt made of its chunks (a first attempt finds every change planned)
+        settled = {seq: (st, note, hashes) for seq, st, note, *hashes in s.execute(
+            select(CC.seq, CC.status, CC.note, CC.before_hash, CC.after_hash).where(
+                CC.flow_run_id == flow_run_id, CC.table_name == MAIN, CC.status.in_(["applied", "conflict"])))}
+        done.already = s.scalar(select(func.count()).where(CC.flow_run_id == flow_run_id,
+                                                           CC.status == "applied")) or 0
+    if logged != len(changes) or any(c.seq in settled and settled[c.seq][2] != [c.before_hash, c.after_hash]
+                                     for c in changes):
+        raise RuntimeError(f"the change set given is not the one logged for run {flow_run_id}: nothing applied")
+    done.outcome = {seq: (st, note) for seq, (st, note, _) in settled.items()}
+    chunks: dict[int, list[Change]] = defaultdict(list)
+    for c in changes:
+        if c.seq not in settled:
+            chunks[c.chunk].append(c)
+    for n, chunk in enumerate(sorted(chunks)):
+        _apply_chunk(engine, target, checked, ops_url, flow_run_id, chunks[chunk], done)
         if progress:
             progress(n + 1, len(chunks))
-    with session_scope(ops_url) as s:
-        done.conflicts = [{"row_key": c.row_key, "before": c.before, "after": c.after, "note": c.note}
-                          for c in s.scalars(select(CleanupChange).where(
-                              CleanupChange.flow_run_id == flow_run_id, CleanupChange.status == "conflict",
-                              CleanupChange.table_name == MAIN))]
+    done.conflicts = [{"row_key": c.row_key, "before": c.before_row(), "after": c.after_row() if c.after else None,
+                       "note": done.outcome[c.seq][1]} for c in changes if done.outcome[c.seq][0] == "conflict"]
     return done
 
 
-def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str, chunk: int,
-                 done: Applied) -> None:
+def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
+                 changes: list[Change], done: Applied) -> None:
+    """One transaction: the chunk's rows checked against their snapshot hash, then written, kind by kind."""
     key = checked.key
-    with session_scope(ops_url) as s:
-        changes = list(s.scalars(select(CleanupChange).where(
-            CleanupChange.flow_run_id == flow_run_id, CleanupChange.chunk == chunk,
-            CleanupChange.table_name == MAIN).order_by(CleanupChange.seq)))
-        s.expunge_all()
-    _settle_repoints(engine, target, checked, ops_url, flow_run_id, chunk)
-    status: dict[int, tuple[str, str | None]] = {}
+    status: dict[int, tuple[str, str | None]] = {}  # seq -> (status, note) of the changes not made as planned
     with engine.begin() as conn:
         current = source.fetch(conn, target, target.table, checked.columns, key,
                                [decode_key(c.row_key) for c in changes], lock=True)
@@ -106,38 +113,34 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
         for c in changes:
             now = by_key.get(c.row_key)
             now_hash = row_hash(now) if now is not None else None
-            if c.status != "planned":
-                continue
             if now_hash == c.before_hash:
                 continue
             if now_hash == c.after_hash:  # written by an earlier attempt whose log entry was lost
-                status[c.id] = ("applied", "found applied")
+                status[c.seq] = ("applied", "found applied")
                 continue
-            status[c.id] = ("conflict", "the row changed since the snapshot" if now is not None
-                            else "the row was deleted since the snapshot")
+            status[c.seq] = ("conflict", "the row changed since the snapshot" if now is not None
+                             else "the row was deleted since the snapshot")
             if c.cluster:
                 broken.add(c.cluster)
         todo = []
         for c in changes:
-            if c.id in status or c.status != "planned":
+            if c.seq in status:
                 continue
             if c.cluster in broken:
-                status[c.id] = ("conflict", "another row of its cluster changed since the snapshot")
+                status[c.seq] = ("conflict", "another row of its cluster changed since the snapshot")
                 continue
             todo.append(c)
         # references first (a merged row may not go while rows point at it), then the merged rows, then the
         # updates (a survivor takes a unique value only once its merged row is gone); each kind in one batch
         merges = [c for c in todo if c.action in ("delete", "soft_delete") and c.cluster is not None]
-        done.repointed += _repoint(conn, target, checked, ops_url, flow_run_id, chunk, merges)
-        deletes = [{"_key": decode_key(c.row_key)} for c in todo if c.action == "delete"]
-        if deletes:
-            t = source.lightweight(target, target.table, [key])
-            conn.execute(t.delete().where(t.c[key] == bindparam("_key")), deletes)
+        repointed = _repoint(conn, target, checked, ops_url, flow_run_id, changes[0].chunk, merges)
+        done.repointed += len(repointed)
+        source.delete(conn, target, target.table, key, [decode_key(c.row_key) for c in todo if c.action == "delete"])
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for c in todo:
             if c.action == "delete":
                 continue
-            after, before = decode_row(c.after or {}), decode_row(c.before or {})
+            after, before = decode_row(c.after_row()), decode_row(c.before_row())
             values = {col: v for col, v in after.items() if col != key and (
                 col not in before or before[col] != v or type(before[col]) is not type(v))}
             if values:
@@ -147,33 +150,30 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
             t = source.lightweight(target, target.table, [key, *columns])
             conn.execute(t.update().where(t.c[key] == bindparam("_key")).values(
                 {col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
-        for c in todo:
-            status[c.id] = ("applied", None)
     now_at = datetime.now(UTC)
-    with session_scope(ops_url) as s:
+    with session_scope(ops_url) as s:  # one transaction: a chunk's log entries are all planned, or none is
+        # the chunk and the re-pointings logged for it are seq ranges (by the (run, seq) index) ...
+        for lo, hi in ((changes[0].seq, changes[-1].seq), (min(repointed, default=0), max(repointed, default=-1))):
+            s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.between(lo, hi))
+                      .values(status="applied", applied_at=now_at))
+        # ... then the few changes not made as planned
         by_status: dict[tuple[str, str | None], list[int]] = defaultdict(list)
-        for change_id, outcome in status.items():
-            by_status[outcome].append(change_id)
-        for (name, note), ids in by_status.items():
-            for start in range(0, len(ids), 500):
-                s.execute(update(CleanupChange).where(CleanupChange.id.in_(ids[start:start + 500])).values(
-                    status=name, note=note, applied_at=now_at if name == "applied" else None))
-        s.execute(update(CleanupChange).where(CleanupChange.flow_run_id == flow_run_id,
-                                              CleanupChange.chunk == chunk, CleanupChange.table_name != MAIN,
-                                              CleanupChange.status == "planned").values(status="applied",
-                                                                                        applied_at=now_at))
-    done.applied += sum(1 for st, _ in status.values() if st == "applied")
-    done.conflicts.extend({"row_key": c.row_key} for c in changes if status.get(c.id, ("",))[0] == "conflict")
+        for seq, outcome in status.items():
+            by_status[outcome].append(seq)
+        for (name, note), seqs in by_status.items():
+            for start in range(0, len(seqs), 500):
+                s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.in_(seqs[start:start + 500]))
+                          .values(status=name, note=note, applied_at=now_at if name == "applied" else None))
+    done.applied += len(todo) + sum(1 for st, _ in status.values() if st == "applied")
+    done.outcome.update({c.seq: status.get(c.seq, ("applied", None)) for c in changes})
 
 
-def _settle_repoints(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
-                     chunk: int) -> None:
+def _settle_repoints(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str) -> None:
     """Re-pointings logged by an attempt that died: applied if the row shows it, else dropped (never committed)."""
     pk_of = {ref.rsplit(".", 1)[0]: pk for ref, pk in checked.references.items()}
     with session_scope(ops_url) as s:
-        stale = list(s.scalars(select(CleanupChange).where(
-            CleanupChange.flow_run_id == flow_run_id, CleanupChange.chunk == chunk,
-            CleanupChange.table_name != MAIN, CleanupChange.status == "planned")))
+        stale = list(s.scalars(select(CC).where(CC.flow_run_id == flow_run_id, CC.status == "planned",
+                                                CC.table_name != MAIN)))
         if not stale:
             return
         with engine.connect() as conn:
@@ -188,13 +188,16 @@ def _settle_repoints(engine: Engine, target: Target, checked: Checked, ops_url: 
 
 
 def _repoint(conn: Any, target: Target, checked: Checked, ops_url: str, flow_run_id: str, chunk: int,
-             merges: list[CleanupChange]) -> int:
-    """Point every referencing row at a merged row to its survivor; each row is logged (before, after) first."""
+             merges: list[Change]) -> list[int]:
+    """Point every referencing row at a merged row to its survivor; each row is logged (before, after) first.
+
+    Returns the log's sequence numbers of the re-pointings.
+    """
     if not merges or not checked.references:
-        return 0
+        return []
     change_of = {c.row_key: c for c in merges}
     merged_values = [decode_key(c.row_key) for c in merges]
-    n = 0
+    seqs: list[int] = []
     for ref, pk in checked.references.items():
         name, column_name = ref.rsplit(".", 1)
         columns = source.table_columns(conn.engine, target, name)
@@ -212,16 +215,15 @@ def _repoint(conn: Any, target: Target, checked: Checked, ops_url: str, flow_run
                         "cluster": change.cluster, "before": row, "after": after, "before_hash": row_hash(row),
                         "after_hash": row_hash(after), "status": "planned"})
         with session_scope(ops_url) as s:  # logged before the commit: a lost commit leaves a planned entry
-            top = s.scalar(select(CleanupChange.seq).where(CleanupChange.flow_run_id == flow_run_id)
-                           .order_by(CleanupChange.seq.desc()).limit(1)) or 0
+            top = s.scalar(select(CC.seq).where(CC.flow_run_id == flow_run_id).order_by(CC.seq.desc()).limit(1)) or 0
             for i, entry in enumerate(log):
                 entry["seq"] = top + 1 + i
-            s.execute(insert(cast(Table, CleanupChange.__table__)), log)
+            s.execute(insert(cast(Table, CC.__table__)), log)
+        seqs.extend(range(top + 1, top + 1 + len(log)))
         t = source.lightweight(target, name, [column_name])
         conn.execute(t.update().where(t.c[column_name] == bindparam("_merged")).values(
             {column_name: bindparam("_survivor")}), [{"_merged": m, "_survivor": sv} for m, sv in moves.values()])
-        n += len(rows)
-    return n
+    return seqs
 
 
 @dataclass
@@ -231,15 +233,19 @@ class Undone:
     verified: int = 0  # restored rows whose content hash equals the pre-apply hash
 
 
-def undo(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str) -> Undone:
-    """Put back every row the run changed; refuse rows changed since the apply (each reported, none overwritten)."""
+def undo(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
+         plan: Sequence[Change] = ()) -> Undone:
+    """Put back every row the run changed; refuse rows changed since the apply (each reported, none overwritten).
+
+    ``plan`` is the run's change set (the rows' bodies); a log written before the bodies moved to S3 holds them.
+    """
     out = Undone()
     with session_scope(ops_url) as s:
-        changes = list(s.scalars(select(CleanupChange).where(
-            CleanupChange.flow_run_id == flow_run_id, CleanupChange.status == "applied")))
+        changes = list(s.scalars(select(CC).where(CC.flow_run_id == flow_run_id, CC.status == "applied")))
         s.expunge_all()
     if not changes:
         return out
+    bodies = {c.seq: c for c in plan}
     # updated rows back first (a survivor gives up the unique values it took), then the deleted rows, then the
     # references to them; newest first within each
     order = {"update": 0, "soft_delete": 0, "delete": 1, "repoint": 2}
@@ -247,44 +253,102 @@ def undo(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_ru
     columns_of: dict[str, list[str]] = {}
     pk_of = {ref.rsplit(".", 1)[0]: pk for ref, pk in checked.references.items()}
     results: dict[int, tuple[str, str | None]] = {}
-    for start in range(0, len(changes), UNDO_CHUNK):
-        with engine.begin() as conn:
-            _undo_some(conn, engine, target, checked, changes[start:start + UNDO_CHUNK], columns_of, pk_of,
-                       results, out)
+    group: list[CleanupChange] = []
+    for c in [*changes, None]:
+        if group and (c is None or len(group) >= UNDO_CHUNK or (c.table_name, order.get(c.action, 0)) != (
+                group[0].table_name, order.get(group[0].action, 0))):
+            with engine.begin() as conn:
+                if group[0].table_name == MAIN:
+                    _undo_rows(conn, target, checked, group, bodies, results, out)
+                else:
+                    _undo_some(conn, engine, target, checked, group, columns_of, pk_of, results, out)
+            group = []
+        if c is not None:
+            group.append(c)
     now_at = datetime.now(UTC)
+    by_result: dict[tuple[str, str | None], list[int]] = defaultdict(list)
+    for change_id, outcome in results.items():
+        by_result[outcome].append(change_id)
     with session_scope(ops_url) as s:
-        for change_id, (st, note) in results.items():
-            s.execute(update(CleanupChange).where(CleanupChange.id == change_id).values(
-                status=st, note=note, undone_at=now_at if st == "undone" else None))
+        for (st, note), ids in by_result.items():
+            for start in range(0, len(ids), 500):
+                s.execute(update(CC).where(CC.id.in_(ids[start:start + 500])).values(
+                    status=st, note=note, undone_at=now_at if st == "undone" else None))
     out.refused = [{"table": c.table_name, "row_key": c.row_key, "reason": results[c.id][1]}
                    for c in changes if results.get(c.id, ("",))[0] == "undo_refused"]
     return out
 
 
+def _before(c: CleanupChange, bodies: dict[int, Change]) -> dict[str, Any]:
+    if c.before is not None:
+        return c.before
+    if c.seq not in bodies:
+        raise source.CleanupRefused(f"the change set of run {c.flow_run_id!r} does not hold change {c.seq}: "
+                                    "it cannot be undone exactly")
+    return bodies[c.seq].before_row()
+
+
+def _undo_rows(conn: Any, target: Target, checked: Checked, changes: list[CleanupChange], bodies: dict[int, Change],
+               results: dict[int, tuple[str, str | None]], out: Undone) -> None:
+    """Rows of the cleaned table of one kind (restored, or inserted again), in batches, each verified by hash."""
+    key = checked.key
+    now = {encode_key(k): v for k, v in source.fetch(conn, target, target.table, checked.columns, key,
+                                                     [decode_key(c.row_key) for c in changes], lock=True).items()}
+    inserts: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    restores: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    done = []
+    for c in changes:
+        row = now.get(c.row_key)
+        if c.action == "delete":
+            if row is not None:
+                results[c.id] = ("undo_refused", "a row with its key exists again since the apply")
+                continue
+            before = decode_row(_before(c, bodies))
+            inserts[tuple(before)].append({f"_v{i}": v for i, v in enumerate(before.values())})
+        else:
+            if (row_hash(row) if row is not None else None) != c.after_hash:
+                results[c.id] = ("undo_refused", "the row changed since the apply" if row is not None
+                                 else "the row was deleted since the apply")
+                continue
+            values = {col: v for col, v in decode_row(_before(c, bodies)).items() if col != key}
+            restores[tuple(values)].append({"_key": decode_key(c.row_key),
+                                            **{f"_v{i}": v for i, v in enumerate(values.values())}})
+        done.append(c)
+    for columns, params in inserts.items():
+        t = source.lightweight(target, target.table, list(columns))
+        conn.execute(t.insert().values({col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
+    for columns, params in restores.items():
+        t = source.lightweight(target, target.table, [key, *columns])
+        conn.execute(t.update().where(t.c[key] == bindparam("_key")).values(
+            {col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
+    again = {encode_key(k): v for k, v in source.fetch(conn, target, target.table, checked.columns, key,
+                                                       [decode_key(c.row_key) for c in done]).items()}
+    for c in done:
+        row = again.get(c.row_key)
+        if row is not None and row_hash(row) == c.before_hash:
+            out.verified += 1
+        results[c.id] = ("undone", None)
+        out.restored += 1
+
+
 def _undo_some(conn: Any, engine: Engine, target: Target, checked: Checked, changes: list[CleanupChange],
                columns_of: dict[str, list[str]], pk_of: dict[str, list[str]],
                results: dict[int, tuple[str, str | None]], out: Undone) -> None:
+    """Rows of a referencing table, one by one (they are few, and their keys may span columns)."""
     for c in changes:
-        name = _table(target, c.table_name)
+        name = c.table_name
         if name not in columns_of:
             columns_of[name] = source.table_columns(engine, target, name)
-        key_cols = [checked.key] if c.table_name == MAIN else pk_of.get(c.table_name, [])
+        key_cols = pk_of.get(name, [])
         key_value = decode_key(c.row_key)
-        rows = _fetch_one(conn, target, name, columns_of[name], key_cols, key_value)
-        now_hash = row_hash(rows) if rows is not None else None
-        if c.action == "delete":
-            if rows is not None:
-                results[c.id] = ("undo_refused", "a row with its key exists again since the apply")
-                continue
-            source.insert_row(conn, target, name, decode_row(c.before or {}))
-        else:
-            if now_hash != c.after_hash:
-                results[c.id] = ("undo_refused", "the row changed since the apply" if rows is not None
-                                 else "the row was deleted since the apply")
-                continue
-            before = decode_row(c.before or {})
-            where_key = dict(zip(key_cols, key_value if len(key_cols) > 1 else [key_value], strict=True))
-            _restore(conn, target, name, where_key, before)
+        row = _fetch_one(conn, target, name, columns_of[name], key_cols, key_value)
+        if (row_hash(row) if row is not None else None) != c.after_hash:
+            results[c.id] = ("undo_refused", "the row changed since the apply" if row is not None
+                             else "the row was deleted since the apply")
+            continue
+        before = decode_row(c.before or {})
+        where_key = dict(zip(key_cols, key_value if len(key_cols) > 1 else [key_value], strict=True))
+        _restore(conn, target, name, where_key, before)
         again = _fetch_one(conn, target, name, columns_of[name], key_cols, key_value)
         if again is not None and row_hash(again) == c.before_hash:
             out.verified += 1
@@ -310,5 +374,4 @@ def _restore(conn: Any, target: Target, name: str, where_key: dict[str, Any], be
 
 
 def log_of(session: Session, flow_run_id: str) -> list[CleanupChange]:
-    return list(session.scalars(select(CleanupChange).where(CleanupChange.flow_run_id == flow_run_id)
-                                .order_by(CleanupChange.seq)))
+    return list(session.scalars(select(CC).where(CC.flow_run_id == flow_run_id).order_by(CC.seq)))

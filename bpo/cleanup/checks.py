@@ -16,6 +16,7 @@ from bpo.cleanup import source
 from bpo.cleanup.source import Checked, Target
 from bpo.cleanup.spec import CleanupSpec
 from bpo.quality import check_expectations
+from bpo.run import get_store, read_parquet
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 E164 = r"^\+[1-9][0-9]{6,14}$"
@@ -37,14 +38,20 @@ def expectations(spec: CleanupSpec, text_columns: list[str]) -> list[dict[str, A
     return out
 
 
-def before(engine: Any, target: Target, checked: Checked, spec: CleanupSpec) -> list[dict[str, Any]]:
+def before(target: Target, checked: Checked, spec: CleanupSpec) -> list[dict[str, Any]]:
     """The expectations run in the database on the live table (a SELECT of the key and the spec's columns)."""
-    t = source.lightweight(target, target.table, [spec.key, *spec.columns])
-    query = str(select(*t.columns).compile(engine, compile_kwargs={"literal_binds": True}))
+    engine = source.connect(target)
+    try:
+        t = source.lightweight(target, target.table, [spec.key, *spec.columns])
+        query = str(select(*t.columns).compile(engine, compile_kwargs={"literal_binds": True}))
+    finally:
+        engine.dispose()
     return check_expectations(expectations(spec, checked.text_columns), sql=(target.url, query))
 
 
-def after(projection: pd.DataFrame, checked: Checked, spec: CleanupSpec) -> list[dict[str, Any]]:
+def after(projection_key: str, checked: Checked, spec: CleanupSpec) -> list[dict[str, Any]]:
+    """The expectations run on the projection, a Parquet object in S3 (text columns: the key and the spec's)."""
+    projection = read_parquet(get_store(), projection_key).astype(pd.StringDtype())
     return check_expectations(expectations(spec, checked.text_columns), frame=projection)
 
 

@@ -205,8 +205,10 @@ def _names_comparison() -> ComparisonCreator:
         cll.And(cll.JaroWinklerLevel("forename", 0.88), cll.JaroWinklerLevel("surname", 0.88)),
         cll.CustomLevel(f'{jw}("forename_l", "surname_r") >= 0.88 AND {jw}("surname_l", "forename_r") >= 0.88',
                         label_for_charts="Names swapped, Jaro-Winkler >= 0.88 on both"),
-        cll.ExactMatchLevel("surname").configure(tf_adjustment_column="surname"),
-        cll.ExactMatchLevel("forename").configure(tf_adjustment_column="forename"),
+        # one name alike and the other not: no frequency adjustment here — a rare surname shared with another
+        # given name is a relative more often than the same person (the full name carries it when both agree)
+        cll.ExactMatchLevel("surname"),
+        cll.ExactMatchLevel("forename"),
         cll.ElseLevel(),
     ]
     return cl.CustomComparison(comparison_levels=levels, output_column_name="forename_surname")

@@ -18,26 +18,29 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
+from bpo import pool
 from bpo.carry import carry_over, record_hash
 from bpo.cleanup import apply as applying
 from bpo.cleanup import checks, dedupe, source
-from bpo.cleanup.plan import ChangeSet, build
-from bpo.cleanup.rows import as_text, decode_key, decode_value, encode_key
-from bpo.cleanup.snapshot import Figures, Snapshot, local_copies, profile, take_snapshot
+from bpo.cleanup.plan import MAIN, Change, ChangeSet, build, from_parquet, to_parquet
+from bpo.cleanup.rows import canonical, decode_key, encode_key
+from bpo.cleanup.snapshot import TEXT_PREFIX, Figures, Snapshot, local_copies, profile, take_snapshot
 from bpo.cleanup.source import Checked, Target
 from bpo.cleanup.spec import CleanupSpec
-from bpo.db.models import ReviewItem, Run
+from bpo.db.models import CleanupChange, ReviewItem, Run
 from bpo.db.session import session_scope
 from bpo.review import add_items, open_gate
 from bpo.review.conflict import conflict_item
 from bpo.review.pair import pair_item
-from bpo.run import RunContext, get_store, put_json
+from bpo.run import RunContext, get_store, put_json, put_parquet
 from bpo.settings import get_settings
 from bpo.store import ArtifactStore
 
@@ -83,14 +86,20 @@ def state_prefix(store: ArtifactStore, spec: CleanupSpec, target: Target) -> str
 
 
 def snapshot(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec) -> Snapshot:
-    """The snapshot pass, then the table's expectations run in the database (the 'before' quality)."""
+    """The snapshot pass, and beside it the table's expectations run in the database (the 'before' quality).
+
+    The expectations and each chunk's standardizing run in a worker process (``bpo.pool.beside``): Great
+    Expectations' import, the checks and the normalizers take the other CPU while this process reads and
+    encodes the table; and this process never imports Great Expectations.
+    """
+    checking = pool.beside(checks.before, target, checked, spec)
     engine = source.connect(target)
     try:
         snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows),
-                             checked.columns, spec, get_store(), run.prefix)
-        snap.checks = checks.before(engine, target, checked, spec)
+                             checked.columns, spec, run.prefix, side=pool.beside)
     finally:
         engine.dispose()
+    snap.checks = checking.result()
     return snap
 
 
@@ -186,13 +195,11 @@ def _split(paths: list[Path], new_keys: set[str], folder: Path) -> tuple[Path, P
 def _rows_by_key(store: ArtifactStore, snap: Snapshot, keys: set[str]) -> dict[str, dict[str, Any]]:
     """The standardized compared values of these rows, for showing a pair to a person."""
     out: dict[str, dict[str, Any]] = {}
+    wanted = pa.array(sorted(keys), pa.string())
     for part in snap.match_parts:
         t = _read(store, part)
-        ids = t.column("unique_id").to_pylist()
-        wanted = [i for i, k in enumerate(ids) if k in keys]
-        if wanted:
-            for row in t.take(wanted).to_pylist():
-                out[row.pop("unique_id")] = row
+        for row in t.filter(pc.is_in(t.column("unique_id"), value_set=wanted)).to_pylist():
+            out[row.pop("unique_id")] = row
     return out
 
 
@@ -318,13 +325,13 @@ def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Sna
     """The change set, stored in S3; and the 'after' figures of the table it would make, checked."""
     store = get_store()
     changes = build(_snapshot_parts(store, snap), cluster_of, how, spec)
-    body = "\n".join(json.dumps(c, sort_keys=True) for c in changes.changes).encode()
-    plan = store.put_bytes(run.key("changes.jsonl"), body, "application/x-ndjson")
+    plan = store.put_bytes(run.key("changes.parquet"), to_parquet(changes.changes), "application/vnd.apache.parquet")
     before = dataclasses.replace(snap.before, nulls=dict(snap.before.nulls), duplicates=_duplicates(spec, matched))
     after, projection = _after_figures(store, snap, changes, spec)
     after.duplicates = max(before.duplicates - sum(len(m) for m in changes.clusters.values()), 0)
-    after_checks = checks.after(projection, checked, spec)
+    projection_key = put_parquet(store, run.key("projection.parquet"), projection).key
     del projection
+    after_checks = pool.beside(checks.after, projection_key, checked, spec).result()  # where the 'before' ran
     problems = _check_after(before, after, snap, changes) + checks.compare(snap.checks, after_checks)
     counts = changes.counts()
     return Planned(plan_key=plan.key, counts=counts, rows_touched=changes.rows_touched, clusters=counts["clusters"],
@@ -341,25 +348,33 @@ def _duplicates(spec: CleanupSpec, matched: Matched) -> int:
 
 def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet,
                    spec: CleanupSpec) -> tuple[Figures, pd.DataFrame]:
-    """The projection — the snapshot with the change set applied — as text, and its figures."""
-    by_key = {c["row_key"]: c for c in changes.changes if c["table_name"] == "main"}
-    merged = {k for members in changes.clusters.values() for k in members}
+    """The projection — the table as read, with the change set applied — as text, and its figures."""
     figures = Figures()
     wanted = list(spec.columns)
+    names = {"key": spec.key, **{TEXT_PREFIX + c: c for c in wanted}}
+    projected = changes.projected
     frames = []
-    for part in snap.parts:
+    changed = pa.array(list(projected), pa.string())
+    for part, props_key in zip(snap.text_parts, snap.proposal_parts, strict=True):
         t = _read(store, part)
-        rows = []
-        for k, text in zip(t.column("key").to_pylist(), t.column("row").to_pylist(), strict=True):
-            change = by_key.get(k)
-            if change is not None and change["action"] == "delete":
-                continue
-            row = change["after"] if change is not None else json.loads(text)
-            if spec.merge.mode == "soft_delete" and k in merged:
-                continue  # soft-deleted rows are no longer live rows
-            rows.append({spec.key: k, **{c: as_text(decode_value(row.get(c))) for c in wanted}})
-        frame = pd.DataFrame(rows, columns=[spec.key, *wanted]).astype(pd.StringDtype()) if rows else pd.DataFrame(
-            {c: pd.Series([], dtype=pd.StringDtype()) for c in [spec.key, *wanted]})
+        touched = pc.is_in(t.column("key"), value_set=changed).to_numpy(zero_copy_only=False)
+        frame = t.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get).rename(columns=names)
+        props = _read(store, props_key).to_pandas()
+        safe = props[props["safe"].astype(bool)]
+        if len(safe):  # the safe reformats, column by column; then the merged rows, whole
+            where = pd.Index(frame[spec.key].astype(object)).get_indexer(safe["key"].astype(object))
+            for column in safe["column"].unique():
+                pick = (safe["column"] == column).to_numpy(bool)
+                frame.loc[frame.index[where[pick]], column] = safe["new"].to_numpy(object)[pick]
+        if touched.any():
+            at = np.flatnonzero(touched)
+            rows = [projected[k] for k in frame[spec.key].iloc[at]]
+            kept = np.array([r is not None for r in rows], dtype=bool)
+            if kept.any():
+                frame.loc[frame.index[at[kept]], wanted] = pd.DataFrame(
+                    [r for r in rows if r is not None], columns=wanted, index=frame.index[at[kept]],
+                    dtype=pd.StringDtype())
+            frame = frame.drop(index=frame.index[at[~kept]]).reset_index(drop=True)
         figures.add(profile(frame, spec))
         frames.append(frame)
     projection = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
@@ -410,28 +425,43 @@ def apply_changes(run: RunContext, target: Target, checked: Checked, spec: Clean
                   spec_path: str) -> dict[str, Any]:
     """Write the change log, apply it chunk by chunk; a conflict becomes a ``conflict`` item.
 
-    The run's table and spec are recorded first, so that a run killed half-way can still be undone.
+    The run's table, spec and change set are recorded first, so that a run killed half-way can still be undone.
     """
     store = get_store()
     ops = get_settings().ops_database_url or ""
     with session_scope(ops) as s:
         s.execute(update(Run).where(Run.flow_run_id == run.flow_run_id).values(
-            counts={"table": target.table, "cleanup_spec": spec_path}))
-    changes = [json.loads(line) for line in store.get_bytes(planned.plan_key).splitlines() if line.strip()]
+            counts={"table": target.table, "cleanup_spec": spec_path, "plan": planned.plan_key}))
+    changes = from_parquet(store.get_bytes(planned.plan_key))
     applying.plan(ops, run.flow_run_id, changes)
     engine = source.connect(target)
     try:
-        done = applying.apply(engine, target, checked, ops, run.flow_run_id)
+        done = applying.apply(engine, target, checked, ops, run.flow_run_id, changes)
     finally:
         engine.dispose()
     conflicts = _raise_conflicts(run, target, checked, spec, done.conflicts)
-    with session_scope(ops) as s:
-        log = [{"seq": c.seq, "table": c.table_name, "row_key": c.row_key, "action": c.action, "how": c.how,
-                "cluster": c.cluster, "status": c.status, "before_hash": c.before_hash, "after_hash": c.after_hash,
-                "note": c.note} for c in applying.log_of(s, run.flow_run_id)]
-    log_obj = put_json(store, run.key("change-log.json"), log)
+    log_obj = store.put_bytes(run.key("change-log.parquet"), _change_log(ops, run, changes, done.outcome),
+                              "application/vnd.apache.parquet")
     return {"applied": done.applied, "repointed": done.repointed, "conflicts": conflicts,
             "change_log": log_obj.key, "found_applied": done.already}
+
+
+def _change_log(ops: str, run: RunContext, changes: list[Change], outcome: dict[int, tuple[str, str | None]]) -> bytes:
+    """The change log as the apply left it: every change with its status and bodies, the re-pointings too."""
+    c = CleanupChange
+    with session_scope(ops) as s:
+        repoints = s.execute(select(c.seq, c.chunk, c.table_name, c.row_key, c.action, c.how, c.cluster, c.before,
+                                    c.after, c.before_hash, c.after_hash, c.status, c.note)
+                             .where(c.flow_run_id == run.flow_run_id, c.table_name != MAIN).order_by(c.seq)).all()
+    rows = [(ch.seq, ch.chunk, ch.table_name, ch.row_key, ch.action, ch.how, ch.cluster, ch.before, ch.after,
+             ch.before_hash, ch.after_hash, *outcome.get(ch.seq, ("planned", None))) for ch in changes]
+    rows += [(*r[:7], canonical(r.before) if r.before is not None else None,
+              canonical(r.after) if r.after is not None else None, *r[9:]) for r in repoints]
+    names = ["seq", "chunk", "table", "row_key", "action", "how", "cluster", "before", "after", "before_hash",
+             "after_hash", "status", "note"]
+    buf = io.BytesIO()
+    pq.write_table(pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)}), buf)
+    return buf.getvalue()
 
 
 def _raise_conflicts(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec,
@@ -466,13 +496,14 @@ def save_state(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapsho
         t = _read(store, part).select(["key", "hash"])
         hashes.update(zip(t.column("key").to_pylist(), t.column("hash").to_pylist(), strict=True))
     with session_scope(get_settings().ops_database_url or "") as s:
-        for c in applying.log_of(s, run.flow_run_id):
-            if c.table_name != applying.MAIN or c.status != "applied":
-                continue
-            if c.after_hash is None:
-                hashes.pop(c.row_key, None)
-            else:
-                hashes[c.row_key] = c.after_hash
+        applied = s.execute(select(CleanupChange.row_key, CleanupChange.after_hash).where(
+            CleanupChange.flow_run_id == run.flow_run_id, CleanupChange.table_name == MAIN,
+            CleanupChange.status == "applied")).all()
+    for row_key, after_hash in applied:
+        if after_hash is None:
+            hashes.pop(row_key, None)
+        else:
+            hashes[row_key] = after_hash
     buf = io.BytesIO()
     pq.write_table(pa.table({"key": list(hashes), "hash": list(hashes.values())}), buf)
     store.put_bytes(f"{state}/state.parquet", buf.getvalue(), "application/vnd.apache.parquet")
@@ -482,15 +513,13 @@ def save_state(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapsho
 
 def cluster_rows(store: ArtifactStore, planned: Planned) -> list[tuple[str, str, str]]:
     """(survivor, merged keys, how) per merged cluster, from the stored change set."""
+    t = pq.read_table(io.BytesIO(store.get_bytes(planned.plan_key)), columns=["row_key", "action", "how", "cluster"])
     merged: dict[str, list[str]] = {}
     how: dict[str, str] = {}
-    for line in store.get_bytes(planned.plan_key).splitlines():
-        if not line.strip():
-            continue
-        c = json.loads(line)
-        if c["action"] in ("delete", "soft_delete") and c["cluster"]:
-            merged.setdefault(c["cluster"], []).append(c["row_key"])
-            how[c["cluster"]] = c["how"]
+    for key, action, h, cluster in zip(*(t.column(n).to_pylist() for n in t.column_names), strict=True):
+        if action in ("delete", "soft_delete") and cluster:
+            merged.setdefault(cluster, []).append(key)
+            how[cluster] = h
     return [(k, ", ".join(v), how[k]) for k, v in sorted(merged.items())]
 
 

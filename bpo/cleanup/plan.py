@@ -1,59 +1,124 @@
 """The change set: safe reformats, and merged clusters built by the survivorship rules.
 
-Every change names one row by its key, holds the row whole before and after (exactly encoded, with
-both hashes) and says why it is made: ``safe`` (a reformat), ``auto`` (an auto-merge) or ``review``
-(a person said the pair is the same). Changes come in chunks — one transaction each on apply — and a
-merged cluster never straddles two chunks, so a merge applies whole or not at all.
+Every change names one row by its key, holds the row whole before and after (exactly encoded, as
+canonical text, with both hashes) and says why it is made: ``safe`` (a reformat), ``auto`` (an
+auto-merge) or ``review`` (a person said the pair is the same). Changes come in chunks — one
+transaction each on apply — and a merged cluster never straddles two chunks, so a merge applies whole
+or not at all. The set travels as one Parquet object in S3, the rows' bodies with it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from bpo.cleanup.rows import row_hash
+from bpo.cleanup.rows import as_text, canonical, decode_value, text_hash
 from bpo.cleanup.spec import CleanupSpec
 
 CHUNK = 2_000  # changes per transaction
+MAIN = "main"  # the cleaned table, in the change log (its real name is the run's)
 
 
-@dataclass
+@dataclass(slots=True)
+class Change:
+    """One change of the set: a row's key, what is done to it and why, and the row before and after.
+
+    ``before`` and ``after`` are the row's canonical text (``bpo.cleanup.rows``: exact, typed JSON);
+    a merged row that is deleted has no ``after``. The bodies travel in the plan's Parquet object in S3;
+    the ops database logs each change by its key, action, hashes and status.
+    """
+
+    table_name: str
+    row_key: str
+    action: str  # update | delete | soft_delete | repoint
+    how: str  # safe | auto | review
+    cluster: str | None
+    before: str | None
+    after: str | None
+    before_hash: str | None
+    after_hash: str | None
+    seq: int = -1
+    chunk: int = -1
+
+    def before_row(self) -> dict[str, Any]:
+        return json.loads(self.before) if self.before is not None else {}
+
+    def after_row(self) -> dict[str, Any]:
+        return json.loads(self.after) if self.after is not None else {}
+
+
+_SCHEMA = pa.schema([("seq", pa.int64()), ("chunk", pa.int64()), ("table_name", pa.string()),
+                     ("row_key", pa.string()), ("action", pa.string()), ("how", pa.string()),
+                     ("cluster", pa.string()), ("before", pa.string()), ("after", pa.string()),
+                     ("before_hash", pa.string()), ("after_hash", pa.string())])
+
+
+def to_parquet(changes: list[Change]) -> bytes:
+    columns = {f.name: [getattr(c, f.name) for c in changes] for f in _SCHEMA}
+    buf = io.BytesIO()
+    pq.write_table(pa.table(columns, schema=_SCHEMA), buf)
+    return buf.getvalue()
+
+
+def from_parquet(body: bytes) -> list[Change]:
+    t = pq.read_table(io.BytesIO(body))
+    names = [f.name for f in fields(Change)]
+    return [Change(**dict(zip(names, values, strict=True)))
+            for values in zip(*(t.column(n).to_pylist() for n in names), strict=True)]
+
+
+@dataclass(slots=True)
 class Member:
     key: str
-    before: dict[str, Any]  # the row as read
-    standardized: dict[str, Any]  # with its safe reformats applied
+    standardized: dict[str, Any]  # the row as read, with its safe reformats applied
     hash: str
+    text: str  # the row as read, canonical (parsed again only for the survivor: a cluster's rows are many)
 
 
 @dataclass
 class ChangeSet:
-    changes: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     clusters: dict[str, list[str]] = field(default_factory=dict)  # survivor key -> merged keys
     how: dict[str, str] = field(default_factory=dict)  # survivor key -> auto | review
+    # each merged row of the table as it will be, the spec's columns as text; None: it leaves the live table
+    projected: dict[str, list[str | None] | None] = field(default_factory=dict)
 
     @property
     def rows_touched(self) -> int:
-        return len({c["row_key"] for c in self.changes if c["table_name"] == "main"})
+        return len({c.row_key for c in self.changes if c.table_name == MAIN})
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for c in self.changes:
-            name = f"{c['action']}_{c['how']}"
+            name = f"{c.action}_{c.how}"
             out[name] = out.get(name, 0) + 1
         out["clusters"] = len(self.clusters)
         out["merged_rows"] = sum(len(m) for m in self.clusters.values())
         return out
 
+    def change(self, spec: CleanupSpec, action: str, how: str, key: str, before: str, before_hash: str,
+            after: dict[str, Any] | None, cluster: str | None) -> Change:
+        """A change of a row of the table (the caller keeps it in order), and the row as it will be."""
+        after_text = canonical(after) if after is not None else None
+        change = Change(MAIN, key, action, how, cluster, before, after_text, before_hash,
+                        text_hash(after_text) if after_text is not None else None)
+        if how != "safe":  # a safe reformat is projected from its proposals, column by column (plan.project)
+            self.projected[key] = ([as_text(decode_value(after.get(c))) for c in spec.columns]
+                                   if after is not None and action == "update" else None)
+        return change
+
 
 def apply_safe(row: dict[str, Any], proposals: list[tuple[str, str]]) -> dict[str, Any]:
-    out = dict(row)
+    """``row`` with its safe proposals applied, in place (it is a copy made for this)."""
     for column, new in proposals:
-        out[column] = new
-    return out
+        row[column] = new
+    return row
 
 
 def _completeness(row: dict[str, Any], spec: CleanupSpec) -> int:
@@ -78,8 +143,12 @@ def survivor(members: list[Member], spec: CleanupSpec) -> tuple[Member, dict[str
     """The row kept (the most complete; ties to the smallest key) and its values after the merge."""
     kept = sorted(members, key=lambda m: (-_completeness(m.standardized, spec), m.key))[0]
     values = dict(kept.standardized)
+    orders: dict[str, list[Member]] = {}  # by rule: a cluster's rows are ordered once per rule, not per column
     for column in spec.columns:
-        for m in _ordered(members, spec, spec.survivorship.rule(column)):
+        rule = spec.survivorship.rule(column)
+        if rule not in orders:
+            orders[rule] = _ordered(members, spec, rule)
+        for m in orders[rule]:
             value = m.standardized.get(column)
             if value not in (None, ""):
                 values[column] = value
@@ -92,23 +161,25 @@ def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cl
     """The change set from the snapshot parts (each with its safe proposals by key) and the clusters."""
     out = ChangeSet()
     members: dict[str, list[Member]] = {}
-    safe: list[dict[str, Any]] = []
+    safe: list[Change] = []
     for snapshot, proposals in parts:
         for key, hash_, text in zip(snapshot.column("key").to_pylist(), snapshot.column("hash").to_pylist(),
                                     snapshot.column("row").to_pylist(), strict=True):
             if key not in cluster_of and key not in proposals:
                 continue
-            before = json.loads(text)
-            std = apply_safe(before, proposals.get(key, []))
+            std = apply_safe(json.loads(text), proposals.get(key, []))
             if key in cluster_of:
-                members.setdefault(cluster_of[key], []).append(Member(key, before, std, hash_))
+                members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text))
             else:
-                safe.append(_change("update", "safe", key, before, hash_, std, None))
+                safe.append(out.change(spec, "update", "safe", key, text, hash_, std, None))
     merge = spec.merge
     for cluster_id, rows in sorted(members.items()):
-        if len(rows) < 2:
+        if len(rows) < 2:  # alone in its cluster (its pairs were kept apart): its reformats only
+            safe.extend(out.change(spec, "update", "safe", m.key, m.text, m.hash, m.standardized, None)
+                        for m in rows if m.standardized != json.loads(m.text))
             continue
         kept, values = survivor(rows, spec)
+        kept_before = json.loads(kept.text)
         how = how_of.get(cluster_id, "auto")
         group = []
         merged = []
@@ -117,14 +188,14 @@ def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cl
                 continue
             merged.append(m.key)
             if merge.mode == "delete":
-                group.append(_change("delete", how, m.key, m.before, m.hash, None, kept.key))
+                group.append(out.change(spec, "delete", how, m.key, m.text, m.hash, None, kept.key))
             else:
                 after = dict(m.standardized)
-                after[merge.column] = kept.before[spec.key]
-                group.append(_change("soft_delete", how, m.key, m.before, m.hash, after, kept.key))
+                after[merge.column] = kept_before[spec.key]
+                group.append(out.change(spec, "soft_delete", how, m.key, m.text, m.hash, after, kept.key))
         # the survivor takes the merged rows' values last: a unique column (an email) is free by then
-        if values != kept.before:
-            group.append(_change("update", how, kept.key, kept.before, kept.hash, values, kept.key))
+        if values != kept_before:
+            group.append(out.change(spec, "update", how, kept.key, kept.text, kept.hash, values, kept.key))
         out.clusters[kept.key] = merged
         out.how[kept.key] = how
         out.changes.extend(group)
@@ -133,20 +204,13 @@ def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cl
     return out
 
 
-def _change(action: str, how: str, key: str, before: dict[str, Any], before_hash: str,
-            after: dict[str, Any] | None, cluster: str | None) -> dict[str, Any]:
-    return {"table_name": "main", "row_key": key, "action": action, "how": how, "cluster": cluster,
-            "before": before, "after": after, "before_hash": before_hash,
-            "after_hash": row_hash(after) if after is not None else None}
-
-
-def _number(changes: list[dict[str, Any]]) -> None:
+def _number(changes: list[Change]) -> None:
     """Sequence numbers in order; chunks of about CHUNK changes that never split a cluster."""
     chunk, in_chunk, last_cluster = 0, 0, None
     for seq, change in enumerate(changes):
-        cluster = change["cluster"]
+        cluster = change.cluster
         if in_chunk >= CHUNK and (cluster is None or cluster != last_cluster):
             chunk, in_chunk = chunk + 1, 0
-        change["seq"], change["chunk"] = seq, chunk
+        change.seq, change.chunk = seq, chunk
         in_chunk += 1
         last_cluster = cluster

@@ -1,29 +1,34 @@
 """Snapshot, standardize and profile: one streamed pass over the client's table.
 
-Each chunk of rows (ordered by key) becomes three Parquet objects in the run's S3 prefix:
+Each chunk of rows (ordered by key) becomes four Parquet objects in the run's S3 prefix:
 ``snapshot/`` — every row whole, exactly encoded, with its content hash (what apply checks and undo
-restores); ``match/`` — the compared columns standardized, the input of the match model; and
-``proposals/`` — the value changes standardizing proposes, each marked safe or not. Only one chunk is
-in memory at a time, so a table larger than memory works.
+restores); ``text/`` — the spec's columns as text, as read (what the 'after' checks start from);
+``match/`` — the compared columns standardized, the input of the match model; and ``proposals/`` —
+the value changes standardizing proposes, each marked safe or not. Only one chunk is in memory at a
+time, so a table larger than memory works.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bpo.cleanup.checks import E164, EMAIL  # the figures use the expectations' patterns
-from bpo.cleanup.rows import as_text, canonical, encode_key, encode_row, row_hash
+from bpo.cleanup.rows import encode_rows, key_text, text_column, text_hash
 from bpo.cleanup.spec import CleanupSpec
 from bpo.cleanup.standardize import standardize
+from bpo.run import get_store
 from bpo.store import ArtifactStore, StoredObject
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -83,6 +88,7 @@ class Snapshot:
     columns: list[str]  # the table's columns, in order
     rows: int = 0
     parts: list[str] = field(default_factory=list)  # snapshot/ keys
+    text_parts: list[str] = field(default_factory=list)  # text/ keys: the spec's columns as text, as read
     match_parts: list[str] = field(default_factory=list)  # match/ keys
     proposal_parts: list[str] = field(default_factory=list)  # proposals/ keys
     objects: list[StoredObject] = field(default_factory=list)
@@ -92,47 +98,95 @@ class Snapshot:
     checks: list[dict[str, Any]] = field(default_factory=list)  # the table's expectations, run in the database
 
 
+TEXT_PREFIX = "c:"  # text/ columns: the key is "key", a spec column c is "c:" + c (a column may be called "key")
+
+
 def _put(store: ArtifactStore, key: str, table: pa.Table) -> StoredObject:
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return store.put_bytes(key, buf.getvalue(), "application/vnd.apache.parquet")
 
 
-def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], spec: CleanupSpec,
-                  store: ArtifactStore, prefix: str) -> Snapshot:
-    """Write the snapshot, match and proposal parts of every chunk; measure the 'before' figures."""
+@dataclass
+class Standardized:
+    """What standardizing one chunk wrote and measured."""
+
+    match_key: str
+    proposals_key: str
+    objects: list[StoredObject]
+    figures: Figures
+    proposals: int
+    safe_proposals: int
+
+
+def _inline(fn: Callable[..., T], *args: Any) -> Future[T]:
+    done: Future[T] = Future()
+    try:
+        done.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - raised where the result is read, as a worker's would be
+        done.set_exception(exc)
+    return done
+
+
+def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], spec: CleanupSpec, prefix: str, *,
+                  side: Callable[..., Future[Standardized]] = _inline) -> Snapshot:
+    """Write the snapshot, text, match and proposal parts of every chunk; measure the 'before' figures.
+
+    This process reads and encodes the chunks; each chunk's standardizing is handed to ``side`` (``bpo.pool.beside``
+    gives it to a worker process, so that it runs on another CPU while the next chunk is read), by its text part.
+    """
+    store = get_store()
     snap = Snapshot(columns=columns)
     key_at = columns.index(spec.key)
-    wanted = spec.table_columns()
-    positions = {c: columns.index(c) for c in wanted}
-    compared = [c for c, col in spec.columns.items() if col.compare]
+    positions = {c: columns.index(c) for c in spec.columns}
+    pending: list[Future[Standardized]] = []
     for number, rows in enumerate(chunks):
-        encoded = [encode_row(columns, r) for r in rows]
-        keys = [encode_key(r[key_at]) for r in rows]
-        text = pd.DataFrame({c: pd.array([as_text(r[i]) for r in rows], dtype=pd.StringDtype())
-                             for c, i in positions.items()})
-        standardized, proposals = standardize(text, spec)
-        snap.before.add(profile(text, spec))
+        by_column, texts = encode_rows(columns, rows)
+        keys = [key_text(k) for k in by_column[key_at]]
+        raw = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
         name = f"part-{number:05d}.parquet"
-        snapshot = pa.table({"key": keys, "hash": [row_hash(e) for e in encoded],
-                             "row": [canonical(e) for e in encoded]})
-        match = pa.table({"unique_id": keys, **{c: pa.array(standardized[c].to_numpy(object, na_value=None),
-                                                            type=pa.string()) for c in compared}})
-        props = pa.table({"key": [keys[p] for p in proposals["position"]],
-                          "column": proposals["column"].astype(str).tolist(),
-                          "old": proposals["old"].astype(str).tolist(), "new": proposals["new"].astype(str).tolist(),
-                          "safe": proposals["safe"].astype(bool).tolist()},
-                         schema=pa.schema([("key", pa.string()), ("column", pa.string()), ("old", pa.string()),
-                                           ("new", pa.string()), ("safe", pa.bool_())]))
-        for folder, tbl, parts in (("snapshot", snapshot, snap.parts), ("match", match, snap.match_parts),
-                                   ("proposals", props, snap.proposal_parts)):
+        snapshot = pa.table({"key": keys, "hash": [text_hash(t) for t in texts], "row": texts})
+        as_read = pa.table({"key": keys, **{TEXT_PREFIX + c: pa.array(text_column(raw[i]), type=pa.string())
+                                            for c, i in positions.items()}})
+        for folder, tbl, parts in (("snapshot", snapshot, snap.parts), ("text", as_read, snap.text_parts)):
             obj = _put(store, f"{prefix}/{folder}/{name}", tbl)
             parts.append(obj.key)
             snap.objects.append(obj)
         snap.rows += len(rows)
-        snap.proposals += len(proposals)
-        snap.safe_proposals += int(proposals["safe"].sum()) if len(proposals) else 0
+        pending.append(side(standardize_part, snap.text_parts[-1], spec, prefix, name))
+    for done in pending:
+        part = done.result()
+        snap.match_parts.append(part.match_key)
+        snap.proposal_parts.append(part.proposals_key)
+        snap.objects.extend(part.objects)
+        snap.before.add(part.figures)
+        snap.proposals += part.proposals
+        snap.safe_proposals += part.safe_proposals
     return snap
+
+
+def standardize_part(text_key: str, spec: CleanupSpec, prefix: str, name: str) -> Standardized:
+    """One chunk's match and proposal parts, from its text part; and its 'before' figures."""
+    store = get_store()
+    t = pq.read_table(io.BytesIO(store.get_bytes(text_key)))
+    keys = t.column("key").to_pylist()
+    text = pd.DataFrame({c: pd.array(t.column(TEXT_PREFIX + c).to_pylist(), dtype=pd.StringDtype())
+                         for c in spec.columns})
+    standardized, proposals = standardize(text, spec)
+    compared = [c for c, col in spec.columns.items() if col.compare]
+    match = pa.table({"unique_id": pa.array(keys, pa.string()), **{
+        c: pa.array(standardized[c].to_numpy(object, na_value=None), type=pa.string()) for c in compared}})
+    props = pa.table({"key": [keys[p] for p in proposals["position"]],
+                      "column": proposals["column"].astype(str).tolist(),
+                      "old": proposals["old"].astype(str).tolist(), "new": proposals["new"].astype(str).tolist(),
+                      "safe": proposals["safe"].astype(bool).tolist()},
+                     schema=pa.schema([("key", pa.string()), ("column", pa.string()), ("old", pa.string()),
+                                       ("new", pa.string()), ("safe", pa.bool_())]))
+    match_obj = _put(store, f"{prefix}/match/{name}", match)
+    props_obj = _put(store, f"{prefix}/proposals/{name}", props)
+    return Standardized(match_key=match_obj.key, proposals_key=props_obj.key, objects=[match_obj, props_obj],
+                        figures=profile(text, spec), proposals=len(proposals),
+                        safe_proposals=int(proposals["safe"].sum()) if len(proposals) else 0)
 
 
 def local_copies(store: ArtifactStore, keys: list[str], folder: Path) -> list[Path]:

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
+    ColumnClause,
+    ColumnElement,
     Connection,
     Engine,
     String,
     TableClause,
+    any_,
     bindparam,
     column,
     create_engine,
@@ -33,6 +36,7 @@ from bpo.connections import ConnectionRefused, connection_url
 from bpo.settings import Settings
 
 IN_CHUNK = 500  # keys bound in one IN (...): under every driver's parameter limit
+ARRAY_CHUNK = 10_000  # keys bound as one array (PostgreSQL: one parameter, whatever the count)
 
 
 class CleanupRefused(ValueError):
@@ -135,18 +139,36 @@ def read_chunks(engine: Engine, target: Target, columns: list[str], key: str,
             yield [tuple(r) for r in part]
 
 
+def one_of(conn: Connection, col: ColumnClause[Any], values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
+    """``col`` among ``values``, as few conditions as the driver allows: on PostgreSQL ``= ANY(array)``, one
+    parameter for a whole chunk (planned once, not once per count of keys); elsewhere ``IN (...)`` in pieces."""
+    if conn.dialect.name == "postgresql":
+        for start in range(0, len(values), ARRAY_CHUNK):
+            yield col == any_(bindparam("values", list(values[start:start + ARRAY_CHUNK])))
+    else:
+        for start in range(0, len(values), IN_CHUNK):
+            yield col.in_(list(values[start:start + IN_CHUNK]))
+
+
 def fetch(conn: Connection, target: Target, name: str, columns: list[str], key: str,
           keys: Sequence[Any], *, lock: bool = False) -> dict[Any, dict[str, Any]]:
     """The rows of ``name`` with these key values, encoded, by key value (locked FOR UPDATE where supported)."""
     t = lightweight(target, name, columns)
     found: dict[Any, dict[str, Any]] = {}
-    for start in range(0, len(keys), IN_CHUNK):
-        stmt = select(*t.columns).where(t.c[key].in_(list(keys[start:start + IN_CHUNK])))
+    at = columns.index(key)
+    for condition in one_of(conn, t.c[key], keys):
+        stmt = select(*t.columns).where(condition)
         if lock and conn.dialect.name != "sqlite":
             stmt = stmt.with_for_update()
         for r in conn.execute(stmt):
-            found[r[columns.index(key)]] = encode_row(columns, tuple(r))
+            found[r[at]] = encode_row(columns, tuple(r))
     return found
+
+
+def delete(conn: Connection, target: Target, name: str, key: str, keys: Sequence[Any]) -> None:
+    t = lightweight(target, name, [key])
+    for condition in one_of(conn, t.c[key], keys):
+        conn.execute(t.delete().where(condition))
 
 
 def insert_row(conn: Connection, target: Target, name: str, values: dict[str, Any]) -> None:
@@ -160,8 +182,8 @@ def referencing_rows(conn: Connection, target: Target, name: str, column_name: s
     """The rows of a referencing table that point at any of ``values``, encoded whole."""
     t = lightweight(target, name, columns)
     out: list[dict[str, Any]] = []
-    for start in range(0, len(values), IN_CHUNK):
-        stmt = select(*t.columns).where(t.c[column_name].in_(list(values[start:start + IN_CHUNK])))
+    for condition in one_of(conn, t.c[column_name], values):
+        stmt = select(*t.columns).where(condition)
         if conn.dialect.name != "sqlite":
             stmt = stmt.with_for_update()
         out.extend(encode_row(columns, tuple(r)) for r in conn.execute(stmt))

@@ -15,6 +15,7 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+import pycountry
 from babel import Locale
 
 from bpo.cleanup.spec import CleanupSpec, ColumnSpec
@@ -40,10 +41,19 @@ def process_spec(spec: CleanupSpec) -> ProcessSpec:
 
 @cache
 def _countries() -> dict[str, str]:
-    """Country names (English) and codes, casefolded, to the ISO 3166 alpha-2 code."""
-    names = {code: name for code, name in Locale("en").territories.items() if len(code) == 2 and code.isalpha()}
-    lookup = {_fold(name): code for code, name in names.items()}
-    lookup.update({code.casefold(): code for code in names})
+    """Country names (English: ISO's, the official and common ones, CLDR's) and ISO 3166 alpha-2 and alpha-3
+    codes, folded, to the alpha-2 code: "USA", "U.S.A.", "United States of America" and "us" all read as US."""
+    lookup: dict[str, str] = {}
+    for code, name in Locale("en").territories.items():
+        if len(code) == 2 and code.isalpha():
+            lookup[_fold(name)] = code
+    for country in pycountry.countries:
+        for name in (getattr(country, "official_name", None), getattr(country, "common_name", None), country.name):
+            if name:
+                lookup[_fold(name)] = country.alpha_2
+    for country in pycountry.countries:  # codes last: a code wins over a name that folds the same
+        lookup[country.alpha_3.casefold()] = country.alpha_2
+        lookup[country.alpha_2.casefold()] = country.alpha_2
     return lookup
 
 

@@ -11,10 +11,12 @@ from typing import Any
 
 from bpo.cleanup import apply as applying
 from bpo.cleanup import source
+from bpo.cleanup.plan import from_parquet
 from bpo.cleanup.source import CleanupRefused
 from bpo.cleanup.spec import load_cleanup_spec
 from bpo.db.models import Run
 from bpo.db.session import session_scope
+from bpo.run import get_store
 from bpo.settings import Settings, get_settings
 
 
@@ -38,12 +40,14 @@ def undo_run(flow_run_id: str, database: str | None = None, settings: Settings |
         if run is None or "cleanup_spec" not in (run.counts or {}):
             raise CleanupRefused(f"no cleanup run {flow_run_id!r} in the ops database")
         label, table, spec_path = run.batch.rsplit("/", 1)[0], run.counts["table"], run.counts["cleanup_spec"]
+        plan_key = run.counts.get("plan")
     spec = load_cleanup_spec(spec_path)
     target = source.resolve(database or label, table, settings)  # a connection name, or a URL with no password
     engine = source.connect(target)
     try:
         checked = source.check(engine, target, spec)
-        done = applying.undo(engine, target, checked, settings.ops_database_url or "", flow_run_id)
+        plan = from_parquet(get_store().get_bytes(plan_key)) if plan_key else []  # the rows' bodies
+        done = applying.undo(engine, target, checked, settings.ops_database_url or "", flow_run_id, plan)
     finally:
         engine.dispose()
     return UndoReport(run=flow_run_id, table=table, restored=done.restored, verified=done.verified,
