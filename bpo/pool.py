@@ -203,7 +203,7 @@ def end_workers() -> None:
     with _lock:
         pools = [p for p in (_pool, _validator) if p is not None]
     for pool in pools:
-        for process in list(pool._processes.values()):
+        for process in list((pool._processes or {}).values()):  # None once shut down
             process.kill()
     shutdown()
 
