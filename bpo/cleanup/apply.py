@@ -32,7 +32,6 @@ from bpo.cleanup.rows import (
     decode_key,
     decode_row,
     decode_value,
-    encode_key,
     encode_row,
     encode_value,
     key_from_row,
@@ -106,19 +105,17 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
     key = checked.key
     status: dict[int, tuple[str, str | None]] = {}  # seq -> (status, note) of the changes not made as planned
     with engine.begin() as conn:
-        current = source.fetch(conn, target, target.table, checked.columns, key,
-                               [decode_key(c.row_key) for c in changes], lock=True)
-        by_key = {encode_key(k): v for k, v in current.items()}
+        hash_of = source.fetch_hashes(conn, target, target.table, checked.columns, key,
+                                      [decode_key(c.row_key) for c in changes], lock=True)
         broken: set[str] = set()  # clusters with a row changed since the snapshot
         for c in changes:
-            now = by_key.get(c.row_key)
-            now_hash = row_hash(now) if now is not None else None
+            now_hash = hash_of.get(c.row_key)
             if now_hash == c.before_hash:
                 continue
             if now_hash == c.after_hash:  # written by an earlier attempt whose log entry was lost
                 status[c.seq] = ("applied", "found applied")
                 continue
-            status[c.seq] = ("conflict", "the row changed since the snapshot" if now is not None
+            status[c.seq] = ("conflict", "the row changed since the snapshot" if now_hash is not None
                              else "the row was deleted since the snapshot")
             if c.cluster:
                 broken.add(c.cluster)
@@ -292,22 +289,22 @@ def _undo_rows(conn: Any, target: Target, checked: Checked, changes: list[Cleanu
                results: dict[int, tuple[str, str | None]], out: Undone) -> None:
     """Rows of the cleaned table of one kind (restored, or inserted again), in batches, each verified by hash."""
     key = checked.key
-    now = {encode_key(k): v for k, v in source.fetch(conn, target, target.table, checked.columns, key,
-                                                     [decode_key(c.row_key) for c in changes], lock=True).items()}
+    now = source.fetch_hashes(conn, target, target.table, checked.columns, key,
+                              [decode_key(c.row_key) for c in changes], lock=True)
     inserts: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     restores: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     done = []
     for c in changes:
-        row = now.get(c.row_key)
+        now_hash = now.get(c.row_key)
         if c.action == "delete":
-            if row is not None:
+            if now_hash is not None:
                 results[c.id] = ("undo_refused", "a row with its key exists again since the apply")
                 continue
             before = decode_row(_before(c, bodies))
             inserts[tuple(before)].append({f"_v{i}": v for i, v in enumerate(before.values())})
         else:
-            if (row_hash(row) if row is not None else None) != c.after_hash:
-                results[c.id] = ("undo_refused", "the row changed since the apply" if row is not None
+            if now_hash != c.after_hash:
+                results[c.id] = ("undo_refused", "the row changed since the apply" if now_hash is not None
                                  else "the row was deleted since the apply")
                 continue
             values = {col: v for col, v in decode_row(_before(c, bodies)).items() if col != key}
@@ -321,11 +318,10 @@ def _undo_rows(conn: Any, target: Target, checked: Checked, changes: list[Cleanu
         t = source.lightweight(target, target.table, [key, *columns])
         conn.execute(t.update().where(t.c[key] == bindparam("_key")).values(
             {col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
-    again = {encode_key(k): v for k, v in source.fetch(conn, target, target.table, checked.columns, key,
-                                                       [decode_key(c.row_key) for c in done]).items()}
+    again = source.fetch_hashes(conn, target, target.table, checked.columns, key,
+                                [decode_key(c.row_key) for c in done])
     for c in done:
-        row = again.get(c.row_key)
-        if row is not None and row_hash(row) == c.before_hash:
+        if again.get(c.row_key) == c.before_hash:
             out.verified += 1
         results[c.id] = ("undone", None)
         out.restored += 1
