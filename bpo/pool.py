@@ -303,8 +303,9 @@ def beside(fn: Callable[..., T], *args: Any) -> Future[T]:
 
     For a step whose libraries the rest of the flow never needs (Great Expectations, for a cleanup's checks):
     the worker imports them and runs the step on another CPU, and this process never loads them. With one
-    stream (``BPO_WORKERS=1``, one CPU) it runs in a thread here. ``fn`` and its arguments as for ``in_worker``;
-    a worker that died raises ``RuntimeError`` from the future's ``result()``.
+    stream (``BPO_WORKERS=1``, one CPU) it runs in a thread here. ``fn`` and its arguments as for ``in_worker``.
+    A call the worker has not started can be cancelled (``Future.cancel()``) and done here instead. A worker
+    that died raises ``BrokenProcessPool`` from ``result()``, and the next call starts a new pool.
     """
     pool, _ = _get_pool()
     if pool is None:
@@ -313,22 +314,14 @@ def beside(fn: Callable[..., T], *args: Any) -> Future[T]:
             return threads.submit(_here_now, fn, args)
         finally:
             threads.shutdown(wait=False)
-    out: Future[T] = Future()
+    future = pool.submit(_call, get_settings(), fn, args)
 
-    def settle(done: Future[T]) -> None:
-        try:
-            out.set_result(done.result())
-        except BrokenProcessPool as exc:
+    def forget_if_broken(done: Future[T]) -> None:
+        if not done.cancelled() and isinstance(done.exception(), BrokenProcessPool):
             _forget(pool)
-            error = RuntimeError(f"a worker process died while running {fn.__name__}; "
-                                 "the step can be retried (a new pool is started)")
-            error.__cause__ = exc
-            out.set_exception(error)
-        except BaseException as exc:  # noqa: BLE001 - the step's own error, passed on as it is
-            out.set_exception(exc)
 
-    pool.submit(_call, get_settings(), fn, args).add_done_callback(settle)
-    return out
+    future.add_done_callback(forget_if_broken)
+    return future
 
 
 def _forget(pool: ProcessPoolExecutor) -> None:

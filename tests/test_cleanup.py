@@ -149,7 +149,6 @@ def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Pa
     changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
     assert changes.clusters == {encode_key("a 1"): [encode_key("a 2")]}
     run_id = f"test-{tmp_path.name}"[:36]
-    applying.plan(ops_db, run_id, changes.changes)
     done = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
     assert not done.conflicts and done.applied == len(changes.changes)
     with engine.connect() as conn:
@@ -161,13 +160,13 @@ def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Pa
     again = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
     assert again.applied == 0 and not again.conflicts
     # killed after the commits but before the log said so: the next attempt finds each row already changed
-    from sqlalchemy import update as sql_update
+    from sqlalchemy import delete as sql_delete
 
     from bpo.db.models import CleanupChange
     from bpo.db.session import session_scope
 
     with session_scope(ops_db) as s:
-        s.execute(sql_update(CleanupChange).where(CleanupChange.flow_run_id == run_id).values(status="planned"))
+        s.execute(sql_delete(CleanupChange).where(CleanupChange.flow_run_id == run_id))
     resumed = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
     assert not resumed.conflicts and resumed.applied == len(changes.changes)
     with session_scope(ops_db) as s:
@@ -204,7 +203,6 @@ def test_a_row_changed_after_the_snapshot_is_a_conflict_and_one_changed_after_th
     with engine.begin() as conn:  # someone edits the duplicate between the snapshot and the apply
         conn.execute(text("""UPDATE "cust""omers" SET notes = 'called today' WHERE "the key" = 'a 2'"""))
     run_id = f"conf-{tmp_path.name}"[:36]
-    applying.plan(ops_db, run_id, changes.changes)
     done = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
     conflicted = {c["row_key"] for c in done.conflicts}
     # the edited row is not overwritten, and its cluster is not merged half-way
@@ -244,7 +242,6 @@ def test_a_soft_deleted_merge_keeps_the_row_pointing_at_its_survivor_and_undoes_
                          f"bpo/test-cleanup/{tmp_path.name}")
     changes = build(_snapshot_parts(get_store(), snap), {encode_key(1): "c", encode_key(2): "c"}, {}, spec)
     run_id = f"soft-{tmp_path.name}"[:36]
-    applying.plan(ops_db, run_id, changes.changes)
     assert not applying.apply(engine, target, checked, ops_db, run_id, changes.changes).conflicts
     with engine.connect() as conn:
         rows = {r[0]: tuple(r[1:]) for r in conn.execute(text("SELECT * FROM people"))}

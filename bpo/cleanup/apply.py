@@ -1,14 +1,14 @@
 """Apply a change set once, and undo it exactly.
 
-The change log (``cleanup_changes`` in the ops database) is written first, every change ``planned``;
-its rows name each change (key, action, hashes, status), and the rows' bodies before and after are the
-plan's, in its Parquet object in S3 (``bpo.cleanup.plan``). Then each chunk is one transaction on the
-client's database. Before a row is written its current content hash is compared with the snapshot's:
-a row changed since the snapshot is not overwritten but marked ``conflict`` (with the rest of its
-cluster, so that a merge is whole or not at all). Rows of referencing tables are re-pointed to the
-survivor in the same transaction and logged the same way, bodies and all (they are few). A run killed
-between a chunk's commit and its log entry is recognised on its next attempt: the row already holds the
-change's "after" content, so it is marked applied and not written twice.
+The change set is the plan's (``bpo.cleanup.plan``: the rows' bodies before and after travel in its
+Parquet object in S3). Each chunk is one transaction on the client's database. Before a row is written
+its current content hash is compared with the snapshot's: a row changed since the snapshot is not
+overwritten but marked ``conflict`` (with the rest of its cluster, so that a merge is whole or not at
+all). Rows of referencing tables are re-pointed to the survivor in the same transaction, each logged,
+bodies and all, before the commit (they are read there, and are few). Once a chunk is committed its
+changes go to the change log (``cleanup_changes`` in the ops database: key, action, hashes, status) in
+one transaction; a run killed between the two finds, on its next attempt, the chunk unlogged and its
+rows already holding their "after" content: they are logged "found applied", never written twice.
 
 Undo goes backwards through the applied changes: a row still holding the "after" content is put back
 exactly (checked by content hash against the pre-apply hash); a row changed since the apply is
@@ -32,7 +32,6 @@ from bpo.cleanup.rows import (
     decode_key,
     decode_row,
     decode_value,
-    encode_key,
     encode_row,
     encode_value,
     key_from_row,
@@ -44,7 +43,6 @@ from bpo.db.models import CleanupChange
 from bpo.db.session import session_scope
 
 UNDO_CHUNK = 2_000  # changes undone per transaction
-LOG_BATCH = 5_000  # change-log rows per statement
 CC = CleanupChange  # the change log, short: it is in every statement here
 
 
@@ -57,42 +55,29 @@ class Applied:
     outcome: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # seq -> (status, note), the table's
 
 
-def plan(ops_url: str, flow_run_id: str, changes: Sequence[Change]) -> int:
-    """Write the change set to the log as planned (once per run); return how many changes it holds."""
-    with session_scope(ops_url) as s:
-        if s.scalar(select(CC.id).where(CC.flow_run_id == flow_run_id).limit(1)) is not None:
-            return len(changes)
-        rows = [{"flow_run_id": flow_run_id, "seq": c.seq, "chunk": c.chunk, "table_name": c.table_name,
-                 "row_key": c.row_key, "action": c.action, "how": c.how, "cluster": c.cluster,
-                 "before_hash": c.before_hash, "after_hash": c.after_hash, "status": "planned"} for c in changes]
-        for start in range(0, len(rows), LOG_BATCH):
-            s.execute(insert(cast(Table, CC.__table__)), rows[start:start + LOG_BATCH])
-    return len(changes)
-
-
 def apply(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
           changes: Sequence[Change], progress: Callable[[int, int], None] | None = None) -> Applied:
     """Apply the run's planned changes (``changes``: the plan) chunk by chunk; conflicts are left unwritten."""
     done = Applied()
     _settle_repoints(engine, target, checked, ops_url, flow_run_id)
     with session_scope(ops_url) as s:
-        logged = s.scalar(select(func.count()).where(CC.flow_run_id == flow_run_id, CC.table_name == MAIN)) or 0
-        # what an earlier attempt made of its chunks (a first attempt finds every change planned)
-        settled = {seq: (st, note, hashes) for seq, st, note, *hashes in s.execute(
+        # what an earlier attempt made of its chunks: each chunk is logged once it is committed
+        settled = {seq: (st, note, [before, after]) for seq, st, note, before, after in s.execute(
             select(CC.seq, CC.status, CC.note, CC.before_hash, CC.after_hash).where(
-                CC.flow_run_id == flow_run_id, CC.table_name == MAIN, CC.status.in_(["applied", "conflict"])))}
+                CC.flow_run_id == flow_run_id, CC.table_name == MAIN))}
         done.already = s.scalar(select(func.count()).where(CC.flow_run_id == flow_run_id,
                                                            CC.status == "applied")) or 0
-    if logged != len(changes) or any(c.seq in settled and settled[c.seq][2] != [c.before_hash, c.after_hash]
-                                     for c in changes):
+    planned = {c.seq: [c.before_hash, c.after_hash] for c in changes}
+    if any(planned.get(seq) != hashes for seq, (_, _, hashes) in settled.items()):
         raise RuntimeError(f"the change set given is not the one logged for run {flow_run_id}: nothing applied")
     done.outcome = {seq: (st, note) for seq, (st, note, _) in settled.items()}
     chunks: dict[int, list[Change]] = defaultdict(list)
     for c in changes:
         if c.seq not in settled:
             chunks[c.chunk].append(c)
+    free_seq = max(planned, default=-1) + 1  # the re-pointings are logged after the plan's changes
     for n, chunk in enumerate(sorted(chunks)):
-        _apply_chunk(engine, target, checked, ops_url, flow_run_id, chunks[chunk], done)
+        _apply_chunk(engine, target, checked, ops_url, flow_run_id, chunks[chunk], done, free_seq)
         if progress:
             progress(n + 1, len(chunks))
     done.conflicts = [{"row_key": c.row_key, "before": c.before_row(), "after": c.after_row() if c.after else None,
@@ -101,24 +86,23 @@ def apply(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_r
 
 
 def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
-                 changes: list[Change], done: Applied) -> None:
-    """One transaction: the chunk's rows checked against their snapshot hash, then written, kind by kind."""
+                 changes: list[Change], done: Applied, free_seq: int) -> None:
+    """One transaction: the chunk's rows checked against their snapshot hash, then written, kind by kind; then
+    the chunk's changes logged with what became of each."""
     key = checked.key
     status: dict[int, tuple[str, str | None]] = {}  # seq -> (status, note) of the changes not made as planned
     with engine.begin() as conn:
-        current = source.fetch(conn, target, target.table, checked.columns, key,
-                               [decode_key(c.row_key) for c in changes], lock=True)
-        by_key = {encode_key(k): v for k, v in current.items()}
+        hash_of = source.fetch_hashes(conn, target, target.table, checked.columns, key,
+                                      [decode_key(c.row_key) for c in changes], lock=True)
         broken: set[str] = set()  # clusters with a row changed since the snapshot
         for c in changes:
-            now = by_key.get(c.row_key)
-            now_hash = row_hash(now) if now is not None else None
+            now_hash = hash_of.get(c.row_key)
             if now_hash == c.before_hash:
                 continue
             if now_hash == c.after_hash:  # written by an earlier attempt whose log entry was lost
                 status[c.seq] = ("applied", "found applied")
                 continue
-            status[c.seq] = ("conflict", "the row changed since the snapshot" if now is not None
+            status[c.seq] = ("conflict", "the row changed since the snapshot" if now_hash is not None
                              else "the row was deleted since the snapshot")
             if c.cluster:
                 broken.add(c.cluster)
@@ -133,15 +117,15 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
         # references first (a merged row may not go while rows point at it), then the merged rows, then the
         # updates (a survivor takes a unique value only once its merged row is gone); each kind in one batch
         merges = [c for c in todo if c.action in ("delete", "soft_delete") and c.cluster is not None]
-        repointed = _repoint(conn, target, checked, ops_url, flow_run_id, changes[0].chunk, merges)
+        repointed = _repoint(conn, target, checked, ops_url, flow_run_id, changes[0].chunk, merges, free_seq)
         done.repointed += len(repointed)
         source.delete(conn, target, target.table, key, [decode_key(c.row_key) for c in todo if c.action == "delete"])
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for c in todo:
             if c.action == "delete":
                 continue
-            after, before = decode_row(c.after_row()), decode_row(c.before_row())
-            values = {col: v for col, v in after.items() if col != key and (
+            after, before = c.after_row(), c.before_row()  # encoded: compared as encoded, exact and typed
+            values = {col: decode_value(v) for col, v in after.items() if col != key and (
                 col not in before or before[col] != v or type(before[col]) is not type(v))}
             if values:
                 by_columns[tuple(values)].append({"_key": decode_key(c.row_key),
@@ -151,21 +135,20 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
             conn.execute(t.update().where(t.c[key] == bindparam("_key")).values(
                 {col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
     now_at = datetime.now(UTC)
-    with session_scope(ops_url) as s:  # one transaction: a chunk's log entries are all planned, or none is
-        # the chunk and the re-pointings logged for it are seq ranges (by the (run, seq) index) ...
-        for lo, hi in ((changes[0].seq, changes[-1].seq), (min(repointed, default=0), max(repointed, default=-1))):
-            s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.between(lo, hi))
+    outcome = {c.seq: status.get(c.seq, ("applied", None)) for c in changes}
+    rows = [{"flow_run_id": flow_run_id, "seq": c.seq, "chunk": c.chunk, "table_name": c.table_name,
+             "row_key": c.row_key, "action": c.action, "how": c.how, "cluster": c.cluster,
+             "before_hash": c.before_hash, "after_hash": c.after_hash, "status": outcome[c.seq][0],
+             "note": outcome[c.seq][1], "applied_at": now_at if outcome[c.seq][0] == "applied" else None}
+            for c in changes]
+    with session_scope(ops_url) as s:  # one transaction: a chunk is logged whole, or not at all (then its next
+        # attempt finds its rows already holding their "after" content, and logs them "found applied")
+        s.execute(insert(cast(Table, CC.__table__)), rows)
+        if repointed:  # the re-pointings, logged before the commit, are made
+            s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.between(min(repointed), max(repointed)))
                       .values(status="applied", applied_at=now_at))
-        # ... then the few changes not made as planned
-        by_status: dict[tuple[str, str | None], list[int]] = defaultdict(list)
-        for seq, outcome in status.items():
-            by_status[outcome].append(seq)
-        for (name, note), seqs in by_status.items():
-            for start in range(0, len(seqs), 500):
-                s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.in_(seqs[start:start + 500]))
-                          .values(status=name, note=note, applied_at=now_at if name == "applied" else None))
     done.applied += len(todo) + sum(1 for st, _ in status.values() if st == "applied")
-    done.outcome.update({c.seq: status.get(c.seq, ("applied", None)) for c in changes})
+    done.outcome.update(outcome)
 
 
 def _settle_repoints(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str) -> None:
@@ -188,7 +171,7 @@ def _settle_repoints(engine: Engine, target: Target, checked: Checked, ops_url: 
 
 
 def _repoint(conn: Any, target: Target, checked: Checked, ops_url: str, flow_run_id: str, chunk: int,
-             merges: list[Change]) -> list[int]:
+             merges: list[Change], free_seq: int) -> list[int]:
     """Point every referencing row at a merged row to its survivor; each row is logged (before, after) first.
 
     Returns the log's sequence numbers of the re-pointings.
@@ -215,7 +198,8 @@ def _repoint(conn: Any, target: Target, checked: Checked, ops_url: str, flow_run
                         "cluster": change.cluster, "before": row, "after": after, "before_hash": row_hash(row),
                         "after_hash": row_hash(after), "status": "planned"})
         with session_scope(ops_url) as s:  # logged before the commit: a lost commit leaves a planned entry
-            top = s.scalar(select(CC.seq).where(CC.flow_run_id == flow_run_id).order_by(CC.seq.desc()).limit(1)) or 0
+            top = max(s.scalar(select(CC.seq).where(CC.flow_run_id == flow_run_id).order_by(CC.seq.desc())
+                               .limit(1)) or 0, free_seq - 1)
             for i, entry in enumerate(log):
                 entry["seq"] = top + 1 + i
             s.execute(insert(cast(Table, CC.__table__)), log)
@@ -292,22 +276,22 @@ def _undo_rows(conn: Any, target: Target, checked: Checked, changes: list[Cleanu
                results: dict[int, tuple[str, str | None]], out: Undone) -> None:
     """Rows of the cleaned table of one kind (restored, or inserted again), in batches, each verified by hash."""
     key = checked.key
-    now = {encode_key(k): v for k, v in source.fetch(conn, target, target.table, checked.columns, key,
-                                                     [decode_key(c.row_key) for c in changes], lock=True).items()}
+    now = source.fetch_hashes(conn, target, target.table, checked.columns, key,
+                              [decode_key(c.row_key) for c in changes], lock=True)
     inserts: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     restores: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     done = []
     for c in changes:
-        row = now.get(c.row_key)
+        now_hash = now.get(c.row_key)
         if c.action == "delete":
-            if row is not None:
+            if now_hash is not None:
                 results[c.id] = ("undo_refused", "a row with its key exists again since the apply")
                 continue
             before = decode_row(_before(c, bodies))
             inserts[tuple(before)].append({f"_v{i}": v for i, v in enumerate(before.values())})
         else:
-            if (row_hash(row) if row is not None else None) != c.after_hash:
-                results[c.id] = ("undo_refused", "the row changed since the apply" if row is not None
+            if now_hash != c.after_hash:
+                results[c.id] = ("undo_refused", "the row changed since the apply" if now_hash is not None
                                  else "the row was deleted since the apply")
                 continue
             values = {col: v for col, v in decode_row(_before(c, bodies)).items() if col != key}
@@ -321,11 +305,10 @@ def _undo_rows(conn: Any, target: Target, checked: Checked, changes: list[Cleanu
         t = source.lightweight(target, target.table, [key, *columns])
         conn.execute(t.update().where(t.c[key] == bindparam("_key")).values(
             {col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
-    again = {encode_key(k): v for k, v in source.fetch(conn, target, target.table, checked.columns, key,
-                                                       [decode_key(c.row_key) for c in done]).items()}
+    again = source.fetch_hashes(conn, target, target.table, checked.columns, key,
+                                [decode_key(c.row_key) for c in done])
     for c in done:
-        row = again.get(c.row_key)
-        if row is not None and row_hash(row) == c.before_hash:
+        if again.get(c.row_key) == c.before_hash:
             out.verified += 1
         results[c.id] = ("undone", None)
         out.restored += 1

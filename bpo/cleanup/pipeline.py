@@ -423,7 +423,7 @@ def gate_approved(run: RunContext) -> bool:
 
 def apply_changes(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec, planned: Planned,
                   spec_path: str) -> dict[str, Any]:
-    """Write the change log, apply it chunk by chunk; a conflict becomes a ``conflict`` item.
+    """Apply the change set chunk by chunk, each logged once committed; a conflict becomes a ``conflict`` item.
 
     The run's table, spec and change set are recorded first, so that a run killed half-way can still be undone.
     """
@@ -433,7 +433,6 @@ def apply_changes(run: RunContext, target: Target, checked: Checked, spec: Clean
         s.execute(update(Run).where(Run.flow_run_id == run.flow_run_id).values(
             counts={"table": target.table, "cleanup_spec": spec_path, "plan": planned.plan_key}))
     changes = from_parquet(store.get_bytes(planned.plan_key))
-    applying.plan(ops, run.flow_run_id, changes)
     engine = source.connect(target)
     try:
         done = applying.apply(engine, target, checked, ops, run.flow_run_id, changes)

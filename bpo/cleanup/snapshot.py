@@ -154,6 +154,9 @@ def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], s
             snap.objects.append(obj)
         snap.rows += len(rows)
         pending.append(side(standardize_part, snap.text_parts[-1], spec, prefix, name))
+    for i in reversed(range(len(pending))):  # what the side has not started yet, this process (idle now) does
+        if pending[i].cancel():
+            pending[i] = _inline(standardize_part, snap.text_parts[i], spec, prefix, f"part-{i:05d}.parquet")
     for done in pending:
         part = done.result()
         snap.match_parts.append(part.match_key)

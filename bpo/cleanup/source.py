@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import NullType
 
-from bpo.cleanup.rows import encode_row
+from bpo.cleanup.rows import encode_row, encode_rows, key_text, text_hash
 from bpo.cleanup.spec import CleanupSpec
 from bpo.connections import ConnectionRefused, connection_url
 from bpo.settings import Settings
@@ -162,6 +162,22 @@ def fetch(conn: Connection, target: Target, name: str, columns: list[str], key: 
             stmt = stmt.with_for_update()
         for r in conn.execute(stmt):
             found[r[at]] = encode_row(columns, tuple(r))
+    return found
+
+
+def fetch_hashes(conn: Connection, target: Target, name: str, columns: list[str], key: str,
+                 keys: Sequence[Any], *, lock: bool = False) -> dict[str, str]:
+    """The content hash of each row of ``name`` with these key values, by encoded key (locked as ``fetch``)."""
+    t = lightweight(target, name, columns)
+    at = columns.index(key)
+    found: dict[str, str] = {}
+    for condition in one_of(conn, t.c[key], keys):
+        stmt = select(*t.columns).where(condition)
+        if lock and conn.dialect.name != "sqlite":
+            stmt = stmt.with_for_update()
+        rows = [tuple(r) for r in conn.execute(stmt)]
+        by_column, texts = encode_rows(columns, rows)
+        found.update(zip((key_text(k) for k in by_column[at]) if rows else (), map(text_hash, texts), strict=True))
     return found
 
 
