@@ -6,7 +6,9 @@ standardized, de-duplicated, reviewed, applied and undone; every restored row is
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from sqlalchemy import create_engine, text
 from bpo.cleanup.rows import as_text, encode_row, row_hash
 from bpo.cleanup.snapshot import profile
 from bpo.cleanup.spec import load_cleanup_spec
+from tests.cli import BPO
 
 pytestmark = pytest.mark.slow
 
@@ -383,3 +386,18 @@ def test_the_cli_refuses_a_table_that_does_not_fit_before_a_run_starts(tmp_path:
     assert got.exit_code == 1 and "neither a SQLAlchemy URL nor a connection" in got.output
     got = runner.invoke(app, ["cleanup", "undo", "00000000-0000-0000-0000-000000000000"])
     assert got.exit_code == 1 and "no cleanup run" in got.output
+
+
+def test_bpo_run_database_cleanup_dry_run_reports_and_exits_with_its_workers(
+        sqlite_table: tuple[str, dict[int, int]], tmp_path: Path) -> None:
+    """The CLI end to end, as a process: the checks and the standardizing ran in a worker process (``beside``),
+    and the run still ends, with its JSON summary, changing nothing."""
+    url, _ = sqlite_table
+    before = table_hashes(url, "customers")
+    spec = str(_spec(tmp_path, thresholds={"auto_merge": 0.99, "review": 0.8, "gate_share": 1.0}))
+    got = subprocess.run([*BPO, "run", "database-cleanup", url, "customers", "--spec", spec, "--dry-run", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr[-2000:]
+    summary = json.loads(got.stdout)
+    assert summary["dry_run"] and summary["changes"]["clusters"] >= 1 and summary["checks_before"]
+    assert table_hashes(url, "customers") == before
