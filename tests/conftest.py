@@ -182,3 +182,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     has_slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in has_slow)  # stable: collection order within each group
+
+
+@pytest.fixture
+def two_streams(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``bpo.pool`` with this process and one worker process, whatever the machine's CPU count (chunks of 1,234)."""
+    from bpo import pool
+    from bpo.settings import get_settings
+
+    monkeypatch.setenv("BPO_WORKERS", "2")
+    monkeypatch.setenv("BPO_CHUNK_ROWS", "1234")
+    get_settings.cache_clear()
+    pool.shutdown()
+    yield
+    pool.shutdown()
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -5,26 +5,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bpo import pool
 from bpo.settings import get_settings
-
-
-@pytest.fixture
-def two_streams(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process and one worker process, whatever the machine's CPU count."""
-    monkeypatch.setenv("BPO_WORKERS", "2")
-    monkeypatch.setenv("BPO_CHUNK_ROWS", "1234")
-    get_settings.cache_clear()
-    pool.shutdown()
-    yield
-    pool.shutdown()
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def pid_and_chunk_rows(pause: float) -> tuple[int, int]:

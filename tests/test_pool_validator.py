@@ -8,7 +8,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +20,11 @@ from bpo.prepare import prepare_part
 from bpo.quality import validate_and_publish
 from bpo.run import RunContext, get_store
 from bpo.samples import write_batch
-from bpo.settings import get_settings
 from bpo.spec import load_spec
 
 pytestmark = pytest.mark.slow
 
 RENDERED = re.compile(r"\?d=\d{8}T\d{6}\.\d+Z|-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-@pytest.fixture
-def two_cpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("BPO_WORKERS", "2")
-    get_settings.cache_clear()
-    pool.shutdown()
-    yield
-    pool.shutdown()
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def where(fn: Callable[..., Any], *args: Any) -> tuple[int, Any]:
@@ -55,7 +43,7 @@ def die_unless_in(pid: int) -> int:
 
 
 def test_a_small_batch_validated_in_the_worker_gives_the_same_results_and_a_dead_worker_falls_back(
-        s3: dict[str, str], two_cpus: None, tmp_path: Path) -> None:
+        s3: dict[str, str], two_streams: None, tmp_path: Path) -> None:
     spec = load_spec("customer_onboarding")
     batch = tmp_path / "batch"
     write_batch(batch, n=60, review_fraction=0.2, with_unreadable=False)  # failures in every file
