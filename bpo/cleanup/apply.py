@@ -52,7 +52,8 @@ class Applied:
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # the changes not made: row changed since
     repointed: int = 0
     already: int = 0  # found applied by an earlier attempt of the run
-    outcome: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # seq -> (status, note), the table's
+    # seq -> (status, note), of each change of the table
+    outcome: dict[int, tuple[str, str | None]] = field(default_factory=dict)
 
 
 def apply(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,

@@ -108,7 +108,7 @@ class ChangeSet:
         after_text = canonical(after) if after is not None else None
         change = Change(MAIN, key, action, how, cluster, before, after_text, before_hash,
                         text_hash(after_text) if after_text is not None else None)
-        if how != "safe":  # a safe reformat is projected from its proposals, column by column (plan.project)
+        if how != "safe":  # a safe reformat is projected from its proposals (pipeline._after_figures)
             self.projected[key] = ([as_text(decode_value(after.get(c))) for c in spec.columns]
                                    if after is not None and action == "update" else None)
         return change
