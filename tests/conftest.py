@@ -149,6 +149,21 @@ def postgres() -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url(postgres: str, tmp_path: Path) -> Iterator[str]:
+    """A database of its own for one test, on the session's PostgreSQL (a client database, say)."""
+    from sqlalchemy import create_engine, text
+
+    name = f"client_{tmp_path.name.lower().replace('-', '_')}"[:60]
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield postgres.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
 def target_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh SQLite target database for one test."""
     from bpo.settings import get_settings

@@ -181,6 +181,71 @@ def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Pa
     engine.dispose()
 
 
+PG_TYPED = ('CREATE TABLE "cust""omers" ("the key" TEXT PRIMARY KEY, "order" TEXT, "e-mail" TEXT, phone TEXT, '
+            'born DATE, balance NUMERIC(12, 2), seen TIMESTAMPTZ, photo BYTEA, notes TEXT)')
+
+
+def test_on_postgresql_each_row_gets_exactly_its_own_columns_and_the_undo_restores_it(
+        pg_url: str, tmp_path: Path, s3: dict[str, str], ops_db: str) -> None:
+    """PostgreSQL writes a batch of rows in one statement (``source.update_rows``): each row's given columns
+    take their values exactly (text that COPY must escape, dates, numerics, bytes, NULL), every other column
+    keeps its own; then a merge with reformats applies and undoes to the same content hashes."""
+    from bpo.cleanup.pipeline import _snapshot_parts
+    from bpo.run import get_store
+
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text(PG_TYPED))
+        conn.execute(text("""INSERT INTO "cust""omers" VALUES (:k, :o, :e, :p, :b, :bal, :seen, :photo, :n)"""), [
+            {"k": "a 1", "o": "JOSÉ  GARCÍA", "e": "Jose@Example.com", "p": "(202) 555-0101", "b": date(1980, 2, 29),
+             "bal": Decimal("10.50"), "seen": datetime.fromisoformat("2026-01-02T03:04:05+00:00"), "photo": b"\x00\xff",
+             "n": None},
+            {"k": "a 2", "o": "jose\u0301 garci\u0301a", "e": "jose@example.com", "p": "202.555.0101", "b": None,
+             "bal": None, "seen": None, "photo": None, "n": "tab\there"},
+            {"k": "b'1", "o": "李 小龍", "e": None, "p": None, "b": date(2000, 1, 1), "bal": Decimal("-0.01"),
+             "seen": None, "photo": b"", "n": None}])
+    engine.dispose()
+    target = source.resolve(pg_url, 'cust"omers', Settings())
+    engine = source.connect(target)
+    spec = _awkward_spec()
+    checked = source.check(engine, target, spec)
+    before = _hashes(engine, target, checked)
+
+    def rows() -> dict[str, dict[str, Any]]:
+        with engine.connect() as conn:
+            return {r["the key"]: dict(r) for r in conn.execute(text('SELECT * FROM "cust""omers"')).mappings()}
+
+    was = rows()
+    new = {"a 1": {"order": "back\\slash\nnew line\t\"quoted\"", "born": date(1999, 12, 31)},
+           "a 2": {"balance": Decimal("1234567890.12"), "photo": b"\\N\x00", "notes": None},
+           "b'1": {"seen": datetime.fromisoformat("2026-12-02T10:00:00+05:30"), "e-mail": "\\N"}}
+    with engine.begin() as conn:
+        source.update_rows(conn, target, target.table, checked.key, list(new.items()))
+    now = rows()
+    for key, values in new.items():
+        assert now[key] == {**was[key], **values}, key  # its own columns changed, the others as they were
+    with engine.begin() as conn:  # put back as it was: the merge below starts from the first rows
+        source.update_rows(conn, target, target.table, checked.key,
+                           [(k, {c: was[k][c] for c in values}) for k, values in new.items()])
+    assert rows() == was and _hashes(engine, target, checked) == before
+
+    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 2), checked.columns, spec,
+                         f"bpo/test-cleanup/{tmp_path.name}")
+    changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
+    run_id = f"pg-{tmp_path.name}"[:36]
+    done = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
+    assert not done.conflicts and done.applied == len(changes.changes)
+    merged = rows()
+    assert set(merged) == {"a 2", "b'1"}  # the most complete row survives
+    assert merged["a 2"]["order"] == "José García" and merged["a 2"]["phone"] == "+12025550101"
+    assert merged["a 2"]["notes"] == "tab here" and merged["a 2"]["balance"] is None  # not the spec's: its own
+    assert merged["b'1"] == was["b'1"]
+    undone = applying.undo(engine, target, checked, ops_db, run_id, changes.changes)
+    assert not undone.refused and undone.verified == undone.restored == len(changes.changes)
+    assert _hashes(engine, target, checked) == before and rows() == was
+    engine.dispose()
+
+
 def _hashes(engine: Any, target: source.Target, checked: source.Checked) -> dict[Any, str]:
     rows = [r for chunk in source.read_chunks(engine, target, checked.columns, checked.key, 100) for r in chunk]
     i = checked.columns.index(checked.key)

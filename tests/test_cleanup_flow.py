@@ -243,18 +243,6 @@ def _last_run_id() -> str:
                          .order_by(Run.started_at.desc())).first() or ""
 
 
-@pytest.fixture
-def pg_url(postgres: str, tmp_path: Path) -> Iterator[str]:
-    name = f"client_{tmp_path.name.lower().replace('-', '_')}"[:60]
-    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield postgres.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def _create_pg(url: str, rows: list[dict[str, Any]], orders: list[tuple[int, int]]) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:

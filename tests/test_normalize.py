@@ -96,6 +96,9 @@ def test_text_collapses_whitespace_and_checks_length(spec: ProcessSpec):
         ("  ANNE   marie ", "Anne Marie"),
         ("JOSÉ", "José"),
         ("McDONALD smith", "McDONALD Smith"),
+        # a combining accent belongs to its letter (str.title would give "GarcíA"), and is composed
+        ("jose\u0301 GARCI\u0301A", "Jos\u00e9 Garc\u00eda"),
+        ("ZO\u0308E", "Z\u00f6e"),
     ],
 )
 def test_name_casing(raw: str, expected: str, spec: ProcessSpec):

@@ -121,7 +121,7 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
         repointed = _repoint(conn, target, checked, ops_url, flow_run_id, changes[0].chunk, merges, free_seq)
         done.repointed += len(repointed)
         source.delete(conn, target, target.table, key, [decode_key(c.row_key) for c in todo if c.action == "delete"])
-        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        updates = []
         for c in todo:
             if c.action == "delete":
                 continue
@@ -129,12 +129,8 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
             values = {col: decode_value(v) for col, v in after.items() if col != key and (
                 col not in before or before[col] != v or type(before[col]) is not type(v))}
             if values:
-                by_columns[tuple(values)].append({"_key": decode_key(c.row_key),
-                                                  **{f"_v{i}": v for i, v in enumerate(values.values())}})
-        for columns, params in by_columns.items():
-            t = source.lightweight(target, target.table, [key, *columns])
-            conn.execute(t.update().where(t.c[key] == bindparam("_key")).values(
-                {col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
+                updates.append((decode_key(c.row_key), values))
+        source.update_rows(conn, target, target.table, key, updates)
     now_at = datetime.now(UTC)
     outcome = {c.seq: status.get(c.seq, ("applied", None)) for c in changes}
     rows = [{"flow_run_id": flow_run_id, "seq": c.seq, "chunk": c.chunk, "table_name": c.table_name,
@@ -280,7 +276,7 @@ def _undo_rows(conn: Any, target: Target, checked: Checked, changes: list[Cleanu
     now = source.fetch_hashes(conn, target, target.table, checked.columns, key,
                               [decode_key(c.row_key) for c in changes], lock=True)
     inserts: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    restores: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    restores: list[tuple[Any, dict[str, Any]]] = []
     done = []
     for c in changes:
         now_hash = now.get(c.row_key)
@@ -296,16 +292,12 @@ def _undo_rows(conn: Any, target: Target, checked: Checked, changes: list[Cleanu
                                  else "the row was deleted since the apply")
                 continue
             values = {col: v for col, v in decode_row(_before(c, bodies)).items() if col != key}
-            restores[tuple(values)].append({"_key": decode_key(c.row_key),
-                                            **{f"_v{i}": v for i, v in enumerate(values.values())}})
+            restores.append((decode_key(c.row_key), values))
         done.append(c)
     for columns, params in inserts.items():
         t = source.lightweight(target, target.table, list(columns))
         conn.execute(t.insert().values({col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
-    for columns, params in restores.items():
-        t = source.lightweight(target, target.table, [key, *columns])
-        conn.execute(t.update().where(t.c[key] == bindparam("_key")).values(
-            {col: bindparam(f"_v{i}") for i, col in enumerate(columns)}), params)
+    source.update_rows(conn, target, target.table, key, restores)
     again = source.fetch_hashes(conn, target, target.table, checked.columns, key,
                                 [decode_key(c.row_key) for c in done])
     for c in done:

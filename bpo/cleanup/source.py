@@ -8,6 +8,7 @@ is lost on the way to the snapshot.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,16 +17,22 @@ from sqlalchemy import (
     ColumnClause,
     ColumnElement,
     Connection,
+    CreateTableAs,
+    DropTable,
     Engine,
     String,
     TableClause,
     any_,
     bindparam,
+    case,
     column,
     create_engine,
+    false,
     inspect,
+    literal,
     select,
     table,
+    update,
 )
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import NullType
@@ -185,6 +192,55 @@ def delete(conn: Connection, target: Target, name: str, key: str, keys: Sequence
     t = lightweight(target, name, [key])
     for condition in one_of(conn, t.c[key], keys):
         conn.execute(t.delete().where(condition))
+
+
+def update_rows(conn: Connection, target: Target, name: str, key: str,
+                rows: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+    """Set, in each row named by its key value, the columns given with it (each row its own columns).
+
+    On PostgreSQL through psycopg the rows are copied (``COPY``) into a temporary table shaped like the
+    table's own columns and written by one ``UPDATE ... FROM``: a statement for the whole batch, not one
+    per row. Each column is set only in the rows that give it (a flag per column), so a value not changed
+    is never written back. Elsewhere, one ``executemany`` per set of columns.
+    """
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _update_by_copy(conn, target, name, key, rows)
+        return
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for key_value, values in rows:
+        by_columns[tuple(values)].append({"_key": key_value, **{f"_v{i}": v for i, v in enumerate(values.values())}})
+    for columns, params in by_columns.items():
+        t = lightweight(target, name, [key, *columns])
+        conn.execute(t.update().where(t.c[key] == bindparam("_key")).values(
+            {c: bindparam(f"_v{i}") for i, c in enumerate(columns)}), params)
+
+
+_staged = 0  # names the temporary tables of ``_update_by_copy`` apart
+
+
+def _update_by_copy(conn: Connection, target: Target, name: str, key: str,
+                    rows: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+    global _staged
+    columns = list(dict.fromkeys(c for _, values in rows for c in values))
+    t = lightweight(target, name, [key, *columns])
+    _staged += 1
+    # the stage's columns take the table's own types (k: the key, v<i>: a value, s<i>: whether it is set)
+    shape = select(t.c[key].label("k"), *(t.c[c].label(f"v{i}") for i, c in enumerate(columns)),
+                   *(literal(False).label(f"s{i}") for i in range(len(columns)))).where(false())
+    create = CreateTableAs(shape, f"bpo_stage_{_staged}", temporary=True)
+    stage = create.table
+    conn.execute(create)
+    q = conn.dialect.identifier_preparer
+    names = ", ".join(q.quote(c.name) for c in stage.columns)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # this transaction's own
+    with cursor.copy(f"COPY {q.format_table(stage)} ({names}) FROM STDIN") as copy:
+        for key_value, values in rows:
+            copy.write_row([key_value, *(values.get(c) for c in columns), *(c in values for c in columns)])
+    conn.execute(update(t).where(t.c[key] == stage.c.k).values(
+        {c: case((stage.c[f"s{i}"], stage.c[f"v{i}"]), else_=t.c[c]) for i, c in enumerate(columns)}))
+    conn.execute(DropTable(stage))
 
 
 def insert_row(conn: Connection, target: Target, name: str, values: dict[str, Any]) -> None:

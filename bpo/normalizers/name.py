@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pandas as pd
 
 from bpo.normalizers.common import STRING, Normalized, clean, distinct, limit_length, matches, nones, result
@@ -25,7 +27,21 @@ _REFUSED = [
 
 def _recase_word(word: str) -> str:
     """Title-case an all-lower or all-upper word; leave deliberate mixed case (DeAndre) alone."""
-    return word.title() if word.islower() or word.isupper() else word
+    return _title(word) if word.islower() or word.isupper() else word
+
+
+def _title(word: str) -> str:
+    """``str.title`` except that a combining mark belongs to its letter ("garci\u0301a" -> "Garci\u0301a", where
+    ``str.title`` starts a new word after the mark: "Garci\u0301A")."""
+    out, starts = [], True
+    for ch in word:
+        if ch.isalpha():
+            out.append(ch.title() if starts else ch.lower())
+            starts = False
+        else:
+            out.append(ch)
+            starts = starts or not unicodedata.category(ch).startswith("M")
+    return "".join(out)
 
 
 def normalize_name(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: ProcessSpec) -> Normalized:
@@ -36,6 +52,8 @@ def normalize_name(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: 
         hit = matches(u, pattern) & pd.isna(reasons)
         reasons[hit] = reason
     refused = pd.notna(reasons)
-    recased = pd.Series([" ".join(_recase_word(w) for w in v.split(" ")) for v in u], dtype=STRING).mask(refused)
+    # composed (NFC) first: "José" keyed with a combining accent is the same name as with "é"
+    recased = pd.Series([" ".join(_recase_word(w) for w in unicodedata.normalize("NFC", v).split(" ")) for v in u],
+                        dtype=STRING).mask(refused)
     recased = limit_length(recased, field, reasons)
     return result(raw, codes, recased.array, reasons)
