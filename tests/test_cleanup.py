@@ -181,6 +181,40 @@ def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Pa
     engine.dispose()
 
 
+def test_an_undo_restores_a_chunk_committed_by_a_run_killed_before_it_logged_it(
+        tmp_path: Path, s3: dict[str, str], ops_db: str) -> None:
+    """A run killed between a chunk's commit and its log, and never resumed: the undo finds the chunk applied
+    (its rows show their "after" content) and restores it; a chunk never committed is left alone."""
+    from sqlalchemy import delete as sql_delete
+
+    from bpo.cleanup.pipeline import _snapshot_parts
+    from bpo.db.models import CleanupChange
+    from bpo.db.session import session_scope
+    from bpo.run import get_store
+
+    url = _sqlite(tmp_path, AWKWARD, _awkward_rows())
+    spec = _awkward_spec()
+    target = source.resolve(url, 'cust"omers', Settings())
+    engine = source.connect(target)
+    checked = source.check(engine, target, spec)
+    before = _hashes(engine, target, checked)
+    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 10), checked.columns, spec,
+                         f"bpo/test-cleanup/{tmp_path.name}")
+    changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
+    # never applied: the undo finds nothing of it in the table, and changes nothing
+    idle = applying.undo(engine, target, checked, ops_db, f"idle-{tmp_path.name}"[:36], changes.changes)
+    assert idle.restored == 0 and not idle.refused and _hashes(engine, target, checked) == before
+    run_id = f"kill-{tmp_path.name}"[:36]
+    applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
+    with session_scope(ops_db) as s:  # the log of the committed chunk is lost with the process
+        s.execute(sql_delete(CleanupChange).where(CleanupChange.flow_run_id == run_id))
+    assert _hashes(engine, target, checked) != before
+    undone = applying.undo(engine, target, checked, ops_db, run_id, changes.changes)
+    assert not undone.refused and undone.verified == undone.restored == len(changes.changes)
+    assert _hashes(engine, target, checked) == before
+    engine.dispose()
+
+
 PG_TYPED = ('CREATE TABLE "cust""omers" ("the key" TEXT PRIMARY KEY, "order" TEXT, "e-mail" TEXT, phone TEXT, '
             'born DATE, balance NUMERIC(12, 2), seen TIMESTAMPTZ, photo BYTEA, notes TEXT)')
 

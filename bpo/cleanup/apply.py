@@ -12,7 +12,8 @@ rows already holding their "after" content: they are logged "found applied", nev
 
 Undo goes backwards through the applied changes: a row still holding the "after" content is put back
 exactly (checked by content hash against the pre-apply hash); a row changed since the apply is
-refused and reported, never overwritten.
+refused and reported, never overwritten. A chunk committed by a run killed before it logged it, and
+never resumed, is found by its rows' content and undone with the rest.
 """
 
 from __future__ import annotations
@@ -133,19 +134,54 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
         source.update_rows(conn, target, target.table, key, updates)
     now_at = datetime.now(UTC)
     outcome = {c.seq: status.get(c.seq, ("applied", None)) for c in changes}
-    rows = [{"flow_run_id": flow_run_id, "seq": c.seq, "chunk": c.chunk, "table_name": c.table_name,
-             "row_key": c.row_key, "action": c.action, "how": c.how, "cluster": c.cluster,
-             "before_hash": c.before_hash, "after_hash": c.after_hash, "status": outcome[c.seq][0],
-             "note": outcome[c.seq][1], "applied_at": now_at if outcome[c.seq][0] == "applied" else None}
-            for c in changes]
     with session_scope(ops_url) as s:  # one transaction: a chunk is logged whole, or not at all (then its next
         # attempt finds its rows already holding their "after" content, and logs them "found applied")
-        s.execute(insert(cast(Table, CC.__table__)), rows)
+        _log(s, flow_run_id, changes, outcome, now_at)
         if repointed:  # the re-pointings, logged before the commit, are made
             s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.between(min(repointed), max(repointed)))
                       .values(status="applied", applied_at=now_at))
     done.applied += len(todo) + sum(1 for st, _ in status.values() if st == "applied")
     done.outcome.update(outcome)
+
+
+def _log(s: Session, flow_run_id: str, changes: Sequence[Change], outcome: dict[int, tuple[str, str | None]],
+         now_at: datetime) -> None:
+    s.execute(insert(cast(Table, CC.__table__)), [
+        {"flow_run_id": flow_run_id, "seq": c.seq, "chunk": c.chunk, "table_name": c.table_name, "row_key": c.row_key,
+         "action": c.action, "how": c.how, "cluster": c.cluster, "before_hash": c.before_hash,
+         "after_hash": c.after_hash, "status": outcome[c.seq][0], "note": outcome[c.seq][1],
+         "applied_at": now_at if outcome[c.seq][0] == "applied" else None} for c in changes])
+
+
+def _settle_unlogged(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
+                     changes: Sequence[Change]) -> None:
+    """The chunks an attempt committed and died before logging, logged now (for an undo of a run never resumed).
+
+    A chunk is one transaction, so its rows show either all their "before" content or all their "after" content,
+    except those changed by someone since: one row still as before means the chunk was never committed (nothing
+    to undo); one row as after, and none as before, means it was. Each change of a committed chunk is logged
+    applied ("found applied"); the undo then restores those still as the run left them and refuses the others.
+    """
+    with session_scope(ops_url) as s:
+        logged = set(s.scalars(select(CC.seq).where(CC.flow_run_id == flow_run_id, CC.table_name == MAIN)))
+    chunks: dict[int, list[Change]] = defaultdict(list)
+    for c in changes:
+        if c.seq not in logged and c.table_name == MAIN:
+            chunks[c.chunk].append(c)
+    if not chunks:
+        return
+    with engine.connect() as conn:
+        for chunk in sorted(chunks):
+            todo = chunks[chunk]
+            now = source.fetch_hashes(conn, target, target.table, checked.columns, checked.key,
+                                      [decode_key(c.row_key) for c in todo])
+            shows = [now.get(c.row_key) for c in todo]
+            if any(h == c.before_hash for h, c in zip(shows, todo, strict=True)) or not any(
+                    h == c.after_hash for h, c in zip(shows, todo, strict=True)):
+                continue
+            with session_scope(ops_url) as s:
+                _log(s, flow_run_id, todo, dict.fromkeys((c.seq for c in todo), ("applied", "found applied")),
+                     datetime.now(UTC))
 
 
 def _settle_repoints(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str) -> None:
@@ -221,6 +257,9 @@ def undo(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_ru
     ``plan`` is the run's change set (the rows' bodies); a log written before the bodies moved to S3 holds them.
     """
     out = Undone()
+    # an attempt killed between a chunk's commit and its log, and never resumed: its rows are undone too
+    _settle_repoints(engine, target, checked, ops_url, flow_run_id)
+    _settle_unlogged(engine, target, checked, ops_url, flow_run_id, plan)
     with session_scope(ops_url) as s:
         changes = list(s.scalars(select(CC).where(CC.flow_run_id == flow_run_id, CC.status == "applied")))
         s.expunge_all()
