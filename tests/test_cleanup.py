@@ -4,6 +4,7 @@ the snapshot of awkward tables, apply with hash checks, and exact undo — on SQ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,9 +16,9 @@ from sqlalchemy import create_engine, text
 
 from bpo.cleanup import apply as applying
 from bpo.cleanup import source
-from bpo.cleanup.plan import build
+from bpo.cleanup.plan import ChangeSet, build
 from bpo.cleanup.rows import decode_key, decode_row, encode_key, encode_row, row_hash
-from bpo.cleanup.snapshot import take_snapshot
+from bpo.cleanup.snapshot import Snapshot, take_snapshot
 from bpo.cleanup.source import CleanupRefused
 from bpo.cleanup.spec import CleanupSpec
 from bpo.cleanup.standardize import standardize
@@ -127,26 +128,42 @@ def _awkward_spec() -> CleanupSpec:
         "notes": {"role": "free_text", "compare": False}}})
 
 
-def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Path, s3: dict[str, str],
-                                                                    ops_db: str) -> None:
-    """Names with quotes and spaces and a keyword column, keys with spaces and a quote, a mixed-type column,
-    NULL-heavy rows, non-Latin and combining Unicode: read, changed and restored exactly."""
+@dataclass
+class _Merge:
+    """The awkward table as a test sees it: checked, snapshotted, and a change set merging 'a 2' into 'a 1' (as
+    the match model would) with every row's safe reformats; ``before`` is each row's content hash first."""
+
+    engine: Any
+    target: source.Target
+    checked: source.Checked
+    snap: Snapshot
+    changes: ChangeSet
+    before: dict[Any, str]
+
+
+def _merge(url: str, tmp_path: Path, chunk_rows: int = 10) -> _Merge:
+    from bpo.cleanup.pipeline import _snapshot_parts
     from bpo.run import get_store
 
-    url = _sqlite(tmp_path, AWKWARD, _awkward_rows())
     spec = _awkward_spec()
     target = source.resolve(url, 'cust"omers', Settings())
     engine = source.connect(target)
     checked = source.check(engine, target, spec)
     before = _hashes(engine, target, checked)
-    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 2), checked.columns, spec,
-                         f"bpo/test-cleanup/{tmp_path.name}")
+    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, chunk_rows),
+                         checked.columns, spec, f"bpo/test-cleanup/{tmp_path.name}")
+    changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
+    return _Merge(engine, target, checked, snap, changes, before)
+
+
+def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Path, s3: dict[str, str],
+                                                                    ops_db: str) -> None:
+    """Names with quotes and spaces and a keyword column, keys with spaces and a quote, a mixed-type column,
+    NULL-heavy rows, non-Latin and combining Unicode: read, changed and restored exactly."""
+    m = _merge(_sqlite(tmp_path, AWKWARD, _awkward_rows()), tmp_path, chunk_rows=2)
+    engine, target, checked, snap, changes, before = m.engine, m.target, m.checked, m.snap, m.changes, m.before
     assert snap.rows == 5 and len(snap.parts) == 3
     assert snap.before.emails == 2 and snap.before.valid_emails == 2 and snap.before.phones == 2
-    # merge a 2 into a 1 (as the match model would), with the safe reformats of every row
-    from bpo.cleanup.pipeline import _snapshot_parts
-
-    changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
     assert changes.clusters == {encode_key("a 1"): [encode_key("a 2")]}
     run_id = f"test-{tmp_path.name}"[:36]
     done = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
@@ -187,20 +204,11 @@ def test_an_undo_restores_a_chunk_committed_by_a_run_killed_before_it_logged_it(
     (its rows show their "after" content) and restores it; a chunk never committed is left alone."""
     from sqlalchemy import delete as sql_delete
 
-    from bpo.cleanup.pipeline import _snapshot_parts
     from bpo.db.models import CleanupChange
     from bpo.db.session import session_scope
-    from bpo.run import get_store
 
-    url = _sqlite(tmp_path, AWKWARD, _awkward_rows())
-    spec = _awkward_spec()
-    target = source.resolve(url, 'cust"omers', Settings())
-    engine = source.connect(target)
-    checked = source.check(engine, target, spec)
-    before = _hashes(engine, target, checked)
-    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 10), checked.columns, spec,
-                         f"bpo/test-cleanup/{tmp_path.name}")
-    changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
+    m = _merge(_sqlite(tmp_path, AWKWARD, _awkward_rows()), tmp_path)
+    engine, target, checked, changes, before = m.engine, m.target, m.checked, m.changes, m.before
     # never applied: the undo finds nothing of it in the table, and changes nothing
     idle = applying.undo(engine, target, checked, ops_db, f"idle-{tmp_path.name}"[:36], changes.changes)
     assert idle.restored == 0 and not idle.refused and _hashes(engine, target, checked) == before
@@ -224,8 +232,6 @@ def test_on_postgresql_each_row_gets_exactly_its_own_columns_and_the_undo_restor
     """PostgreSQL writes a batch of rows in one statement (``source.update_rows``): each row's given columns
     take their values exactly (text that COPY must escape, dates, numerics, bytes, NULL), every other column
     keeps its own; then a merge with reformats applies and undoes to the same content hashes."""
-    from bpo.cleanup.pipeline import _snapshot_parts
-    from bpo.run import get_store
 
     engine = create_engine(pg_url)
     with engine.begin() as conn:
@@ -239,11 +245,8 @@ def test_on_postgresql_each_row_gets_exactly_its_own_columns_and_the_undo_restor
             {"k": "b'1", "o": "李 小龍", "e": None, "p": None, "b": date(2000, 1, 1), "bal": Decimal("-0.01"),
              "seen": None, "photo": b"", "n": None}])
     engine.dispose()
-    target = source.resolve(pg_url, 'cust"omers', Settings())
-    engine = source.connect(target)
-    spec = _awkward_spec()
-    checked = source.check(engine, target, spec)
-    before = _hashes(engine, target, checked)
+    m = _merge(pg_url, tmp_path, chunk_rows=2)
+    engine, target, checked, changes, before = m.engine, m.target, m.checked, m.changes, m.before
 
     def rows() -> dict[str, dict[str, Any]]:
         with engine.connect() as conn:
@@ -263,9 +266,6 @@ def test_on_postgresql_each_row_gets_exactly_its_own_columns_and_the_undo_restor
                            [(k, {c: was[k][c] for c in values}) for k, values in new.items()])
     assert rows() == was and _hashes(engine, target, checked) == before
 
-    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 2), checked.columns, spec,
-                         f"bpo/test-cleanup/{tmp_path.name}")
-    changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
     run_id = f"pg-{tmp_path.name}"[:36]
     done = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
     assert not done.conflicts and done.applied == len(changes.changes)
@@ -288,17 +288,8 @@ def _hashes(engine: Any, target: source.Target, checked: source.Checked) -> dict
 
 def test_a_row_changed_after_the_snapshot_is_a_conflict_and_one_changed_after_the_apply_is_not_undone(
         tmp_path: Path, s3: dict[str, str], ops_db: str) -> None:
-    from bpo.cleanup.pipeline import _snapshot_parts
-    from bpo.run import get_store
-
-    url = _sqlite(tmp_path, AWKWARD, _awkward_rows())
-    spec = _awkward_spec()
-    target = source.resolve(url, 'cust"omers', Settings())
-    engine = source.connect(target)
-    checked = source.check(engine, target, spec)
-    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 10), checked.columns, spec,
-                         f"bpo/test-cleanup/{tmp_path.name}")
-    changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
+    m = _merge(_sqlite(tmp_path, AWKWARD, _awkward_rows()), tmp_path)
+    engine, target, checked, changes = m.engine, m.target, m.checked, m.changes
     with engine.begin() as conn:  # someone edits the duplicate between the snapshot and the apply
         conn.execute(text("""UPDATE "cust""omers" SET notes = 'called today' WHERE "the key" = 'a 2'"""))
     run_id = f"conf-{tmp_path.name}"[:36]
