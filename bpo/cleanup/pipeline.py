@@ -32,7 +32,7 @@ from bpo.cleanup import apply as applying
 from bpo.cleanup import checks, dedupe, source
 from bpo.cleanup.plan import MAIN, Change, ChangeSet, build, from_parquet, to_parquet
 from bpo.cleanup.rows import canonical, decode_key, encode_key
-from bpo.cleanup.snapshot import TEXT_PREFIX, Figures, Snapshot, local_copies, profile, take_snapshot
+from bpo.cleanup.snapshot import TEXT_PREFIX, Figures, Snapshot, local_copies, profile, safe_rows, take_snapshot
 from bpo.cleanup.source import Checked, Target
 from bpo.cleanup.spec import CleanupSpec
 from bpo.db.models import CleanupChange, ReviewItem, Run
@@ -309,15 +309,12 @@ def final_clusters(run: RunContext, spec: CleanupSpec, matched: Matched) -> tupl
     return clustering.cluster_of, how
 
 
-def _snapshot_parts(store: ArtifactStore,
-                    snap: Snapshot) -> Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]]:
-    for part, props_key in zip(snap.parts, snap.proposal_parts, strict=True):
-        props = _read(store, props_key).to_pandas()
-        safe = props[props["safe"]] if len(props) else props
-        by_key: dict[str, list[tuple[str, str]]] = {}
-        for k, c, n in zip(safe["key"], safe["column"], safe["new"], strict=True):
-            by_key.setdefault(k, []).append((c, n))
-        yield _read(store, part), by_key
+def _snapshot_parts(store: ArtifactStore, snap: Snapshot) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Each snapshot part with its rows' safe reformats (made now for a snapshot from before ``safe/`` parts)."""
+    for i, part in enumerate(snap.parts):
+        rows = _read(store, part)
+        yield rows, (_read(store, snap.safe_parts[i]) if i < len(snap.safe_parts)
+                     else safe_rows(rows, _read(store, snap.proposal_parts[i])))
 
 
 def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Snapshot, matched: Matched,

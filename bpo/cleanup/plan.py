@@ -114,13 +114,6 @@ class ChangeSet:
         return change
 
 
-def apply_safe(row: dict[str, Any], proposals: list[tuple[str, str]]) -> dict[str, Any]:
-    """``row`` with its safe proposals applied, in place (it is a copy made for this)."""
-    for column, new in proposals:
-        row[column] = new
-    return row
-
-
 def _completeness(row: dict[str, Any], spec: CleanupSpec) -> int:
     return sum(row.get(c) not in (None, "") for c in spec.columns)
 
@@ -156,22 +149,26 @@ def survivor(members: list[Member], spec: CleanupSpec) -> tuple[Member, dict[str
     return kept, values
 
 
-def build(parts: Iterator[tuple[pa.Table, dict[str, list[tuple[str, str]]]]], cluster_of: dict[str, str],
-          how_of: dict[str, str], spec: CleanupSpec) -> ChangeSet:
-    """The change set from the snapshot parts (each with its safe proposals by key) and the clusters."""
+def build(parts: Iterator[tuple[pa.Table, pa.Table]], cluster_of: dict[str, str], how_of: dict[str, str],
+          spec: CleanupSpec) -> ChangeSet:
+    """The change set from the snapshot parts (each with its rows' safe reformats: ``snapshot.safe_rows``) and the
+    clusters. A row in no cluster takes its reformats as they were made; a cluster's rows start from them."""
     out = ChangeSet()
     members: dict[str, list[Member]] = {}
     safe: list[Change] = []
-    for snapshot, proposals in parts:
+    for snapshot, reformatted in parts:
+        after_of = dict(zip(reformatted.column("key").to_pylist(), zip(
+            reformatted.column("after").to_pylist(), reformatted.column("after_hash").to_pylist(), strict=True),
+            strict=True))
         for key, hash_, text in zip(snapshot.column("key").to_pylist(), snapshot.column("hash").to_pylist(),
                                     snapshot.column("row").to_pylist(), strict=True):
-            if key not in cluster_of and key not in proposals:
-                continue
-            std = apply_safe(json.loads(text), proposals.get(key, []))
             if key in cluster_of:
+                after = after_of.get(key)
+                std = json.loads(after[0] if after else text)
                 members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text))
-            else:
-                safe.append(out.change(spec, "update", "safe", key, text, hash_, std, None))
+            elif key in after_of:
+                after_text, after_hash = after_of[key]
+                safe.append(Change(MAIN, key, "update", "safe", None, text, after_text, hash_, after_hash))
     merge = spec.merge
     for cluster_id, rows in sorted(members.items()):
         if len(rows) < 2:  # alone in its cluster (its pairs were kept apart): its reformats only

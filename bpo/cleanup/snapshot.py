@@ -1,16 +1,19 @@
 """Snapshot, standardize and profile: one streamed pass over the client's table.
 
-Each chunk of rows (ordered by key) becomes four Parquet objects in the run's S3 prefix:
+Each chunk of rows (ordered by key) becomes five Parquet objects in the run's S3 prefix:
 ``snapshot/`` — every row whole, exactly encoded, with its content hash (what apply checks and undo
 restores); ``text/`` — the spec's columns as text, as read (what the 'after' checks start from);
-``match/`` — the compared columns standardized, the input of the match model; and ``proposals/`` —
-the value changes standardizing proposes, each marked safe or not. Only one chunk is in memory at a
-time, so a table larger than memory works.
+``match/`` — the compared columns standardized, the input of the match model; ``proposals/`` —
+the value changes standardizing proposes, each marked safe or not; and ``safe/`` — each row with
+safe reformats as it will be once they are made (its canonical text and hash: the change set's
+reformats, made where the chunk is standardized). Only one chunk is in memory at a time, so a
+table larger than memory works.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bpo.cleanup.checks import E164, EMAIL  # the figures use the expectations' patterns
-from bpo.cleanup.rows import encode_rows, key_text, text_column, text_hash
+from bpo.cleanup.rows import canonical, encode_rows, key_text, text_column, text_hash
 from bpo.cleanup.spec import CleanupSpec
 from bpo.cleanup.standardize import standardize
 from bpo.run import get_store
@@ -91,6 +94,7 @@ class Snapshot:
     text_parts: list[str] = field(default_factory=list)  # text/ keys: the spec's columns as text, as read
     match_parts: list[str] = field(default_factory=list)  # match/ keys
     proposal_parts: list[str] = field(default_factory=list)  # proposals/ keys
+    safe_parts: list[str] = field(default_factory=list)  # safe/ keys (none in a snapshot made before they were)
     objects: list[StoredObject] = field(default_factory=list)
     before: Figures = field(default_factory=Figures)
     proposals: int = 0
@@ -113,6 +117,7 @@ class Standardized:
 
     match_key: str
     proposals_key: str
+    safe_key: str
     objects: list[StoredObject]
     figures: Figures
     proposals: int
@@ -161,6 +166,7 @@ def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], s
         part = done.result()
         snap.match_parts.append(part.match_key)
         snap.proposal_parts.append(part.proposals_key)
+        snap.safe_parts.append(part.safe_key)
         snap.objects.extend(part.objects)
         snap.before.add(part.figures)
         snap.proposals += part.proposals
@@ -187,9 +193,32 @@ def standardize_part(text_key: str, spec: CleanupSpec, prefix: str, name: str) -
                                        ("new", pa.string()), ("safe", pa.bool_())]))
     match_obj = _put(store, f"{prefix}/match/{name}", match)
     props_obj = _put(store, f"{prefix}/proposals/{name}", props)
-    return Standardized(match_key=match_obj.key, proposals_key=props_obj.key, objects=[match_obj, props_obj],
+    snapshot = pq.read_table(io.BytesIO(store.get_bytes(f"{prefix}/snapshot/{name}")))
+    safe_obj = _put(store, f"{prefix}/safe/{name}", safe_rows(snapshot, props))
+    return Standardized(match_key=match_obj.key, proposals_key=props_obj.key, safe_key=safe_obj.key,
+                        objects=[match_obj, props_obj, safe_obj],
                         figures=profile(text, spec), proposals=len(proposals),
                         safe_proposals=int(proposals["safe"].sum()) if len(proposals) else 0)
+
+
+SAFE_SCHEMA = pa.schema([("key", pa.string()), ("after", pa.string()), ("after_hash", pa.string())])
+
+
+def safe_rows(snapshot: pa.Table, proposals: pa.Table) -> pa.Table:
+    """Each row of a snapshot part that has safe reformats, as it will be with them: key, canonical text, hash."""
+    safe = proposals.filter(proposals.column("safe"))
+    by_key: dict[str, list[tuple[str, str]]] = {}
+    for k, c, n in zip(*(safe.column(n).to_pylist() for n in ("key", "column", "new")), strict=True):
+        by_key.setdefault(k, []).append((c, n))
+    keys, afters = [], []
+    for k, text in zip(snapshot.column("key").to_pylist(), snapshot.column("row").to_pylist(), strict=True):
+        if k in by_key:
+            row = json.loads(text)
+            for column, new in by_key[k]:
+                row[column] = new
+            keys.append(k)
+            afters.append(canonical(row))
+    return pa.table({"key": keys, "after": afters, "after_hash": [text_hash(a) for a in afters]}, schema=SAFE_SCHEMA)
 
 
 def local_copies(store: ArtifactStore, keys: list[str], folder: Path) -> list[Path]:
