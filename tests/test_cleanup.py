@@ -150,8 +150,10 @@ def _merge(url: str, tmp_path: Path, chunk_rows: int = 10) -> _Merge:
     engine = source.connect(target)
     checked = source.check(engine, target, spec)
     before = _hashes(engine, target, checked)
-    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, chunk_rows),
-                         checked.columns, spec, f"bpo/test-cleanup/{tmp_path.name}")
+    fingerprinted = source.fingerprints(engine)  # as the flow reads it: PostgreSQL fingerprints each row
+    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, chunk_rows,
+                                            fingerprint=fingerprinted),
+                         checked.columns, spec, f"bpo/test-cleanup/{tmp_path.name}", fingerprinted=fingerprinted)
     changes = build(_snapshot_parts(get_store(), snap), {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, spec)
     return _Merge(engine, target, checked, snap, changes, before)
 
@@ -250,7 +252,9 @@ def test_on_postgresql_each_row_gets_exactly_its_own_columns_and_the_undo_restor
             {"k": "a 2", "o": "jose\u0301 garci\u0301a", "e": "jose@example.com", "p": "202.555.0101", "b": None,
              "bal": None, "seen": None, "photo": None, "n": "tab\there"},
             {"k": "b'1", "o": "李 小龍", "e": None, "p": None, "b": date(2000, 1, 1), "bal": Decimal("-0.01"),
-             "seen": None, "photo": b"", "n": None}])
+             "seen": None, "photo": b"", "n": None},
+            {"k": "c 1", "o": "MARY  JONES", "e": "Mary@Example.com", "p": None, "b": None, "bal": None,
+             "seen": None, "photo": None, "n": None}])
     engine.dispose()
     m = _merge(pg_url, tmp_path, chunk_rows=2)
     engine, target, checked, changes, before = m.engine, m.target, m.checked, m.changes, m.before
@@ -273,17 +277,33 @@ def test_on_postgresql_each_row_gets_exactly_its_own_columns_and_the_undo_restor
                            [(k, {c: was[k][c] for c in values}) for k, values in new.items()])
     assert rows() == was and _hashes(engine, target, checked) == before
 
+    assert all(c.before_fp for c in changes.changes)  # checked by the database's fingerprint of each row first
+    with engine.begin() as conn:  # someone edits a row after the snapshot: its fingerprint tells
+        conn.execute(text("""UPDATE "cust""omers" SET born = DATE '2000-01-02' WHERE "the key" = 'c 1'"""))
     run_id = f"pg-{tmp_path.name}"[:36]
     done = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
-    assert not done.conflicts and done.applied == len(changes.changes)
+    assert [c["row_key"] for c in done.conflicts] == [encode_key("c 1")]
+    assert done.applied == len(changes.changes) - 1
+    from sqlalchemy import delete as sql_delete
+
+    from bpo.db.models import CleanupChange
+    from bpo.db.session import session_scope
+
+    with session_scope(ops_db) as s:  # killed after the commit, before the log: found applied by their content
+        s.execute(sql_delete(CleanupChange).where(CleanupChange.flow_run_id == run_id))
+    again = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)
+    assert again.applied == len(changes.changes) - 1 and len(again.conflicts) == 1
+    with session_scope(ops_db) as s:
+        assert {c.note for c in applying.log_of(s, run_id) if c.status == "applied"} == {"found applied"}
+    was["c 1"]["born"] = date(2000, 1, 2)
     merged = rows()
-    assert set(merged) == {"a 2", "b'1"}  # the most complete row survives
+    assert set(merged) == {"a 2", "b'1", "c 1"}  # the most complete row survives
     assert merged["a 2"]["order"] == "José García" and merged["a 2"]["phone"] == "+12025550101"
     assert merged["a 2"]["notes"] == "tab here" and merged["a 2"]["balance"] is None  # not the spec's: its own
-    assert merged["b'1"] == was["b'1"]
+    assert merged["b'1"] == was["b'1"] and merged["c 1"] == was["c 1"]  # c 1, the conflict: not overwritten
     undone = applying.undo(engine, target, checked, ops_db, run_id, changes.changes)
-    assert not undone.refused and undone.verified == undone.restored == len(changes.changes)
-    assert _hashes(engine, target, checked) == before and rows() == was
+    assert not undone.refused and undone.verified == undone.restored == len(changes.changes) - 1
+    assert rows() == was
     engine.dispose()
 
 

@@ -94,8 +94,7 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
     key = checked.key
     status: dict[int, tuple[str, str | None]] = {}  # seq -> (status, note) of the changes not made as planned
     with engine.begin() as conn:
-        hash_of = source.fetch_hashes(conn, target, target.table, checked.columns, key,
-                                      [decode_key(c.row_key) for c in changes], lock=True)
+        hash_of = _hashes_now(conn, target, checked, changes)
         broken: set[str] = set()  # clusters with a row changed since the snapshot
         for c in changes:
             now_hash = hash_of.get(c.row_key)
@@ -142,6 +141,21 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
                       .values(status="applied", applied_at=now_at))
     done.applied += len(todo) + sum(1 for st, _ in status.values() if st == "applied")
     done.outcome.update(outcome)
+
+
+def _hashes_now(conn: Any, target: Target, checked: Checked, changes: list[Change]) -> dict[str, str]:
+    """The content hash of each of these rows now, the rows locked. A row whose database fingerprint is still
+    the snapshot's has the snapshot's hash: only the others (changed since, or by an earlier attempt) are read."""
+    key = checked.key
+    if not (source.fingerprints(conn) and all(c.before_fp for c in changes)):
+        return source.fetch_hashes(conn, target, target.table, checked.columns, key,
+                                   [decode_key(c.row_key) for c in changes], lock=True)
+    fp_of = source.fetch_fingerprints(conn, target, target.table, checked.columns, key,
+                                      [decode_key(c.row_key) for c in changes])
+    same = {c.row_key: c.before_hash for c in changes if c.before_hash and fp_of.get(c.row_key) == c.before_fp}
+    others = [decode_key(c.row_key) for c in changes if c.row_key not in same]
+    return {**same, **(source.fetch_hashes(conn, target, target.table, checked.columns, key, others)
+                       if others else {})}
 
 
 def _log(s: Session, flow_run_id: str, changes: Sequence[Change], outcome: dict[int, tuple[str, str | None]],

@@ -95,8 +95,10 @@ def snapshot(run: RunContext, target: Target, checked: Checked, spec: CleanupSpe
     checking = pool.beside(checks.before, target, checked, spec)
     engine = source.connect(target)
     try:
-        snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows),
-                             checked.columns, spec, run.prefix, side=pool.beside)
+        fingerprinted = source.fingerprints(engine)
+        snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows,
+                                                fingerprint=fingerprinted),
+                             checked.columns, spec, run.prefix, side=pool.beside, fingerprinted=fingerprinted)
     finally:
         engine.dispose()
     snap.checks = checking.result()

@@ -45,6 +45,7 @@ class Change:
     after_hash: str | None
     seq: int = -1
     chunk: int = -1
+    before_fp: str | None = None  # the database's own fingerprint of the row as snapshotted, where it has one
 
     def before_row(self) -> dict[str, Any]:
         return json.loads(self.before) if self.before is not None else {}
@@ -56,7 +57,7 @@ class Change:
 _SCHEMA = pa.schema([("seq", pa.int64()), ("chunk", pa.int64()), ("table_name", pa.string()),
                      ("row_key", pa.string()), ("action", pa.string()), ("how", pa.string()),
                      ("cluster", pa.string()), ("before", pa.string()), ("after", pa.string()),
-                     ("before_hash", pa.string()), ("after_hash", pa.string())])
+                     ("before_hash", pa.string()), ("after_hash", pa.string()), ("before_fp", pa.string())])
 
 
 def to_parquet(changes: list[Change]) -> bytes:
@@ -68,7 +69,7 @@ def to_parquet(changes: list[Change]) -> bytes:
 
 def from_parquet(body: bytes) -> list[Change]:
     t = pq.read_table(io.BytesIO(body))
-    names = [f.name for f in fields(Change)]
+    names = [f.name for f in fields(Change) if f.name in t.column_names]  # a plan from before a field was added
     return [Change(**dict(zip(names, values, strict=True)))
             for values in zip(*(t.column(n).to_pylist() for n in names), strict=True)]
 
@@ -79,6 +80,7 @@ class Member:
     standardized: dict[str, Any]  # the row as read, with its safe reformats applied
     hash: str
     text: str  # the row as read, canonical (parsed again only for the survivor: a cluster's rows are many)
+    fp: str | None = None  # the database's fingerprint of it (``source.fingerprint``)
 
 
 @dataclass
@@ -102,12 +104,13 @@ class ChangeSet:
         out["merged_rows"] = sum(len(m) for m in self.clusters.values())
         return out
 
-    def change(self, spec: CleanupSpec, action: str, how: str, key: str, before: str, before_hash: str,
-            after: dict[str, Any] | None, cluster: str | None) -> Change:
+    def change(self, spec: CleanupSpec, action: str, how: str, row: Member, after: dict[str, Any] | None,
+               cluster: str | None) -> Change:
         """A change of a row of the table (the caller keeps it in order), and the row as it will be."""
+        key = row.key
         after_text = canonical(after) if after is not None else None
-        change = Change(MAIN, key, action, how, cluster, before, after_text, before_hash,
-                        text_hash(after_text) if after_text is not None else None)
+        change = Change(MAIN, key, action, how, cluster, row.text, after_text, row.hash,
+                        text_hash(after_text) if after_text is not None else None, before_fp=row.fp)
         if how != "safe":  # a safe reformat is projected from its proposals (pipeline._after_figures)
             self.projected[key] = ([as_text(decode_value(after.get(c))) for c in spec.columns]
                                    if after is not None and action == "update" else None)
@@ -160,19 +163,22 @@ def build(parts: Iterator[tuple[pa.Table, pa.Table]], cluster_of: dict[str, str]
         after_of = dict(zip(reformatted.column("key").to_pylist(), zip(
             reformatted.column("after").to_pylist(), reformatted.column("after_hash").to_pylist(), strict=True),
             strict=True))
-        for key, hash_, text in zip(snapshot.column("key").to_pylist(), snapshot.column("hash").to_pylist(),
-                                    snapshot.column("row").to_pylist(), strict=True):
+        fps = (snapshot.column("fp").to_pylist() if "fp" in snapshot.column_names
+               else [None] * snapshot.num_rows)  # a part snapshotted before fingerprints were kept
+        for key, hash_, text, fp in zip(snapshot.column("key").to_pylist(), snapshot.column("hash").to_pylist(),
+                                        snapshot.column("row").to_pylist(), fps, strict=True):
             if key in cluster_of:
                 after = after_of.get(key)
                 std = json.loads(after[0] if after else text)
-                members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text))
+                members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text, fp))
             elif key in after_of:
                 after_text, after_hash = after_of[key]
-                safe.append(Change(MAIN, key, "update", "safe", None, text, after_text, hash_, after_hash))
+                safe.append(Change(MAIN, key, "update", "safe", None, text, after_text, hash_, after_hash,
+                                   before_fp=fp))
     merge = spec.merge
     for cluster_id, rows in sorted(members.items()):
         if len(rows) < 2:  # alone in its cluster (its pairs were kept apart): its reformats only
-            safe.extend(out.change(spec, "update", "safe", m.key, m.text, m.hash, m.standardized, None)
+            safe.extend(out.change(spec, "update", "safe", m, m.standardized, None)
                         for m in rows if m.standardized != json.loads(m.text))
             continue
         kept, values = survivor(rows, spec)
@@ -185,14 +191,14 @@ def build(parts: Iterator[tuple[pa.Table, pa.Table]], cluster_of: dict[str, str]
                 continue
             merged.append(m.key)
             if merge.mode == "delete":
-                group.append(out.change(spec, "delete", how, m.key, m.text, m.hash, None, kept.key))
+                group.append(out.change(spec, "delete", how, m, None, kept.key))
             else:
                 after = dict(m.standardized)
                 after[merge.column] = kept_before[spec.key]
-                group.append(out.change(spec, "soft_delete", how, m.key, m.text, m.hash, after, kept.key))
+                group.append(out.change(spec, "soft_delete", how, m, after, kept.key))
         # the survivor takes the merged rows' values last: a unique column (an email) is free by then
         if values != kept_before:
-            group.append(out.change(spec, "update", how, kept.key, kept.text, kept.hash, values, kept.key))
+            group.append(out.change(spec, "update", how, kept, values, kept.key))
         out.clusters[kept.key] = merged
         out.how[kept.key] = how
         out.changes.extend(group)

@@ -1,11 +1,12 @@
 """Snapshot, standardize and profile: one streamed pass over the client's table.
 
 Each chunk of rows (ordered by key) becomes five Parquet objects in the run's S3 prefix:
-``snapshot/`` — every row whole, exactly encoded, with its content hash (what apply checks and undo
-restores); ``text/`` — the spec's columns as text, as read (what the 'after' checks start from);
-``match/`` — the compared columns standardized, the input of the match model; ``proposals/`` —
-the value changes standardizing proposes, each marked safe or not; and ``safe/`` — each row with
-safe reformats as it will be once they are made (its canonical text and hash: the change set's
+``snapshot/`` — every row whole, exactly encoded, with its content hash (what undo restores and
+checks) and, on PostgreSQL, the database's own fingerprint of it (what apply checks first);
+``text/`` — the spec's columns as text, as read (what the 'after' checks start from); ``match/`` —
+the compared columns standardized, the input of the match model; ``proposals/`` — the value
+changes standardizing proposes, each marked safe or not; and ``safe/`` — each row with safe
+reformats as it will be once they are made (its canonical text and hash: the change set's
 reformats, made where the chunk is standardized). Only one chunk is in memory at a time, so a
 table larger than memory works.
 """
@@ -134,8 +135,11 @@ def _inline(fn: Callable[..., T], *args: Any) -> Future[T]:
 
 
 def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], spec: CleanupSpec, prefix: str, *,
-                  side: Callable[..., Future[Standardized]] = _inline) -> Snapshot:
+                  side: Callable[..., Future[Standardized]] = _inline, fingerprinted: bool = False) -> Snapshot:
     """Write the snapshot, text, match and proposal parts of every chunk; measure the 'before' figures.
+
+    ``fingerprinted``: each row read ends with the database's fingerprint of it (``source.read_chunks``), kept
+    beside its hash.
 
     This process reads and encodes the chunks; each chunk's standardizing is handed to ``side`` (``bpo.pool.beside``
     gives it to a worker process, so that it runs on another CPU while the next chunk is read), by its text part.
@@ -146,11 +150,16 @@ def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], s
     positions = {c: columns.index(c) for c in spec.columns}
     pending: list[Future[Standardized]] = []
     for number, rows in enumerate(chunks):
+        fps: list[str | None] = [None] * len(rows)
+        if fingerprinted:
+            fps = [row[-1] for row in rows]
+            rows = [row[:-1] for row in rows]
         by_column, texts = encode_rows(columns, rows)
         keys = [key_text(k) for k in by_column[key_at]]
         raw = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
         name = f"part-{number:05d}.parquet"
-        snapshot = pa.table({"key": keys, "hash": [text_hash(t) for t in texts], "row": texts})
+        snapshot = pa.table({"key": keys, "hash": [text_hash(t) for t in texts], "row": texts,
+                             "fp": pa.array(fps, pa.string())})
         as_read = pa.table({"key": keys, **{TEXT_PREFIX + c: pa.array(text_column(raw[i]), type=pa.string())
                                             for c, i in positions.items()}})
         for folder, tbl, parts in (("snapshot", snapshot, snap.parts), ("text", as_read, snap.text_parts)):

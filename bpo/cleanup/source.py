@@ -22,12 +22,15 @@ from sqlalchemy import (
     Engine,
     String,
     TableClause,
+    Text,
     any_,
     bindparam,
     case,
+    cast,
     column,
     create_engine,
     false,
+    func,
     inspect,
     literal,
     select,
@@ -37,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import NullType
 
-from bpo.cleanup.rows import encode_row, encode_rows, key_text, text_hash
+from bpo.cleanup.rows import encode_row, encode_rows, encode_value, key_text, text_hash
 from bpo.cleanup.spec import CleanupSpec
 from bpo.connections import ConnectionRefused, connection_url
 from bpo.settings import Settings
@@ -136,14 +139,30 @@ def lightweight(target: Target, name: str, columns: Sequence[str]) -> TableClaus
     return table(name, *(column(c) for c in columns), schema=target.schema)
 
 
-def read_chunks(engine: Engine, target: Target, columns: list[str], key: str,
-                chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
-    """Every row, ordered by the key, ``chunk_rows`` at a time, streamed (a table larger than memory works)."""
-    t = lightweight(target, target.table, columns)
+def fingerprints(engine: Engine | Connection) -> bool:
+    """Whether the database gives a fingerprint of a whole row: PostgreSQL (``md5`` of the row's own text)."""
+    return engine.dialect.name == "postgresql"
+
+
+def _fingerprint(r: Any) -> ColumnElement[str]:
+    """The database's fingerprint of the whole row ``r`` (an alias of the table): equal exactly when each of its
+    values is written the same by its type. Cheaper than reading the row: it says whether a row is as
+    snapshotted without a value of it crossing the wire, and is only ever compared within one run."""
+    return func.md5(cast(r.table_valued(), Text))
+
+
+def read_chunks(engine: Engine, target: Target, columns: list[str], key: str, chunk_rows: int, *,
+                fingerprint: bool = False) -> Iterator[list[tuple[Any, ...]]]:
+    """Every row, ordered by the key, ``chunk_rows`` at a time, streamed (a table larger than memory works).
+
+    With ``fingerprint`` (where ``fingerprints``), each row ends with the database's fingerprint of it.
+    """
+    r = lightweight(target, target.table, columns).alias("r")
+    extra = [_fingerprint(r)] if fingerprint else []
     with engine.connect().execution_options(stream_results=True, yield_per=chunk_rows) as conn:
-        result = conn.execute(select(*t.columns).order_by(t.c[key]))
+        result = conn.execute(select(*r.columns, *extra).order_by(r.c[key]))
         for part in result.partitions(chunk_rows):
-            yield [tuple(r) for r in part]
+            yield [tuple(row) for row in part]
 
 
 def one_of(conn: Connection, col: ColumnClause[Any], values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
@@ -169,6 +188,18 @@ def fetch(conn: Connection, target: Target, name: str, columns: list[str], key: 
             stmt = stmt.with_for_update()
         for r in conn.execute(stmt):
             found[r[at]] = encode_row(columns, tuple(r))
+    return found
+
+
+def fetch_fingerprints(conn: Connection, target: Target, name: str, columns: list[str], key: str,
+                       keys: Sequence[Any]) -> dict[str, str]:
+    """The database's fingerprint of each row of ``name`` with these key values, by encoded key, the rows locked
+    FOR UPDATE (where ``fingerprints``)."""
+    r = lightweight(target, name, columns).alias("r")
+    found: dict[str, str] = {}
+    for condition in one_of(conn, r.c[key], keys):
+        found.update((key_text(encode_value(k)), fp) for k, fp in conn.execute(
+            select(r.c[key], _fingerprint(r)).where(condition).with_for_update()))
     return found
 
 
