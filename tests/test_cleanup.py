@@ -4,6 +4,7 @@ the snapshot of awkward tables, apply with hash checks, and exact undo — on SQ
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -173,6 +174,18 @@ def test_an_awkward_table_is_snapshotted_applied_and_undone_exactly(tmp_path: Pa
     legacy = build(_snapshot_parts(get_store(), replace(snap, safe_parts=[])),
                    {encode_key("a 1"): "x", encode_key("a 2"): "x"}, {}, _awkward_spec())
     assert legacy.changes == changes.changes and legacy.projected == changes.projected
+    # a plan stored before changes carried the columns they set (and fingerprints) sets the same columns
+    import pyarrow.parquet as pq
+
+    from bpo.cleanup.plan import from_parquet, to_parquet
+
+    table = pq.read_table(io.BytesIO(to_parquet(changes.changes))).drop_columns(["sets", "before_fp"])
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    older = from_parquet(buf.getvalue())
+    assert all(o.sets is None for o in older)
+    assert [o.set_values(checked.key) for o in older] == [c.set_values(checked.key) for c in changes.changes]
+    assert any(c.set_values(checked.key) for c in changes.changes)
     assert changes.clusters == {encode_key("a 1"): [encode_key("a 2")]}
     run_id = f"test-{tmp_path.name}"[:36]
     done = applying.apply(engine, target, checked, ops_db, run_id, changes.changes)

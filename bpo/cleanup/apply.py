@@ -125,9 +125,7 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
         for c in todo:
             if c.action == "delete":
                 continue
-            after, before = c.after_row(), c.before_row()  # encoded: compared as encoded, exact and typed
-            values = {col: decode_value(v) for col, v in after.items() if col != key and (
-                col not in before or before[col] != v or type(before[col]) is not type(v))}
+            values = {col: decode_value(v) for col, v in c.set_values(key).items()}
             if values:
                 updates.append((decode_key(c.row_key), values))
         source.update_rows(conn, target, target.table, key, updates)

@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,6 +46,7 @@ class Change:
     seq: int = -1
     chunk: int = -1
     before_fp: str | None = None  # the database's own fingerprint of the row as snapshotted, where it has one
+    sets: str | None = None  # the columns an update sets, with their values (canonical text of the encoded values)
 
     def before_row(self) -> dict[str, Any]:
         return json.loads(self.before) if self.before is not None else {}
@@ -53,11 +54,23 @@ class Change:
     def after_row(self) -> dict[str, Any]:
         return json.loads(self.after) if self.after is not None else {}
 
+    def set_values(self, key: str) -> dict[str, Any]:
+        """The columns the change writes, with their values (encoded): those whose value (or its type) differs."""
+        if self.sets is not None:
+            return cast(dict[str, Any], json.loads(self.sets))
+        return _differing(self.before_row(), self.after_row(), key)
+
+
+def _differing(before: dict[str, Any], after: dict[str, Any], key: str) -> dict[str, Any]:
+    return {col: v for col, v in after.items() if col != key and (
+        col not in before or before[col] != v or type(before[col]) is not type(v))}
+
 
 _SCHEMA = pa.schema([("seq", pa.int64()), ("chunk", pa.int64()), ("table_name", pa.string()),
                      ("row_key", pa.string()), ("action", pa.string()), ("how", pa.string()),
                      ("cluster", pa.string()), ("before", pa.string()), ("after", pa.string()),
-                     ("before_hash", pa.string()), ("after_hash", pa.string()), ("before_fp", pa.string())])
+                     ("before_hash", pa.string()), ("after_hash", pa.string()), ("before_fp", pa.string()),
+                     ("sets", pa.string())])
 
 
 def to_parquet(changes: list[Change]) -> bytes:
@@ -109,8 +122,9 @@ class ChangeSet:
         """A change of a row of the table (the caller keeps it in order), and the row as it will be."""
         key = row.key
         after_text = canonical(after) if after is not None else None
+        sets = canonical(_differing(json.loads(row.text), after, spec.key)) if after is not None else None
         change = Change(MAIN, key, action, how, cluster, row.text, after_text, row.hash,
-                        text_hash(after_text) if after_text is not None else None, before_fp=row.fp)
+                        text_hash(after_text) if after_text is not None else None, before_fp=row.fp, sets=sets)
         if how != "safe":  # a safe reformat is projected from its proposals (pipeline._after_figures)
             self.projected[key] = ([as_text(decode_value(after.get(c))) for c in spec.columns]
                                    if after is not None and action == "update" else None)
@@ -161,8 +175,7 @@ def build(parts: Iterator[tuple[pa.Table, pa.Table]], cluster_of: dict[str, str]
     safe: list[Change] = []
     for snapshot, reformatted in parts:
         after_of = dict(zip(reformatted.column("key").to_pylist(), zip(
-            reformatted.column("after").to_pylist(), reformatted.column("after_hash").to_pylist(), strict=True),
-            strict=True))
+            *(reformatted.column(n).to_pylist() for n in ("after", "after_hash", "sets")), strict=True), strict=True))
         fps = (snapshot.column("fp").to_pylist() if "fp" in snapshot.column_names
                else [None] * snapshot.num_rows)  # a part snapshotted before fingerprints were kept
         for key, hash_, text, fp in zip(snapshot.column("key").to_pylist(), snapshot.column("hash").to_pylist(),
@@ -172,9 +185,9 @@ def build(parts: Iterator[tuple[pa.Table, pa.Table]], cluster_of: dict[str, str]
                 std = json.loads(after[0] if after else text)
                 members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text, fp))
             elif key in after_of:
-                after_text, after_hash = after_of[key]
+                after_text, after_hash, sets = after_of[key]
                 safe.append(Change(MAIN, key, "update", "safe", None, text, after_text, hash_, after_hash,
-                                   before_fp=fp))
+                                   before_fp=fp, sets=sets))
     merge = spec.merge
     for cluster_id, rows in sorted(members.items()):
         if len(rows) < 2:  # alone in its cluster (its pairs were kept apart): its reformats only

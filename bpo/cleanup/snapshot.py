@@ -210,24 +210,28 @@ def standardize_part(text_key: str, spec: CleanupSpec, prefix: str, name: str) -
                         safe_proposals=int(proposals["safe"].sum()) if len(proposals) else 0)
 
 
-SAFE_SCHEMA = pa.schema([("key", pa.string()), ("after", pa.string()), ("after_hash", pa.string())])
+SAFE_SCHEMA = pa.schema([("key", pa.string()), ("after", pa.string()), ("after_hash", pa.string()),
+                         ("sets", pa.string())])
 
 
 def safe_rows(snapshot: pa.Table, proposals: pa.Table) -> pa.Table:
-    """Each row of a snapshot part that has safe reformats, as it will be with them: key, canonical text, hash."""
+    """Each row of a snapshot part that has safe reformats, as it will be with them: key, canonical text, hash,
+    and the columns they set (with their new values)."""
     safe = proposals.filter(proposals.column("safe"))
     by_key: dict[str, list[tuple[str, str]]] = {}
     for k, c, n in zip(*(safe.column(n).to_pylist() for n in ("key", "column", "new")), strict=True):
         by_key.setdefault(k, []).append((c, n))
-    keys, afters = [], []
+    keys, afters, sets = [], [], []
     for k, text in zip(snapshot.column("key").to_pylist(), snapshot.column("row").to_pylist(), strict=True):
         if k in by_key:
             row = json.loads(text)
-            for column, new in by_key[k]:
-                row[column] = new
+            changed = dict(by_key[k])
+            row.update(changed)
             keys.append(k)
             afters.append(canonical(row))
-    return pa.table({"key": keys, "after": afters, "after_hash": [text_hash(a) for a in afters]}, schema=SAFE_SCHEMA)
+            sets.append(canonical(changed))
+    return pa.table({"key": keys, "after": afters, "after_hash": [text_hash(a) for a in afters], "sets": sets},
+                    schema=SAFE_SCHEMA)
 
 
 def local_copies(store: ArtifactStore, keys: list[str], folder: Path) -> list[Path]:
