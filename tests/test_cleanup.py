@@ -381,3 +381,28 @@ def test_a_soft_deleted_merge_keeps_the_row_pointing_at_its_survivor_and_undoes_
     assert not applying.undo(engine, target, checked, ops_db, run_id, changes.changes).refused
     assert _hashes(engine, target, checked) == before
     engine.dispose()
+
+
+def test_survivorship_keeps_the_most_complete_row_and_takes_each_column_by_its_rule() -> None:
+    from bpo.cleanup.plan import Member, survivor
+
+    spec = CleanupSpec.model_validate({"name": "s-cleanup", "key": "id", "columns": {
+        "name": {"role": "person_name"}, "email": {"role": "email"}, "phone": {"role": "phone"},
+        "seen": {"role": "free_text", "compare": False}, "origin": {"role": "free_text", "compare": False}},
+        "survivorship": {"default": "most_complete", "recency_column": "seen", "source_column": "origin",
+                         "source_priority": ["crm", "web"],
+                         "columns": {"email": "most_recent", "phone": "source_priority"}}})
+
+    def member(key: int, **values: Any) -> Member:
+        row = {"id": key, "name": None, "email": None, "phone": None, "seen": None, "origin": None, **values}
+        return Member(encode_key(key), row, f"h{key}", "{}")
+
+    rows = [member(3, name="Ann Lee", email="old@x.com", phone="+1", seen="2020-01-01", origin="web"),
+            member(1, name="Ann Lee", email="new@x.com", seen="2024-05-01", origin="web"),
+            member(2, name="A. Lee", email="mid@x.com", phone="+2", seen="2022-01-01", origin="crm")]
+    kept, values = survivor(rows, spec)
+    # rows 2 and 3 are as complete (5 values): the smaller key is kept; its name stays (most complete first)
+    assert kept.key == encode_key(2) and values["name"] == "A. Lee"
+    assert values["email"] == "new@x.com"  # the most recent row's
+    assert values["phone"] == "+2"  # the most trusted source's
+    assert values["id"] == 2

@@ -131,12 +131,8 @@ class ChangeSet:
         return change
 
 
-def _completeness(row: dict[str, Any], spec: CleanupSpec) -> int:
-    return sum(row.get(c) not in (None, "") for c in spec.columns)
-
-
-def _ordered(members: list[Member], spec: CleanupSpec, rule: str) -> list[Member]:
-    """The cluster's rows, the one whose value wins first."""
+def _ordered(members: list[Member], spec: CleanupSpec, rule: str, complete: dict[str, int]) -> list[Member]:
+    """The cluster's rows, the one whose value wins first (``complete``: each row's count of values, by key)."""
     s = spec.survivorship
     if rule == "most_recent" and s.recency_column:
         column = s.recency_column
@@ -146,18 +142,20 @@ def _ordered(members: list[Member], spec: CleanupSpec, rule: str) -> list[Member
         rank = {name: i for i, name in enumerate(s.source_priority)}
         column = s.source_column
         return sorted(members, key=lambda m: rank.get(str(m.standardized.get(column)), len(rank)))
-    return sorted(members, key=lambda m: -_completeness(m.standardized, spec))
+    return sorted(members, key=lambda m: (-complete[m.key], m.key))  # ties: the kept row first
 
 
 def survivor(members: list[Member], spec: CleanupSpec) -> tuple[Member, dict[str, Any]]:
     """The row kept (the most complete; ties to the smallest key) and its values after the merge."""
-    kept = sorted(members, key=lambda m: (-_completeness(m.standardized, spec), m.key))[0]
+    columns = list(spec.columns)
+    complete = {m.key: sum(m.standardized.get(c) not in (None, "") for c in columns) for m in members}
+    kept = min(members, key=lambda m: (-complete[m.key], m.key))
     values = dict(kept.standardized)
     orders: dict[str, list[Member]] = {}  # by rule: a cluster's rows are ordered once per rule, not per column
     for column in spec.columns:
         rule = spec.survivorship.rule(column)
         if rule not in orders:
-            orders[rule] = _ordered(members, spec, rule)
+            orders[rule] = _ordered(members, spec, rule, complete)
         for m in orders[rule]:
             value = m.standardized.get(column)
             if value not in (None, ""):
