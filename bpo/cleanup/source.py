@@ -248,24 +248,21 @@ def update_rows(conn: Connection, target: Target, name: str, key: str,
             {c: bindparam(f"_v{i}") for i, c in enumerate(columns)}), params)
 
 
-_staged = 0  # names the temporary tables of ``_update_by_copy`` apart
-
-
 def _update_by_copy(conn: Connection, target: Target, name: str, key: str,
                     rows: Sequence[tuple[Any, dict[str, Any]]]) -> None:
-    global _staged
     columns = list(dict.fromkeys(c for _, values in rows for c in values))
     t = lightweight(target, name, [key, *columns])
-    _staged += 1
-    # the stage's columns take the table's own types (k: the key, v<i>: a value, s<i>: whether it is set)
+    # the stage's columns take the table's own types (k: the key, v<i>: a value, s<i>: whether it is set); it is
+    # this session's own, dropped before the call returns (or with the transaction, which rolls its creation back)
     shape = select(t.c[key].label("k"), *(t.c[c].label(f"v{i}") for i, c in enumerate(columns)),
                    *(literal(False).label(f"s{i}") for i in range(len(columns)))).where(false())
-    create = CreateTableAs(shape, f"bpo_stage_{_staged}", temporary=True)
+    create = CreateTableAs(shape, "bpo_stage", temporary=True)
     stage = create.table
     conn.execute(create)
     q = conn.dialect.identifier_preparer
     names = ", ".join(q.quote(c.name) for c in stage.columns)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # this transaction's own
+    # the driver's cursor on this transaction's own connection: COPY is psycopg's, not SQLAlchemy's
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {q.format_table(stage)} ({names}) FROM STDIN") as copy:
         for key_value, values in rows:
             copy.write_row([key_value, *(values.get(c) for c in columns), *(c in values for c in columns)])
