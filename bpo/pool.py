@@ -117,17 +117,26 @@ HERE_PRELOAD = ["great_expectations"]
 def warm_up_in_background(batch: str | None = None) -> None:
     """Start the workers beside the caller, unless ``batch`` is a local folder that one stream does alone.
 
-    For such a batch, this process makes its S3 client and imports what its first validation needs in
-    a background thread instead: the run's first steps (flow-run creation, opening the run, staging
-    files) mostly wait on the network, so the thread takes time they leave idle. Call it once the flow's own modules
-    are imported: the thread then imports only what the flow's steps import lazily.
+    Such a batch gets the validation worker instead (``start_validator``; ``bpo run`` has started it
+    already), if there are two streams or more: Great Expectations' import (seconds of CPU, holding the
+    GIL) is then that worker's, on another CPU, while this process takes the batch in and normalizes it.
+    This process makes its S3 client in a background thread meanwhile, and, with no validation worker,
+    imports what its first validation needs: the run's first steps (flow-run creation, opening the run,
+    staging files) mostly wait on the network, so the thread takes time they leave idle. Call it once the
+    flow's own modules are imported: the thread then imports only what the flow's steps import lazily.
     """
     global _one_stream
     _one_stream = batch is not None and _under_one_chunk(Path(batch))
-    if _one_stream:
+    if batch is not None and _one_stream:
+        start_validator(batch)
         threading.Thread(target=_preload_here, name="bpo-preload", daemon=True).start()
     else:
         threading.Thread(target=warm_up, name="bpo-pool-warm-up", daemon=True).start()
+
+
+def validates_beside() -> bool:
+    """Whether a validation worker takes the steps that validate (``start_validator``)."""
+    return _validator is not None
 
 
 def _preload_here() -> None:

@@ -31,3 +31,13 @@ def prepare_part(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, ro
     """Normalize one chunk, then validate it against the suite's row-local expectations while it is at hand."""
     part, data = normalize_part(run, spec, file, raw_key, rows, row_offset)
     return part, check_part(run, spec, part, data)
+
+
+def normalize_chunk(run: RunContext, spec: ProcessSpec, file: str, raw_key: str, rows: int, row_offset: int) -> Part:
+    """``normalize_part`` for a step whose checks run in another process: the part only (they read it from S3)."""
+    return normalize_part(run, spec, file, raw_key, rows, row_offset)[0]
+
+
+def check_stored_part(run: RunContext, spec: ProcessSpec, part: Part) -> Checked:
+    """Validate one normalized chunk, as stored, against the row-local expectations (as ``prepare_part`` does)."""
+    return check_part(run, spec, part, read_parquet(get_store(), part.normalized))

@@ -50,8 +50,8 @@ THREADS = max(4, os.cpu_count() or 1)
       on_cancellation=[run_hooks.on_cancellation])
 def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, Any]:
     """Intake → normalize → validate → route → load what passed → review → load decisions → publish."""
+    warm_up_in_background(batch)  # the worker processes start while the run is opened (one validator for a small batch)
     spec = load_spec(process)
-    warm_up_in_background(batch)  # the worker processes start while the run is opened (none for a small batch)
     run = open_run(str(flow_run.get_id()), spec.name, spec.slug, batch)
     # files, then chunks, run side by side on the streams
     taken = [f.result() for f in [take_in_file.submit(run, spec, source) for source in list_inputs(run)]]

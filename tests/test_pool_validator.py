@@ -16,7 +16,7 @@ import pytest
 
 from bpo import pool
 from bpo.intake import list_inputs, take_in
-from bpo.prepare import prepare_part
+from bpo.prepare import check_stored_part, normalize_chunk, prepare_part
 from bpo.quality import validate_and_publish
 from bpo.run import RunContext, get_store
 from bpo.samples import write_batch
@@ -79,6 +79,16 @@ def test_a_small_batch_validated_in_the_worker_gives_the_same_results_and_a_dead
     worker_pids, in_validator = validate()
     assert len(worker_pids) == 1 and os.getpid() not in worker_pids
     assert in_validator == here  # every part, check, stored object (its size and sha256) and the page the same
+    # as the flow's prepare_chunk does it with a validation worker: normalized here, checked there from S3
+    split, offset = [], 0
+    for name, raw_key, rows in chunks:
+        pid, part = pool.in_worker(where, normalize_chunk, run, spec, name, raw_key, rows, offset)
+        assert pid == os.getpid()
+        pid, checked = pool.in_worker(where, check_stored_part, run, spec, part, validates=True)
+        assert pid in worker_pids
+        split.append((part, checked))
+        offset += rows
+    assert split == here[0]
     assert pool.in_worker(where, len, "abc") == (os.getpid(), 3), "a step that does not validate runs here"
     with pytest.raises(ValueError, match="bad value"):  # the step's own error is raised, not retried here
         pool.in_worker(fail_with, "bad value", validates=True)
