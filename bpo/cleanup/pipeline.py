@@ -312,11 +312,10 @@ def final_clusters(run: RunContext, spec: CleanupSpec, matched: Matched) -> tupl
 
 
 def _snapshot_parts(store: ArtifactStore, snap: Snapshot) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """Each snapshot part with its rows' safe reformats (made now for a snapshot from before ``safe/`` parts)."""
-    for i, part in enumerate(snap.parts):
+    """Each snapshot part with its rows' safe reformats made (``safe_rows``)."""
+    for part, props_key in zip(snap.parts, snap.proposal_parts, strict=True):
         rows = _read(store, part)
-        yield rows, (_read(store, snap.safe_parts[i]) if i < len(snap.safe_parts)
-                     else safe_rows(rows, _read(store, snap.proposal_parts[i])))
+        yield rows, safe_rows(rows, _read(store, props_key))
 
 
 def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Snapshot, matched: Matched,

@@ -1,14 +1,12 @@
 """Snapshot, standardize and profile: one streamed pass over the client's table.
 
-Each chunk of rows (ordered by key) becomes five Parquet objects in the run's S3 prefix:
+Each chunk of rows (ordered by key) becomes four Parquet objects in the run's S3 prefix:
 ``snapshot/`` — every row whole, exactly encoded, with its content hash (what undo restores and
 checks) and, on PostgreSQL, the database's own fingerprint of it (what apply checks first);
 ``text/`` — the spec's columns as text, as read (what the 'after' checks start from); ``match/`` —
-the compared columns standardized, the input of the match model; ``proposals/`` — the value
-changes standardizing proposes, each marked safe or not; and ``safe/`` — each row with safe
-reformats as it will be once they are made (its canonical text and hash: the change set's
-reformats, made where the chunk is standardized). Only one chunk is in memory at a time, so a
-table larger than memory works.
+the compared columns standardized, the input of the match model; and ``proposals/`` — the value
+changes standardizing proposes, each marked safe or not. Only one chunk is in memory at a time, so
+a table larger than memory works.
 """
 
 from __future__ import annotations
@@ -95,7 +93,6 @@ class Snapshot:
     text_parts: list[str] = field(default_factory=list)  # text/ keys: the spec's columns as text, as read
     match_parts: list[str] = field(default_factory=list)  # match/ keys
     proposal_parts: list[str] = field(default_factory=list)  # proposals/ keys
-    safe_parts: list[str] = field(default_factory=list)  # safe/ keys (none in a snapshot made before they were)
     objects: list[StoredObject] = field(default_factory=list)
     before: Figures = field(default_factory=Figures)
     proposals: int = 0
@@ -118,7 +115,6 @@ class Standardized:
 
     match_key: str
     proposals_key: str
-    safe_key: str
     objects: list[StoredObject]
     figures: Figures
     proposals: int
@@ -175,7 +171,6 @@ def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], s
         part = done.result()
         snap.match_parts.append(part.match_key)
         snap.proposal_parts.append(part.proposals_key)
-        snap.safe_parts.append(part.safe_key)
         snap.objects.extend(part.objects)
         snap.before.add(part.figures)
         snap.proposals += part.proposals
@@ -202,10 +197,7 @@ def standardize_part(text_key: str, spec: CleanupSpec, prefix: str, name: str) -
                                        ("new", pa.string()), ("safe", pa.bool_())]))
     match_obj = _put(store, f"{prefix}/match/{name}", match)
     props_obj = _put(store, f"{prefix}/proposals/{name}", props)
-    snapshot = pq.read_table(io.BytesIO(store.get_bytes(f"{prefix}/snapshot/{name}")))
-    safe_obj = _put(store, f"{prefix}/safe/{name}", safe_rows(snapshot, props))
-    return Standardized(match_key=match_obj.key, proposals_key=props_obj.key, safe_key=safe_obj.key,
-                        objects=[match_obj, props_obj, safe_obj],
+    return Standardized(match_key=match_obj.key, proposals_key=props_obj.key, objects=[match_obj, props_obj],
                         figures=profile(text, spec), proposals=len(proposals),
                         safe_proposals=int(proposals["safe"].sum()) if len(proposals) else 0)
 
