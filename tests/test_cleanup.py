@@ -274,10 +274,11 @@ def test_on_postgresql_each_row_gets_exactly_its_own_columns_and_the_undo_restor
            "a 2": {"balance": Decimal("1234567890.12"), "photo": b"\\N\x00", "notes": None},
            "b'1": {"seen": datetime.fromisoformat("2026-12-02T10:00:00+05:30"), "e-mail": "\\N"}}
     with engine.begin() as conn:
-        source.update_rows(conn, target, target.table, checked.key, list(new.items()))
+        source.update_rows(conn, target, target.table, checked.key, [*new.items(), ("c 1", {})])
     now = rows()
     for key, values in new.items():
         assert now[key] == {**was[key], **values}, key  # its own columns changed, the others as they were
+    assert now["c 1"] == was["c 1"]  # given no column: left as it is
     with engine.begin() as conn:  # put back as it was: the merge below starts from the first rows
         source.update_rows(conn, target, target.table, checked.key,
                            [(k, {c: was[k][c] for c in values}) for k, values in new.items()])

@@ -30,9 +30,9 @@ from bpo import pool
 from bpo.carry import carry_over, record_hash
 from bpo.cleanup import apply as applying
 from bpo.cleanup import checks, dedupe, source
-from bpo.cleanup.plan import MAIN, Change, ChangeSet, build, from_parquet, to_parquet
+from bpo.cleanup.plan import MAIN, Change, ChangeSet, build, from_parquet, safe_rows, to_parquet
 from bpo.cleanup.rows import canonical, decode_key, encode_key
-from bpo.cleanup.snapshot import TEXT_PREFIX, Figures, Snapshot, local_copies, profile, safe_rows, take_snapshot
+from bpo.cleanup.snapshot import TEXT_PREFIX, Figures, Snapshot, local_copies, profile, take_snapshot
 from bpo.cleanup.source import Checked, Target
 from bpo.cleanup.spec import CleanupSpec
 from bpo.db.models import CleanupChange, ReviewItem, Run

@@ -164,9 +164,33 @@ def survivor(members: list[Member], spec: CleanupSpec) -> tuple[Member, dict[str
     return kept, values
 
 
+SAFE_SCHEMA = pa.schema([("key", pa.string()), ("after", pa.string()), ("after_hash", pa.string()),
+                         ("sets", pa.string())])
+
+
+def safe_rows(snapshot: pa.Table, proposals: pa.Table) -> pa.Table:
+    """Each row of a snapshot part that has safe reformats (``proposals``: the part's), as it will be with them:
+    key, canonical text, hash, and the columns they set (with their new values). What ``build`` takes."""
+    safe = proposals.filter(proposals.column("safe"))
+    by_key: dict[str, list[tuple[str, str]]] = {}
+    for k, c, n in zip(*(safe.column(n).to_pylist() for n in ("key", "column", "new")), strict=True):
+        by_key.setdefault(k, []).append((c, n))
+    keys, afters, sets = [], [], []
+    for k, text in zip(snapshot.column("key").to_pylist(), snapshot.column("row").to_pylist(), strict=True):
+        if k in by_key:
+            row = json.loads(text)
+            changed = dict(by_key[k])
+            row.update(changed)
+            keys.append(k)
+            afters.append(canonical(row))
+            sets.append(canonical(changed))
+    return pa.table({"key": keys, "after": afters, "after_hash": [text_hash(a) for a in afters], "sets": sets},
+                    schema=SAFE_SCHEMA)
+
+
 def build(parts: Iterator[tuple[pa.Table, pa.Table]], cluster_of: dict[str, str], how_of: dict[str, str],
           spec: CleanupSpec) -> ChangeSet:
-    """The change set from the snapshot parts (each with its rows' safe reformats: ``snapshot.safe_rows``) and the
+    """The change set from the snapshot parts (each with its rows' safe reformats: ``safe_rows``) and the
     clusters. A row in no cluster takes its reformats as they were made; a cluster's rows start from them."""
     out = ChangeSet()
     members: dict[str, list[Member]] = {}

@@ -12,7 +12,6 @@ a table larger than memory works.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bpo.cleanup.checks import E164, EMAIL  # the figures use the expectations' patterns
-from bpo.cleanup.rows import canonical, encode_rows, key_text, text_column, text_hash
+from bpo.cleanup.rows import encode_rows, key_text, text_column, text_hash
 from bpo.cleanup.spec import CleanupSpec
 from bpo.cleanup.standardize import standardize
 from bpo.run import get_store
@@ -200,30 +199,6 @@ def standardize_part(text_key: str, spec: CleanupSpec, prefix: str, name: str) -
     return Standardized(match_key=match_obj.key, proposals_key=props_obj.key, objects=[match_obj, props_obj],
                         figures=profile(text, spec), proposals=len(proposals),
                         safe_proposals=int(proposals["safe"].sum()) if len(proposals) else 0)
-
-
-SAFE_SCHEMA = pa.schema([("key", pa.string()), ("after", pa.string()), ("after_hash", pa.string()),
-                         ("sets", pa.string())])
-
-
-def safe_rows(snapshot: pa.Table, proposals: pa.Table) -> pa.Table:
-    """Each row of a snapshot part that has safe reformats, as it will be with them: key, canonical text, hash,
-    and the columns they set (with their new values)."""
-    safe = proposals.filter(proposals.column("safe"))
-    by_key: dict[str, list[tuple[str, str]]] = {}
-    for k, c, n in zip(*(safe.column(n).to_pylist() for n in ("key", "column", "new")), strict=True):
-        by_key.setdefault(k, []).append((c, n))
-    keys, afters, sets = [], [], []
-    for k, text in zip(snapshot.column("key").to_pylist(), snapshot.column("row").to_pylist(), strict=True):
-        if k in by_key:
-            row = json.loads(text)
-            changed = dict(by_key[k])
-            row.update(changed)
-            keys.append(k)
-            afters.append(canonical(row))
-            sets.append(canonical(changed))
-    return pa.table({"key": keys, "after": afters, "after_hash": [text_hash(a) for a in afters], "sets": sets},
-                    schema=SAFE_SCHEMA)
 
 
 def local_copies(store: ArtifactStore, keys: list[str], folder: Path) -> list[Path]:

@@ -234,6 +234,7 @@ def update_rows(conn: Connection, target: Target, name: str, key: str,
     per row. Each column is set only in the rows that give it (a flag per column), so a value not changed
     is never written back. Elsewhere, one ``executemany`` per set of columns.
     """
+    rows = [(key_value, values) for key_value, values in rows if values]  # a row given no column is left as it is
     if not rows:
         return
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
