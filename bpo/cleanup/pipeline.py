@@ -32,7 +32,7 @@ from bpo import pool
 from bpo.carry import carry_over, record_hash
 from bpo.cleanup import apply as applying
 from bpo.cleanup import checks, dedupe, source
-from bpo.cleanup.plan import MAIN, Change, ChangeSet, build, from_parquet, safe_rows, to_parquet
+from bpo.cleanup.plan import MAIN, Change, ChangeSet, Reformatted, build, from_parquet, safe_rows, to_parquet
 from bpo.cleanup.rows import canonical, decode_key, encode_key
 from bpo.cleanup.snapshot import TEXT_PREFIX, Figures, Snapshot, local_copies, profile, take_snapshot
 from bpo.cleanup.source import Checked, Target
@@ -327,7 +327,7 @@ def final_clusters(run: RunContext, spec: CleanupSpec, matched: Matched) -> tupl
     return clustering.cluster_of, how
 
 
-def _snapshot_parts(store: ArtifactStore, snap: Snapshot) -> Iterator[tuple[pa.Table, pa.Table]]:
+def _snapshot_parts(store: ArtifactStore, snap: Snapshot) -> Iterator[tuple[pa.Table, Reformatted]]:
     """Each snapshot part with its rows' safe reformats made (``safe_rows``)."""
     for part, props_key in zip(snap.parts, snap.proposal_parts, strict=True):
         rows = _read(store, part)

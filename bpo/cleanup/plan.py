@@ -164,47 +164,42 @@ def survivor(members: list[Member], spec: CleanupSpec) -> tuple[Member, dict[str
     return kept, values
 
 
-SAFE_SCHEMA = pa.schema([("key", pa.string()), ("after", pa.string()), ("after_hash", pa.string()),
-                         ("sets", pa.string())])
+Reformatted = dict[str, tuple[str, str, str]]  # key -> the row's canonical text after, its hash, the columns set
 
 
-def safe_rows(snapshot: pa.Table, proposals: pa.Table) -> pa.Table:
+def safe_rows(snapshot: pa.Table, proposals: pa.Table) -> Reformatted:
     """Each row of a snapshot part that has safe reformats (``proposals``: the part's), as it will be with them:
-    key, canonical text, hash, and the columns they set (with their new values). What ``build`` takes."""
+    its canonical text, hash, and the columns they set (with their new values), by key. What ``build`` takes."""
     safe = proposals.filter(proposals.column("safe"))
     by_key: dict[str, list[tuple[str, str]]] = {}
     for k, c, n in zip(*(safe.column(n).to_pylist() for n in ("key", "column", "new")), strict=True):
         by_key.setdefault(k, []).append((c, n))
-    keys, afters, sets = [], [], []
+    out: Reformatted = {}
     for k, text in zip(snapshot.column("key").to_pylist(), snapshot.column("row").to_pylist(), strict=True):
         if k in by_key:
             row = json.loads(text)
             changed = dict(by_key[k])
             row.update(changed)
-            keys.append(k)
-            afters.append(canonical(row))
-            sets.append(canonical(changed))
-    return pa.table({"key": keys, "after": afters, "after_hash": [text_hash(a) for a in afters], "sets": sets},
-                    schema=SAFE_SCHEMA)
+            after = canonical(row)
+            out[k] = (after, text_hash(after), canonical(changed))
+    return out
 
 
-def build(parts: Iterator[tuple[pa.Table, pa.Table]], cluster_of: dict[str, str], how_of: dict[str, str],
+def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, str], how_of: dict[str, str],
           spec: CleanupSpec) -> ChangeSet:
     """The change set from the snapshot parts (each with its rows' safe reformats: ``safe_rows``) and the
     clusters. A row in no cluster takes its reformats as they were made; a cluster's rows start from them."""
     out = ChangeSet()
     members: dict[str, list[Member]] = {}
     safe: list[Change] = []
-    for snapshot, reformatted in parts:
-        after_of = dict(zip(reformatted.column("key").to_pylist(), zip(
-            *(reformatted.column(n).to_pylist() for n in ("after", "after_hash", "sets")), strict=True), strict=True))
+    for snapshot, after_of in parts:
         fps = (snapshot.column("fp").to_pylist() if "fp" in snapshot.column_names
                else [None] * snapshot.num_rows)  # a part snapshotted before fingerprints were kept
         for key, hash_, text, fp in zip(snapshot.column("key").to_pylist(), snapshot.column("hash").to_pylist(),
                                         snapshot.column("row").to_pylist(), fps, strict=True):
             if key in cluster_of:
-                after = after_of.get(key)
-                std = json.loads(after[0] if after else text)
+                made = after_of.get(key)
+                std = json.loads(made[0] if made else text)
                 members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text, fp))
             elif key in after_of:
                 after_text, after_hash, sets = after_of[key]
