@@ -43,7 +43,8 @@ class FieldSpec(BaseModel):
     date_order: Literal["DMY", "MDY"] | None = None
     # money: currency used when the value carries no symbol or code
     default_currency: str | None = None
-    # postal_code: the field holding the ISO country code, or a fixed country
+    # postal_code, phone: the field holding each record's ISO country code, or a fixed country (a phone without
+    # either is read in the spec's default_region; so is one whose country field holds no region phonenumbers knows)
     country_field: str | None = None
     country: str | None = None
     max_length: int | None = None

@@ -61,6 +61,24 @@ def test_standardizing_proposes_reformats_as_safe_and_leaves_refused_values_alon
     assert standardized.loc[1, "email"] == "not-an-email" and standardized.loc[1, "name"] == "Zoë"
 
 
+def test_a_phone_is_read_in_its_rows_country_and_dialled_forms_of_one_number_are_safe() -> None:
+    spec = CleanupSpec.model_validate({"name": "t", "table": "t", "key": "id", "default_country": "US", "columns": {
+        "phone": {"role": "phone", "country_column": "country"}, "country": {"role": "country"}}})
+    frame = pd.DataFrame({
+        "phone": ["020 7946 0958", "06 12 34 56 78", "(020) 7946-0958 ext. 12", "0044 20 7946 0958",
+                  "8 (495) 123-45-67", "1-800-FLOWERS", "06 12 34 56 78"],
+        "country": ["United Kingdom", "FR", "GB", "GB", "RU", "US", None]}).astype(pd.StringDtype())
+    standardized, proposals = standardize(frame, spec)
+    by = {r.position: (r.new, r.safe) for r in proposals.itertuples() if r.column == "phone"}
+    assert by[0] == ("+442079460958", True)  # the national (trunk) prefix 0 for the country code: same number
+    assert by[1] == ("+33612345678", True)
+    assert by[3] == ("+442079460958", True)
+    assert by[4] == ("+74951234567", True)  # Russia's trunk prefix is 8
+    assert by[2] == ("+442079460958", False)  # the extension would be lost
+    assert by[5] == ("+18003569377", False)  # letters read as digits: a person decides
+    assert 6 not in by and standardized.loc[6, "phone"] == "06 12 34 56 78"  # no country: a US number it is not
+
+
 def _sqlite(tmp_path: Path, ddl: str, rows: list[str] = ()) -> str:  # type: ignore[assignment]
     url = f"sqlite:///{tmp_path}/client.db"
     engine = create_engine(url)

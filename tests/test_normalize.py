@@ -261,6 +261,24 @@ def test_phone_international_and_other_regions(spec: ProcessSpec):
     assert one("phone", "020 7946 0958", gb)[0] == "+442079460958"
 
 
+def test_phone_is_read_in_its_rows_country_or_the_fields_fixed_one(spec: ProcessSpec):
+    # the same national digits are another country's number in each row; an unknown or missing country is the
+    # spec's default region (US here); a fixed country on the field replaces the default
+    frame = pd.DataFrame({"country": pd.array(["FR", "gb", "DE", None, "Narnia", "US"], dtype=pd.StringDtype())})
+    raw = ["06 12 34 56 78", "020 7946 0958", "030 123456", "(415) 555-2671", "(415) 555-2671", "06 12 34 56 78"]
+    result = run("phone", raw, spec, frame=frame, country_field="country")
+    assert result.values.tolist()[:5] == ["+33612345678", "+442079460958", "+4930123456", "+14155552671",
+                                          "+14155552671"]
+    assert pd.isna(result.values.iloc[5]) and result.reasons.iloc[5] == "not a valid US phone number"
+    fixed = run("phone", ["020 7946 0958", "+1 415 555 2671"], spec, country="GB")
+    assert fixed.values.tolist() == ["+442079460958", "+14155552671"]
+    # through the frame normalizer, the country field normalized first
+    fields = {"country": FieldSpec(type="text"), "phone": FieldSpec(type="phone", country_field="country")}
+    two = spec.model_copy(update={"fields": {n: f.model_copy(update={"name": n}) for n, f in fields.items()}})
+    data = normalize_frame(pd.DataFrame({"country": [" FR "], "phone": ["06 12 34 56 78"]}, dtype=object), two).data
+    assert data.loc[0, "phone"] == "+33612345678"
+
+
 @pytest.mark.parametrize(
     ("raw", "word"),
     [

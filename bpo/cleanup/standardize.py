@@ -15,8 +15,10 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+import phonenumbers
 import pycountry
 from babel import Locale
+from phonenumbers import PhoneMetadata
 
 from bpo.cleanup.spec import CleanupSpec, ColumnSpec
 from bpo.normalizers import NORMALIZERS
@@ -71,9 +73,25 @@ def _is_reformat(role: str, old: str, new: str) -> bool:
     if role in ("date_of_birth", "country"):  # the normalizer read one meaning and wrote it canonically
         return True
     a, b = _fold(old), _fold(new)
-    if role == "phone":  # the same digits, a country code and IDD prefix aside
-        return len(min(a, b, key=len)) >= 7 and (a.endswith(b) or b.endswith(a))
+    if role == "phone":  # the same digits, a country code, IDD prefix and national (trunk) prefix aside
+        return len(min(a, b, key=len)) >= 7 and (a.endswith(b) or b.endswith(a) or _trunk_dialled(a, new))
     return a == b
+
+
+def _trunk_dialled(digits: str, e164: str) -> bool:
+    """Whether ``digits`` are the E.164 number's national number dialled with its country's national prefix
+    (the UK's 0 in 020 7946 0958, +442079460958); nothing else before or after it."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    national = str(number.national_number)
+    prefix = digits.removesuffix(national)
+    if not prefix or prefix == digits or number.extension:
+        return False
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code or 0, ())
+    return any((meta := PhoneMetadata.metadata_for_region(r)) is not None and meta.national_prefix == prefix
+               for r in regions)
 
 
 def standardize(frame: pd.DataFrame, spec: CleanupSpec) -> tuple[pd.DataFrame, pd.DataFrame]:

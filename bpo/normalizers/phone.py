@@ -151,10 +151,40 @@ def canonical_phone(raw: pd.Series) -> pd.Series:
     return clean(raw).str.replace(r"[ .()/-]", "", regex=True).str.replace(r"^00", "+", regex=True)
 
 
+def regions(field: FieldSpec, frame: pd.DataFrame, spec: ProcessSpec, index: pd.Index) -> pd.Series:
+    """The region each row's national number is read in: its country field's ISO code where phonenumbers knows
+    it, else the field's fixed country, else the spec's default region."""
+    fallback = (field.country or spec.default_region).upper()
+    if not field.country_field or field.country_field not in frame:
+        return pd.Series(fallback, index=index, dtype=STRING)
+    country = frame[field.country_field].astype(STRING).str.strip().str.upper()
+    known = country.isin(phonenumbers.SUPPORTED_REGIONS).to_numpy(bool)
+    return pd.Series(np.where(known, country.to_numpy(object, na_value=fallback), fallback), index=index,
+                     dtype=STRING)
+
+
 def normalize_phone(raw: pd.Series, field: FieldSpec, frame: pd.DataFrame, spec: ProcessSpec) -> Normalized:
-    """E.164 numbers; national numbers are read in ``spec.default_region``."""
-    codes, u = distinct(canonical_phone(raw))
-    region = spec.default_region
+    """E.164 numbers; a national number is read in its row's region (``regions``)."""
+    canonical = canonical_phone(raw)
+    if not field.country_field:  # one region: the distinct numbers read once
+        return _in_region(raw, canonical, (field.country or spec.default_region).upper())
+    region_of = regions(field, frame, spec, raw.index)
+    if region_of.nunique() == 1:
+        return _in_region(raw, canonical, str(region_of.iloc[0]))
+    values = pd.array([pd.NA] * len(raw), dtype=STRING)
+    reasons = nones(len(raw))
+    for region in region_of.unique():
+        rows = np.flatnonzero((region_of == region).to_numpy(bool))
+        part = _in_region(raw.iloc[rows], canonical.iloc[rows], str(region))
+        values[rows] = part.values.array
+        reasons[rows] = part.reasons.to_numpy(object)
+    return Normalized(values=pd.Series(values, index=raw.index, name=raw.name),
+                      reasons=pd.Series(reasons, index=raw.index, dtype=object),
+                      flags=pd.Series(nones(len(raw)), index=raw.index, dtype=object))
+
+
+def _in_region(raw: pd.Series, canonical: pd.Series, region: str) -> Normalized:
+    codes, u = distinct(canonical)
     decided, values = fast_e164(u, region)
     for i in np.flatnonzero(~decided):
         values[i] = library_e164(u[i], region)
