@@ -218,6 +218,7 @@ def test_cleanup_on_sqlite_dry_run_then_merge_repoint_undo_and_a_rerun_asks_no_o
         asked = s.query(ReviewItem).filter_by(flow_run_id=result["flow_run_id"], kind="pair").all()
         different = {(i.source["left_key"], i.source["right_key"]) for i in asked if i.status == "rejected"}
 
+    _undo_is_refused_while_the_run_is_live(result["flow_run_id"], url, before)
     report = undo_run(result["flow_run_id"])
     assert not report.refused and report.verified == report.restored > 0
     assert table_hashes(url, "customers") == before
@@ -229,6 +230,39 @@ def test_cleanup_on_sqlite_dry_run_then_merge_repoint_undo_and_a_rerun_asks_no_o
         items = s.query(ReviewItem).filter_by(flow_run_id=again["flow_run_id"], kind="pair").all()
     assert all(i.status != "open" for i in items)
     assert not {(i.source["left_key"], i.source["right_key"]) for i in items} & different
+
+
+def _undo_is_refused_while_the_run_is_live(run_id: str, url: str, before: dict[str, str]) -> None:
+    """A run still going (Prefect says Running, its process alive here) may still be applying: no undo yet."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed, Running
+    from sqlalchemy import update
+
+    from bpo.cleanup.source import CleanupRefused
+    from bpo.cleanup.undo import undo_run
+    from bpo.db.models import Run
+    from bpo.db.session import session_scope
+    from bpo.runs import this_process
+    from bpo.settings import get_settings
+
+    host, pid, started = this_process()
+    ops = get_settings().ops_database_url or ""
+    after = table_hashes(url, "customers")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(uuid.UUID(run_id), Running(), force=True)
+        with session_scope(ops) as s:
+            s.execute(update(Run).where(Run.flow_run_id == run_id).values(status="running", host=host, pid=pid,
+                                                                          pid_started=started))
+        try:
+            with pytest.raises(CleanupRefused, match="still running"):
+                undo_run(run_id)
+            assert table_hashes(url, "customers") == after != before
+        finally:
+            client.set_flow_run_state(uuid.UUID(run_id), Completed(), force=True)
+            with session_scope(ops) as s:
+                s.execute(update(Run).where(Run.flow_run_id == run_id).values(status="completed"))
 
 
 def _last_run_id() -> str:

@@ -17,6 +17,7 @@ from bpo.cleanup.spec import load_cleanup_spec
 from bpo.db.models import Run
 from bpo.db.session import session_scope
 from bpo.run import get_store
+from bpo.runs import ACTIVE, sweep_dead_runs
 from bpo.settings import Settings, get_settings
 
 
@@ -35,10 +36,14 @@ class UndoReport:
 
 def undo_run(flow_run_id: str, database: str | None = None, settings: Settings | None = None) -> UndoReport:
     settings = settings or get_settings()
+    sweep_dead_runs(settings, flow_run_ids=[flow_run_id])  # a run whose process was killed has ended
     with session_scope(settings.ops_database_url or "") as s:
         run = s.get(Run, flow_run_id)
         if run is None or "cleanup_spec" not in (run.counts or {}):
             raise CleanupRefused(f"no cleanup run {flow_run_id!r} in the ops database")
+        if run.status in ACTIVE:  # it may still be applying: undone at once, a chunk could be logged twice
+            raise CleanupRefused(f"cleanup run {flow_run_id!r} is still {run.status.replace('_', ' ')}: undo it "
+                                 "once it has ended (`bpo runs list` shows its status); nothing was changed")
         label, table, spec_path = run.batch.rsplit("/", 1)[0], run.counts["table"], run.counts["cleanup_spec"]
         plan_key = run.counts.get("plan")
     spec = load_cleanup_spec(spec_path)
