@@ -5,7 +5,8 @@ time, so the task runner's threads alone run them one at a time. A task that cal
 still runs on its thread (Prefect sees and retries it as usual) but its work takes one of the
 *streams*: the flow's own process (one stream, used first: it has everything imported already) or
 one of the worker processes (the others). With ``BPO_WORKERS`` streams in all (default: one per
-CPU), that many steps really run at once.
+CPU), that many steps really run at once. The steps that use Great Expectations (``validates=True``)
+run in the workers only: the flow's process, which also runs Prefect's client, never imports it.
 
 Streams are sized to the work: a local batch too small to fill one chunk (``BPO_CHUNK_ROWS``,
 reckoned at ``BYTES_PER_RECORD``) is done by the flow's own process alone, and no worker pool is
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from bpo.settings import Settings, get_settings, use_settings
 
@@ -46,8 +47,7 @@ PRELOAD = ["pandas", "pyarrow.parquet", "pyarrow.compute", "boto3", "great_expec
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
-_streams: threading.BoundedSemaphore | None = None
-_here = threading.Lock()  # the flow's own process runs one step at a time
+_streams: _Streams | None = None
 _one_stream = False  # this run's batch is small: every step waits for the flow's own process
 _validator: ProcessPoolExecutor | None = None  # a small batch's one worker for its validation steps
 BYTES_PER_RECORD = 100  # a CSV record of the sample forms is ~150 bytes; a batch under a chunk is far below
@@ -59,12 +59,56 @@ def stream_count(settings: Settings | None = None) -> int:
     return configured if configured > 0 else (os.cpu_count() or 1)
 
 
-def _get_pool() -> tuple[ProcessPoolExecutor | None, threading.BoundedSemaphore]:
+class _Streams:
+    """Which streams are free: the flow's own process (one step at a time) and the worker processes.
+
+    A step takes the flow's process if it may and that is free, else a worker. A step that must run in a
+    worker (``where="worker"``) goes before the steps that may run anywhere when a worker comes free: the
+    flow's process cannot take it, and they may still get the flow's process.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._free = threading.Condition()
+        self._here_free = True
+        self._workers_free = workers
+        self._waiting_for_worker = 0
+
+    def take(self, where: Where) -> bool:
+        """Wait for a stream ``where`` allows; True if it is the flow's process, False if a worker."""
+        with self._free:
+            waits_for_worker = where == "worker"
+            self._waiting_for_worker += waits_for_worker
+            try:
+                while True:
+                    if where != "worker" and self._here_free:
+                        self._here_free = False
+                        return True
+                    if where != "here" and self._workers_free > 0 and (waits_for_worker or
+                                                                       not self._waiting_for_worker):
+                        self._workers_free -= 1
+                        return False
+                    self._free.wait()
+            finally:
+                self._waiting_for_worker -= waits_for_worker
+
+    def give_back(self, here: bool) -> None:
+        with self._free:
+            if here:
+                self._here_free = True
+            else:
+                self._workers_free += 1
+            self._free.notify_all()
+
+
+Where = Literal["any", "here", "worker"]
+
+
+def _get_pool() -> tuple[ProcessPoolExecutor | None, _Streams]:
     global _pool, _streams
     with _lock:
         streams = stream_count()
         if _streams is None:
-            _streams = threading.BoundedSemaphore(streams)
+            _streams = _Streams(streams - 1)
         if _pool is None and streams > 1:
             _pool = ProcessPoolExecutor(max_workers=streams - 1, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_preload)
@@ -251,30 +295,49 @@ def in_worker(fn: Callable[..., T], *args: Any, validates: bool = False) -> T:
     worker process); it must not call ``in_worker`` itself (it holds a stream). A worker that died
     (killed for memory, say) breaks the pool: the call raises, and the next call gets a new pool.
     A step that ``validates`` (uses Great Expectations) runs in the validation worker if there is
-    one (``start_validator``); if that worker is dead, it runs here, as without one.
+    one (``start_validator``); if that worker is dead, it runs here, as without one. With worker
+    processes it runs in one of them, never here: they import GX as they start, and this process,
+    which also runs the flow, would otherwise import it too (seconds of CPU, holding the GIL).
+    """
+    return in_worker_or_here(fn, fn, *args, validates=validates)
+
+
+U = TypeVar("U")
+
+
+def in_worker_or_here(fn: Callable[..., T], here: Callable[..., U], *args: Any, validates: bool = True) -> T | U:
+    """``fn(*args)`` on a free stream, or ``here(*args)`` if that stream is the flow's own process.
+
+    For a step that ``validates`` of which the flow's process can do the part without Great
+    Expectations: with worker processes, whichever stream is free first takes it, a worker the whole
+    step (``fn``), the flow's process its first part (``here``), leaving the rest to the caller (to
+    send to a worker with ``in_worker(..., validates=True)``). With no worker processes it is ``fn`` here.
     """
     if validates and _validator is not None:
         done, result = _in_validator(fn, args)
         if done:
             return result
     pool, streams = _get_pool()
-    with streams:  # a stream is free: this process's, or else a worker's
-        if pool is None:
-            return _here_now(fn, args)
-        if _one_stream:
-            with _here:
-                return _here_now(fn, args)
-        if _here.acquire(blocking=False):
-            try:
-                return _here_now(fn, args)
-            finally:
-                _here.release()
+    if pool is None or _one_stream:  # every step here, one at a time
+        where: Where = "here"
+    else:  # a step that validates never falls to this process whole
+        where = "worker" if validates and here is fn else "any"
+    if streams.take(where):
         try:
-            return pool.submit(_call, get_settings(), fn, args).result()
-        except BrokenProcessPool as exc:
-            _forget(pool)
-            raise RuntimeError(f"a worker process died while running {fn.__name__}; "
-                               "the step can be retried (a new pool is started)") from exc
+            if where == "here":
+                return _here_now(fn, args)
+            return _here_now(here, args)
+        finally:
+            streams.give_back(True)
+    assert pool is not None
+    try:
+        return pool.submit(_call, get_settings(), fn, args).result()
+    except BrokenProcessPool as exc:
+        _forget(pool)
+        raise RuntimeError(f"a worker process died while running {fn.__name__}; "
+                           "the step can be retried (a new pool is started)") from exc
+    finally:
+        streams.give_back(False)
 
 
 def _in_validator(fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[bool, Any]:

@@ -41,6 +41,30 @@ def test_two_steps_run_at_once_here_and_in_a_worker_with_the_callers_settings(tw
     assert [rows for _, rows in results] == [1234, 1234]
 
 
+def whole_step(pause: float) -> tuple[str, int]:
+    time.sleep(pause)
+    return "whole", os.getpid()
+
+
+def first_part(pause: float) -> tuple[str, int]:
+    time.sleep(pause)
+    return "part", os.getpid()
+
+
+def test_a_step_that_validates_runs_in_a_worker_and_this_process_takes_only_its_first_part(
+        two_streams: None) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert all(f.result(timeout=60) != os.getpid() for f in pool.warm_up())
+    assert pool.in_worker(pid_and_chunk_rows, 0.0, validates=True)[0] != os.getpid(), "it ran here"
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        done = list(threads.map(lambda _: pool.in_worker_or_here(whole_step, first_part, 1.0), range(2)))
+    assert time.perf_counter() - started < 1.8, "the two steps ran one after the other"
+    assert sorted(done) == [("part", os.getpid()), ("whole", next(pid for step, pid in done if step == "whole"))]
+    assert done[0][1] != done[1][1]
+
+
 def test_a_batch_under_one_chunk_starts_no_worker_and_runs_here(two_streams: None, tmp_path: Path) -> None:
     small, big = tmp_path / "small", tmp_path / "big"
     small.mkdir()
