@@ -179,7 +179,8 @@ def _cluster_map(path: Path) -> dict[str, str]:
 
 
 class PairAgent(threading.Thread):
-    """Answers every open ``pair`` item from the truth (same / different) and approves any gate."""
+    """Answers every open ``pair`` item from the truth (same / different), approves any gate and keeps every row
+    a ``reformat`` item asks about (the generated table has none: its changes are all safe reformats)."""
 
     def __init__(self, truth: dict[str, int]) -> None:
         super().__init__(name="bench-pair-agent", daemon=True)
@@ -200,6 +201,9 @@ class PairAgent(threading.Thread):
             with session_scope(settings.ops_database_url or "") as s:
                 pairs = [(i.id, i.record_key) for i in s.query(ReviewItem).filter_by(kind="pair", status="open")]
                 gates = [i.id for i in s.query(ReviewItem).filter_by(kind="gate", status="open")]
+                kept = [i.id for i in s.query(ReviewItem).filter_by(kind="reformat", status="open")]
+            for item_id in kept:
+                resolve(settings, item_id, actor="bench-agent", decision={"approve": False, "reason": "bench: kept"})
             for item_id in gates:
                 resolve(settings, item_id, actor="bench-supervisor", approve=True, reason="bench: approved")
                 self.gates += 1

@@ -282,7 +282,7 @@ def reset_database(dsn: str) -> None:
 
 @dataclass
 class Agent:
-    """Waits for the run to pause on review, then rejects every open item through bpo.review.resolve."""
+    """Waits for the run to pause on review, then rejects every open item through bpo.review.resolve_many."""
 
     done: threading.Event
     flow_run_id: str | None = None
@@ -307,7 +307,7 @@ class Agent:
 
         from prefect.client.orchestration import get_client
 
-        from bpo.review import list_items, resolve, resume_if_done
+        from bpo.review import list_items, resolve_many, resume_if_done
         from bpo.settings import get_settings
 
         settings = get_settings()
@@ -330,10 +330,13 @@ class Agent:
         if self.paused_seen_at is None:
             return
         while items := list_items(settings, flow_run_id=self.flow_run_id, limit=1000):
-            for item in items:
-                res = resolve(settings, item.id, approve=False, actor="bench-agent", reason=REJECT_REASON)
-                self.resolved += 1
-                self.resumed |= res.resumed
+            # in bulk (200 per transaction), as an agent rejecting a selection would: the wait is excluded anyway
+            res = resolve_many(settings, [item.id for item in items], approve=False, actor="bench-agent",
+                               reason=REJECT_REASON)
+            self.resolved += len(res.decided)
+            self.resumed |= bool(res.resumed)
+            if not res.decided:
+                raise RuntimeError(f"the bench agent could decide none of {len(items)} items: {res.refused}")
         if not self.resumed:
             self.resumed = resume_if_done(settings, self.flow_run_id, "records")
         self.resolved_at = time.perf_counter()

@@ -5,8 +5,9 @@ Inputs: a SQLAlchemy URL (or a connection named in ``BPO_CONNECTIONS``), a table
 reference this one, how merged rows leave). Outputs: the table cleaned in place (safe reformats and
 merges, referencing rows re-pointed to the survivor), the change log in the ops database and S3 (``bpo
 cleanup undo RUN_ID`` reverses it exactly), the snapshot, model, pairs, report and figures under the
-run's S3 prefix. Uncertain pairs wait for a person; a change set touching more than the spec's share of
-rows waits for one gate. Schedule: the ``database-cleanup`` deployment runs nightly.
+run's S3 prefix. Uncertain pairs, and proposed changes that are more than a reformat, wait for a person;
+a change set touching more than the spec's share of rows waits for one gate. Schedule: the
+``database-cleanup`` deployment runs nightly.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from bpo.cleanup.pipeline import GATE_STEP, PAIRS_STEP, needs_gate
+from bpo.cleanup.pipeline import GATE_STEP, REVIEW_STEP, needs_gate
 from bpo.cleanup.source import CleanupRefused, resolve
 from bpo.cleanup.spec import load_cleanup_spec
 from bpo.settings import get_settings
@@ -26,7 +27,7 @@ from tasks.artifacts import open_run
 from tasks.cleanup import (
     apply_changes,
     ask_gate,
-    ask_pairs,
+    ask_review,
     check_table,
     gate_approved,
     match_rows,
@@ -47,7 +48,8 @@ def _run_name() -> str:
       on_crashed=[run_hooks.on_crashed], on_cancellation=[run_hooks.on_cancellation])
 def database_cleanup(database: str, table: str | None = None, spec: str = "customers_cleanup",
                      dry_run: bool = False, incremental: bool = False, retrain: bool = False) -> dict[str, Any]:
-    """Check → snapshot → standardize → match → review pairs → plan → validate after → gate → apply → report."""
+    """Check → snapshot → standardize → match → review (pairs, unsafe changes) → plan → validate after → gate → apply
+    → report."""
     cspec = load_cleanup_spec(spec)
     spec_path = str(Path(spec).resolve()) if Path(spec).suffix in (".yaml", ".yml") else spec
     name = table or cspec.table
@@ -59,8 +61,10 @@ def database_cleanup(database: str, table: str | None = None, spec: str = "custo
     snap = take_snapshot(run, target, checked, cspec)
     matched = match_rows(run, target, cspec, snap, incremental, retrain)
     if not dry_run:
-        ask_pairs(run, cspec, snap, matched)
-        await_review(run, PAIRS_STEP)  # the uncertain pairs: same, different, or not sure (a supervisor)
+        ask_review(run, cspec, snap, matched)
+        # the uncertain pairs (same, different, or not sure: a supervisor) and the changes that are more than a
+        # reformat (accept or keep the row)
+        await_review(run, REVIEW_STEP)
     planned = plan_changes(run, cspec, checked, snap, matched)
     if dry_run or planned.problems:  # a dry run, or a projection failing its checks, changes nothing
         return publish_report(run, target, cspec, snap, matched, planned, None, spec_path=spec_path,

@@ -47,9 +47,9 @@ def match_rows(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapsho
 
 
 @task(retries=2, retry_delay_seconds=2, timeout_seconds=600)
-def ask_pairs(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Matched) -> int:
-    """The uncertain pairs as ``pair`` review items."""
-    return pipeline.ask_pairs(run, spec, snap, matched)
+def ask_review(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Matched) -> int:
+    """The uncertain pairs as ``pair`` review items, the changes that are more than a reformat as ``reformat`` ones."""
+    return pipeline.ask_review(run, spec, snap, matched)
 
 
 @task(retries=1, retry_delay_seconds=2, timeout_seconds=3600)

@@ -390,6 +390,83 @@ def test_an_empty_table_and_a_table_of_one_row_are_cleaned_without_matching(tmp_
     engine.dispose()
 
 
+def _answer_reformats_when_asked(accept: dict[str, bool], stop: threading.Event) -> threading.Thread:
+    """An agent in another thread: accepts or rejects each open reformat item, by its row's key."""
+    from bpo.db.models import ReviewItem
+    from bpo.db.session import session_scope
+    from bpo.review import resolve
+    from bpo.settings import get_settings
+
+    def work() -> None:
+        settings = get_settings()
+        while not stop.is_set():
+            with session_scope(settings.ops_database_url or "") as s:
+                asked = [(i.id, i.record_key) for i in s.query(ReviewItem).filter_by(kind="reformat", status="open")]
+            for item_id, key in asked:
+                resolve(settings, item_id, actor="agent", decision={"approve": accept[key], "reason": "checked"})
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_change_that_is_more_than_a_reformat_waits_for_a_person_and_the_answer_carries_over(
+        tmp_path: Path, stack: dict[str, str]) -> None:
+    """A vanity number read as digits and a phone whose extension would be dropped are not safe: each row is a
+    ``reformat`` item, and the run waits. The accepted change is applied (logged "accepted", undone exactly), the
+    rejected row keeps its value; a run on the restored table asks no one: both answers carry over."""
+    from bpo.cleanup.undo import undo_run
+    from bpo.db.models import ReviewItem
+    from bpo.db.session import session_scope
+    from bpo.settings import get_settings
+    from flows.database_cleanup import database_cleanup
+
+    rows, _ = make_customers(12, 0.0, seed=3)
+    rows[0]["phone"] = "1-800-FLOWERS"  # letters read as digits: +18003569377
+    rows[1]["phone"] = "(202) 555-0199 ext. 7"  # the extension would be lost
+    rows[2]["phone"] = "(202) 555-0142"  # written nationally: a safe reformat, asked of no one
+    url = f"sqlite:///{tmp_path}/client.db"
+    create_tables(url, rows, [])
+    spec = str(_spec(tmp_path, references=[], thresholds={"auto_merge": 0.99, "review": 0.8, "gate_share": 1.0}))
+    before = table_hashes(url, "customers")
+    stop = threading.Event()
+    agent = _answer_reformats_when_asked({"1": True, "2": False}, stop)
+    try:
+        result = database_cleanup(database=url, table="customers", spec=spec)
+    finally:
+        stop.set()
+        agent.join(timeout=5)
+    assert not result["problems"], result
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        phones = dict(conn.execute(text("SELECT customer_id, phone FROM customers WHERE customer_id <= 3")).all())
+    engine.dispose()
+    assert phones == {1: "+18003569377", 2: "(202) 555-0199 ext. 7", 3: "+12025550142"}
+    with session_scope(get_settings().ops_database_url or "") as s:
+        items = {i.record_key: i for i in s.query(ReviewItem).filter_by(flow_run_id=result["flow_run_id"])}
+    assert {k: (i.kind, i.status) for k, i in items.items()} == {"1": ("reformat", "approved"),
+                                                                  "2": ("reformat", "rejected")}
+    assert items["2"].source["changes"] == [{"column": "phone", "old": "(202) 555-0199 ext. 7",
+                                             "new": "+12025550199"}]
+    assert result["changes"].get("update_accepted") == 1
+    assert {(c.row_key, c.how) for c in _changes(result["flow_run_id"]) if c.row_key in ("1", "3")} == {
+        ("1", "accepted"), ("3", "safe")}
+
+    report = undo_run(result["flow_run_id"])
+    assert not report.refused and report.verified == report.restored > 0
+    assert table_hashes(url, "customers") == before
+    again = database_cleanup(database=url, table="customers", spec=spec)  # no agent: it must not wait
+    assert again["changes"].get("update_accepted") == 1
+    with session_scope(get_settings().ops_database_url or "") as s:
+        carried = {i.record_key: i.status for i in s.query(ReviewItem).filter_by(flow_run_id=again["flow_run_id"])}
+    assert carried == {"1": "approved", "2": "rejected"}
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT phone FROM customers WHERE customer_id = 1")).scalar() == "+18003569377"
+    engine.dispose()
+
+
 def test_the_cli_refuses_a_table_that_does_not_fit_before_a_run_starts(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

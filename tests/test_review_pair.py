@@ -1,4 +1,5 @@
-"""A cleanup's review items in process: ``pair`` (same entity?) and ``conflict`` (changed since the snapshot).
+"""A cleanup's review items in process: ``pair`` (same entity?), ``conflict`` (changed since the snapshot) and
+``reformat`` (a proposed change that is more than a reformat).
 
 Built with ``pair_item``/``conflict_item`` and ``add_items`` as the cleanup flow writes them, shown by the
 API and the item page (both rows, agreeing and differing columns marked in text, the waterfall as
@@ -230,3 +231,37 @@ def test_a_pair_is_answered_from_the_cli(settings: Settings, run_id: str) -> Non
     unsure = cli.invoke(app, ["review", "resolve", str(second), "--verdict", "not_sure", "--as", "bob"])
     assert unsure.exit_code == 0 and "sent to the supervisor queue" in unsure.output
     assert review.get_item(settings, second).queue == "supervisor"
+
+
+def test_a_reformat_is_shown_as_now_and_proposed_and_accepted_or_kept_from_the_page_and_the_cli(
+        client: TestClient, settings: Settings, run_id: str) -> None:
+    def add(key: str) -> int:
+        row = review.reformat_item(
+            flow_run_id=run_id, process=PROCESS, step=STEP, record_hash=None, due_at=LATER, on_timeout="escalate",
+            source={"table": "customers", "key": "customer_id", "row_key": key,
+                    "row": {"first_name": "<b>Ann</b>", "phone": "1-800-FLOWERS"},
+                    "changes": [{"column": "phone", "old": "1-800-FLOWERS", "new": "+18003569377"}]})
+        with session_scope(settings.ops_database_url or "") as s:
+            assert review.add_items(s, [row]) == 1
+        return next(i.id for i in review.list_items(settings, flow_run_id=run_id) if i.record_key == key)
+
+    with pytest.raises(ValidationError):  # a reformat item proposes something
+        review.reformat_item(flow_run_id=run_id, process=PROCESS, step=STEP, record_hash=None, due_at=LATER,
+                             on_timeout="escalate", source={"table": "t", "key": "k", "row_key": "1", "row": {},
+                                                            "changes": []})
+    first, second = add("17"), add("18")
+    csrf = sign_in(client, person(settings))
+    client.post(f"/items/{first}/claim", data={"csrf": csrf})
+    page = client.get(f"/items/{first}").text
+    assert "&lt;b&gt;Ann&lt;/b&gt;" in page and "<b>Ann</b>" not in page  # client data is inert
+    phone = re.search(r"<tr><td>phone</td>(.*?)</tr>", page, re.S)
+    assert phone and "1-800-FLOWERS" in phone[1] and "+18003569377" in phone[1] and 'id="approve"' in page
+    client.post(f"/items/{first}/resolve", data={"csrf": csrf, "action": "approve", "reason": ""})
+    item = review.get_item(settings, first)
+    assert (item.status, item.decision) == ("approved", {"approve": True})
+
+    done = CliRunner().invoke(app, ["review", "resolve", str(second), "--reject", "--reason", "keeps the extension",
+                                    "--as", "bob"])
+    assert done.exit_code == 0, done.output
+    item = review.get_item(settings, second)
+    assert (item.status, item.decision, item.reason) == ("rejected", {"approve": False}, "keeps the extension")

@@ -32,7 +32,17 @@ from bpo import pool
 from bpo.carry import carry_over, record_hash
 from bpo.cleanup import apply as applying
 from bpo.cleanup import checks, dedupe, source
-from bpo.cleanup.plan import MAIN, Change, ChangeSet, Reformatted, build, from_parquet, safe_rows, to_parquet
+from bpo.cleanup.plan import (
+    MAIN,
+    Accepted,
+    Change,
+    ChangeSet,
+    Reformatted,
+    build,
+    from_parquet,
+    safe_rows,
+    to_parquet,
+)
 from bpo.cleanup.rows import canonical, decode_key, encode_key
 from bpo.cleanup.snapshot import TEXT_PREFIX, Figures, Snapshot, local_copies, profile, take_snapshot
 from bpo.cleanup.source import Checked, Target
@@ -42,11 +52,12 @@ from bpo.db.session import session_scope
 from bpo.review import add_items, open_gate
 from bpo.review.conflict import conflict_item
 from bpo.review.pair import pair_item
+from bpo.review.reformat import reformat_item
 from bpo.run import RunContext, get_store, put_json, put_parquet
 from bpo.settings import get_settings
 from bpo.store import ArtifactStore
 
-PAIRS_STEP = "pairs"
+REVIEW_STEP = "review"  # what the run asks before its change set: uncertain pairs, unsafe reformats
 GATE_STEP = "change-set"
 CONFLICTS_STEP = "conflicts"
 
@@ -238,9 +249,61 @@ def same_pairs(run: RunContext, spec: CleanupSpec) -> set[tuple[str, str]]:
     """Pairs of this run a person said are the same entity."""
     with session_scope(get_settings().ops_database_url or "") as s:
         sources = s.scalars(select(ReviewItem.source).where(
-            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == PAIRS_STEP,
+            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == REVIEW_STEP, ReviewItem.kind == "pair",
             ReviewItem.status == "approved"))
         return {_pair_of(src) for src in sources}
+
+
+def accepted_reformats(run: RunContext) -> dict[str, dict[str, str]]:
+    """The unsafe reformats of this run a person accepted (or accepted before, carried over): key -> column -> new."""
+    with session_scope(get_settings().ops_database_url or "") as s:
+        sources = s.scalars(select(ReviewItem.source).where(
+            ReviewItem.flow_run_id == run.flow_run_id, ReviewItem.step == REVIEW_STEP,
+            ReviewItem.kind == "reformat", ReviewItem.status == "approved"))
+        return {str(src["row_key"]): {c["column"]: c["new"] for c in src["changes"]} for src in sources}
+
+
+def ask_review(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Matched) -> int:
+    """The run's questions before its change set: its uncertain pairs and its unsafe reformats; how many are new."""
+    return ask_pairs(run, spec, snap, matched) + ask_reformats(run, spec, snap)
+
+
+def ask_reformats(run: RunContext, spec: CleanupSpec, snap: Snapshot) -> int:
+    """One ``reformat`` item per row with proposals that are more than a reformat; return how many are new.
+
+    The item's hash is the row's content and its proposals: while both stay the same, a decision carries over
+    to later runs (an accepted change applies again, a rejected one is not asked again).
+    """
+    store = get_store()
+    due = datetime.now(UTC) + timedelta(hours=spec.review.due_hours)
+    items = []
+    for part, text_key, props_key in zip(snap.parts, snap.text_parts, snap.proposal_parts, strict=True):
+        props = _read(store, props_key)
+        unsafe = props.filter(pc.invert(props.column("safe")))
+        if not unsafe.num_rows:
+            continue
+        changes: dict[str, list[dict[str, str]]] = {}
+        for k, c, o, n in zip(*(unsafe.column(x).to_pylist() for x in ("key", "column", "old", "new")), strict=True):
+            changes.setdefault(k, []).append({"column": c, "old": o, "new": n})
+        wanted = pa.array(list(changes), pa.string())
+        text = _read(store, text_key)
+        text = text.filter(pc.is_in(text.column("key"), value_set=wanted))
+        hashes = _read(store, part).select(["key", "hash"])
+        hashes = hashes.filter(pc.is_in(hashes.column("key"), value_set=wanted))
+        hash_of = dict(zip(hashes.column("key").to_pylist(), hashes.column("hash").to_pylist(), strict=True))
+        for row in text.to_pylist():
+            key = row.pop("key")
+            src = {"table": run.batch.rsplit("/", 1)[-1], "key": spec.key, "row_key": key,
+                   "row": {c.removeprefix(TEXT_PREFIX): v for c, v in row.items()}, "changes": changes[key]}
+            h = record_hash(spec.name, [{"row": hash_of[key]}, {"reformat": changes[key]}])
+            items.append(reformat_item(flow_run_id=run.flow_run_id, process=spec.name, step=REVIEW_STEP,
+                                       source=src, record_hash=h, due_at=due, on_timeout=spec.review.on_timeout,
+                                       priority=spec.review.priority))
+    if not items:
+        return 0
+    with session_scope(get_settings().ops_database_url or "") as s:
+        carry_over(s, flow_run_id=run.flow_run_id, process=spec.name, batch=run.batch, items=items)
+        return add_items(s, items, assign_among=spec.review.groups if spec.review.assign == "least_loaded" else ())
 
 
 def ask_pairs(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Matched) -> int:
@@ -295,7 +358,7 @@ def ask_pairs(run: RunContext, spec: CleanupSpec, snap: Snapshot, matched: Match
                "waterfall": dedupe.explain(model, r),
                "cluster": [{"key": k, "row": rows.get(k, {})} for k in sorted(group)]}
         h = record_hash(spec.name, [rows.get(left, {}), rows.get(right, {}), {"pair": [left, right]}])
-        items.append(pair_item(flow_run_id=run.flow_run_id, process=spec.name, step=PAIRS_STEP, source=src,
+        items.append(pair_item(flow_run_id=run.flow_run_id, process=spec.name, step=REVIEW_STEP, source=src,
                                record_hash=h, due_at=due, on_timeout=spec.review.on_timeout,
                                priority=spec.review.priority))
     with session_scope(get_settings().ops_database_url or "") as s:
@@ -327,22 +390,24 @@ def final_clusters(run: RunContext, spec: CleanupSpec, matched: Matched) -> tupl
     return clustering.cluster_of, how
 
 
-def _snapshot_parts(store: ArtifactStore, snap: Snapshot) -> Iterator[tuple[pa.Table, Reformatted]]:
-    """Each snapshot part with its rows' safe reformats made (``safe_rows``)."""
+def _snapshot_parts(store: ArtifactStore, snap: Snapshot,
+                    accepted: Accepted | None = None) -> Iterator[tuple[pa.Table, Reformatted]]:
+    """Each snapshot part with its rows' safe reformats, and those a person accepted, made (``safe_rows``)."""
     for part, props_key in zip(snap.parts, snap.proposal_parts, strict=True):
         rows = _read(store, part)
-        yield rows, safe_rows(rows, _read(store, props_key))
+        yield rows, safe_rows(rows, _read(store, props_key), accepted)
 
 
 def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Snapshot, matched: Matched,
                  cluster_of: dict[str, str], how: dict[str, str]) -> Planned:
     """The change set, stored in S3; and the 'after' figures of the table it would make, checked."""
     store = get_store()
+    accepted = accepted_reformats(run)
     with _gc_paused():
-        changes = build(_snapshot_parts(store, snap), cluster_of, how, spec)
+        changes = build(_snapshot_parts(store, snap, accepted), cluster_of, how, spec)
     plan = store.put_bytes(run.key("changes.parquet"), to_parquet(changes.changes), "application/vnd.apache.parquet")
     before = dataclasses.replace(snap.before, nulls=dict(snap.before.nulls), duplicates=_duplicates(spec, matched))
-    after, projection = _after_figures(store, snap, changes, spec)
+    after, projection = _after_figures(store, snap, changes, spec, accepted)
     after.duplicates = max(before.duplicates - sum(len(m) for m in changes.clusters.values()), 0)
     projection_key = put_parquet(store, run.key("projection.parquet"), projection).key
     del projection
@@ -361,8 +426,8 @@ def _duplicates(spec: CleanupSpec, matched: Matched) -> int:
     return len(found) - len(set(found.values()))
 
 
-def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet,
-                   spec: CleanupSpec) -> tuple[Figures, pd.DataFrame]:
+def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet, spec: CleanupSpec,
+                   accepted: Accepted) -> tuple[Figures, pd.DataFrame]:
     """The projection — the table as read, with the change set applied — as text, and its figures."""
     figures = Figures()
     wanted = list(spec.columns)
@@ -375,8 +440,12 @@ def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet,
         touched = pc.is_in(t.column("key"), value_set=changed).to_numpy(zero_copy_only=False)
         frame = t.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get).rename(columns=names)
         props = _read(store, props_key).to_pandas()
-        safe = props[props["safe"].astype(bool)]
-        if len(safe):  # the safe reformats, column by column; then the merged rows, whole
+        made = props["safe"].astype(bool)
+        if accepted:  # and the changes a person accepted
+            made |= np.array([accepted.get(k, {}).get(c) == n for k, c, n in zip(
+                props["key"], props["column"], props["new"], strict=True)], dtype=bool)
+        safe = props[made]
+        if len(safe):  # the safe (and accepted) reformats, column by column; then the merged rows, whole
             where = pd.Index(frame[spec.key].astype(object)).get_indexer(safe["key"].astype(object))
             for column in safe["column"].unique():
                 pick = (safe["column"] == column).to_numpy(bool)

@@ -2,7 +2,8 @@
 
 Every change names one row by its key, holds the row whole before and after (exactly encoded, as
 canonical text, with both hashes) and says why it is made: ``safe`` (a reformat), ``auto`` (an
-auto-merge) or ``review`` (a person said the pair is the same). Changes come in chunks — one
+auto-merge), ``review`` (a person said the pair is the same) or ``accepted`` (a change that is more than a
+reformat, which a person accepted: ``bpo.review.reformat``). Changes come in chunks — one
 transaction each on apply — and a merged cluster never straddles two chunks, so a merge applies whole
 or not at all. The set travels as one Parquet object in S3, the rows' bodies with it.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
@@ -37,7 +38,7 @@ class Change:
     table_name: str
     row_key: str
     action: str  # update | delete | soft_delete | repoint
-    how: str  # safe | auto | review
+    how: str  # safe | auto | review | accepted
     cluster: str | None
     before: str | None
     after: str | None
@@ -164,16 +165,28 @@ def survivor(members: list[Member], spec: CleanupSpec) -> tuple[Member, dict[str
     return kept, values
 
 
-Reformatted = dict[str, tuple[str, str, str]]  # key -> the row's canonical text after, its hash, the columns set
+# key -> the row's canonical text after, its hash, the columns set, and how: safe, or accepted by a person
+Reformatted = dict[str, tuple[str, str, str, str]]
+Accepted = Mapping[str, Mapping[str, str]]  # key -> column -> the new value a person accepted
 
 
-def safe_rows(snapshot: pa.Table, proposals: pa.Table) -> Reformatted:
-    """Each row of a snapshot part that has safe reformats (``proposals``: the part's), as it will be with them:
-    its canonical text, hash, and the columns they set (with their new values), by key. What ``build`` takes."""
-    safe = proposals.filter(proposals.column("safe"))
+def safe_rows(snapshot: pa.Table, proposals: pa.Table, accepted: Accepted | None = None) -> Reformatted:
+    """Each row of a snapshot part that has safe reformats (``proposals``: the part's), or proposals a person
+    accepted (``accepted``: only where this run proposes the same value), as it will be with them: its canonical
+    text, hash, the columns they set (with their new values) and how, by key. What ``build`` takes."""
     by_key: dict[str, list[tuple[str, str]]] = {}
-    for k, c, n in zip(*(safe.column(n).to_pylist() for n in ("key", "column", "new")), strict=True):
-        by_key.setdefault(k, []).append((c, n))
+    people: set[str] = set()  # the rows with a change a person accepted
+    if accepted:
+        for k, c, n, safe in zip(*(proposals.column(n).to_pylist() for n in ("key", "column", "new", "safe")),
+                                 strict=True):
+            if safe or (k in accepted and accepted[k].get(c) == n):
+                by_key.setdefault(k, []).append((c, n))
+                if not safe:
+                    people.add(k)
+    else:
+        safe = proposals.filter(proposals.column("safe"))
+        for k, c, n in zip(*(safe.column(n).to_pylist() for n in ("key", "column", "new")), strict=True):
+            by_key.setdefault(k, []).append((c, n))
     out: Reformatted = {}
     for k, text in zip(snapshot.column("key").to_pylist(), snapshot.column("row").to_pylist(), strict=True):
         if k in by_key:
@@ -181,7 +194,7 @@ def safe_rows(snapshot: pa.Table, proposals: pa.Table) -> Reformatted:
             changed = dict(by_key[k])
             row.update(changed)
             after = canonical(row)
-            out[k] = (after, text_hash(after), canonical(changed))
+            out[k] = (after, text_hash(after), canonical(changed), "accepted" if k in people else "safe")
     return out
 
 
@@ -192,6 +205,7 @@ def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, s
     out = ChangeSet()
     members: dict[str, list[Member]] = {}
     safe: list[Change] = []
+    accepted: set[str] = set()  # rows of a cluster with a change a person accepted
     for snapshot, after_of in parts:
         fps = (snapshot.column("fp").to_pylist() if "fp" in snapshot.column_names
                else [None] * snapshot.num_rows)  # a part snapshotted before fingerprints were kept
@@ -200,16 +214,18 @@ def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, s
             if key in cluster_of:
                 made = after_of.get(key)
                 std = json.loads(made[0] if made else text)
+                if made and made[3] == "accepted":
+                    accepted.add(key)
                 members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text, fp))
             elif key in after_of:
-                after_text, after_hash, sets = after_of[key]
-                safe.append(Change(MAIN, key, "update", "safe", None, text, after_text, hash_, after_hash,
+                after_text, after_hash, sets, how = after_of[key]
+                safe.append(Change(MAIN, key, "update", how, None, text, after_text, hash_, after_hash,
                                    before_fp=fp, sets=sets))
     merge = spec.merge
     for cluster_id, rows in sorted(members.items()):
         if len(rows) < 2:  # alone in its cluster (its pairs were kept apart): its reformats only
-            safe.extend(out.change(spec, "update", "safe", m, m.standardized, None)
-                        for m in rows if m.standardized != json.loads(m.text))
+            safe.extend(out.change(spec, "update", "accepted" if m.key in accepted else "safe", m, m.standardized,
+                                   None) for m in rows if m.standardized != json.loads(m.text))
             continue
         kept, values = survivor(rows, spec)
         kept_before = json.loads(kept.text)

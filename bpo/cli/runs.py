@@ -16,7 +16,7 @@ from rich.table import Table
 from bpo.cli.common import err, fail, out, run_app, runs_app, settings
 
 STAGES = {"check_table": "check", "take_snapshot": "snapshot + standardize", "match_rows": "match",
-          "ask_pairs": "review pairs", "plan_changes": "plan + validate", "ask_gate": "gate",
+          "ask_review": "review", "plan_changes": "plan + validate", "ask_gate": "gate",
           "apply_changes": "apply", "save_state": "save state", "publish_report": "report",
           "open_run": "open", "list_inputs": "list inputs", "take_in_file": "intake",
           "prepare_chunk": "normalize + validate", "validate_batch": "validate batch", "route_records": "route",
