@@ -92,6 +92,8 @@ def publish_report(run: RunContext, target: Target, spec: CleanupSpec, snap: Sna
     clusters = pipeline.cluster_rows(store, planned)
     matching = {"model": "trained" if matched.trained else "reused", "candidate pairs": matched.candidates,
                 "auto-merge pairs": matched.auto_pairs, "review pairs": matched.review_pairs,
+                "values reformatted (safe)": snap.safe_proposals,
+                "other changes proposed (a person accepts or keeps each)": snap.proposals - snap.safe_proposals,
                 **({"new or changed rows": matched.new_rows} if matched.new_rows is not None else {})}
     html = report.render(table=target.table, run_id=run.flow_run_id, spec=spec.name, dry_run=dry_run,
                          before=planned.before, after=planned.after, problems=planned.problems,
@@ -109,6 +111,7 @@ def publish_report(run: RunContext, target: Target, spec: CleanupSpec, snap: Sna
                "changes": planned.counts, "rows_touched": planned.rows_touched, "problems": planned.problems,
                "report": report_obj.key, "dry_run": dry_run, "checks_before": planned.checks_before,
                "checks_after": planned.checks_after, "pairs_for_review": matched.review_pairs,
+               "changes_for_review": snap.proposals - snap.safe_proposals,
                "model": matching["model"], "flow_run_id": run.flow_run_id, "table": target.table,
                "cleanup_spec": spec_path, "plan": planned.plan_key, **(applied or {})}
     if final:

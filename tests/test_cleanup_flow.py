@@ -449,7 +449,7 @@ def test_a_change_that_is_more_than_a_reformat_waits_for_a_person_and_the_answer
                                                                   "2": ("reformat", "rejected")}
     assert items["2"].source["changes"] == [{"column": "phone", "old": "(202) 555-0199 ext. 7",
                                              "new": "+12025550199"}]
-    assert result["changes"].get("update_accepted") == 1
+    assert result["changes"].get("update_accepted") == 1 and result["changes_for_review"] == 2
     assert {(c.row_key, c.how) for c in _changes(result["flow_run_id"]) if c.row_key in ("1", "3")} == {
         ("1", "accepted"), ("3", "safe")}
 
