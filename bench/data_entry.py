@@ -349,7 +349,7 @@ def _seconds(a: datetime | None, b: datetime | None) -> float | None:
 
 
 def run_timeline(flow_run_id: str) -> dict[str, Any]:
-    """From the Prefect API: the PAUSED span, and per task name the wall time its runs covered and their sum."""
+    """From the Prefect API: the PAUSED spans (summed), and per task name the wall its runs covered and their sum."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -359,9 +359,12 @@ def run_timeline(flow_run_id: str) -> dict[str, Any]:
         states = sorted(client.read_flow_run_states(UUID(flow_run_id)), key=lambda s: s.timestamp)
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
     paused_at = resumed_at = None
+    paused = 0.0  # every span the run was paused (a review, then a gate), summed
     for prev, state in zip(states, states[1:], strict=False):
-        if prev.is_paused() and paused_at is None:
-            paused_at, resumed_at = prev.timestamp, state.timestamp
+        if prev.is_paused():
+            paused += (state.timestamp - prev.timestamp).total_seconds()
+            if paused_at is None:
+                paused_at, resumed_at = prev.timestamp, state.timestamp
     spans: dict[str, list[tuple[datetime, datetime]]] = {}
     load_start = None
     for run in tasks:
@@ -371,7 +374,7 @@ def run_timeline(flow_run_id: str) -> dict[str, Any]:
         if name == "load_decisions":
             load_start = run.start_time
     return {
-        "paused_seconds": _seconds(paused_at, resumed_at),
+        "paused_seconds": paused if paused_at is not None else None,
         "resume_to_next_task_seconds": _seconds(resumed_at, load_start),
         "task_wall_seconds": {k: round(_covered(v), 3) for k, v in sorted(spans.items())},
         "task_summed_seconds": {k: round(sum((b - a).total_seconds() for a, b in v), 3)

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from bpo.cleanup.pipeline import GATE_STEP, REVIEW_STEP, needs_gate
 from bpo.cleanup.source import CleanupRefused, resolve
 from bpo.cleanup.spec import load_cleanup_spec
+from bpo.pool import warm_up_in_background
 from bpo.settings import get_settings
 from tasks import runs as run_hooks
 from tasks.artifacts import open_run
@@ -50,6 +51,7 @@ def database_cleanup(database: str, table: str | None = None, spec: str = "custo
                      dry_run: bool = False, incremental: bool = False, retrain: bool = False) -> dict[str, Any]:
     """Check → snapshot → standardize → match → review (pairs, unsafe changes) → plan → validate after → gate → apply
     → report."""
+    warm_up_in_background()  # the worker (the checks' and the standardizing's) imports while the table is checked
     cspec = load_cleanup_spec(spec)
     spec_path = str(Path(spec).resolve()) if Path(spec).suffix in (".yaml", ".yml") else spec
     name = table or cspec.table

@@ -406,6 +406,7 @@ def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Sna
     with _gc_paused():
         changes = build(_snapshot_parts(store, snap, accepted), cluster_of, how, spec)
     plan = store.put_bytes(run.key("changes.parquet"), to_parquet(changes.changes), "application/vnd.apache.parquet")
+    _made_here[plan.key] = changes.changes
     before = dataclasses.replace(snap.before, nulls=dict(snap.before.nulls), duplicates=_duplicates(spec, matched))
     after, projection = _after_figures(store, snap, changes, spec, accepted)
     after.duplicates = max(before.duplicates - sum(len(m) for m in changes.clusters.values()), 0)
@@ -417,6 +418,11 @@ def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Sna
     return Planned(plan_key=plan.key, counts=counts, rows_touched=changes.rows_touched, clusters=counts["clusters"],
                    merged_rows=counts["merged_rows"], before=before.as_dict(), after=after.as_dict(),
                    problems=problems, checks_before=snap.checks, checks_after=after_checks)
+
+
+# change sets this process planned, by their S3 key (written once, never changed): the apply that follows takes
+# the objects rather than reading them back (a run resumed in another process reads them from S3)
+_made_here: dict[str, list[Change]] = {}
 
 
 def _duplicates(spec: CleanupSpec, matched: Matched) -> int:
@@ -516,7 +522,8 @@ def apply_changes(run: RunContext, target: Target, checked: Checked, spec: Clean
     with session_scope(ops) as s:
         s.execute(update(Run).where(Run.flow_run_id == run.flow_run_id).values(
             counts={"table": target.table, "cleanup_spec": spec_path, "plan": planned.plan_key}))
-    changes = from_parquet(store.get_bytes(planned.plan_key))
+    # the change set as this process made it, or (a run resumed in a new process) as stored
+    changes = _made_here.pop(planned.plan_key, None) or from_parquet(store.get_bytes(planned.plan_key))
     engine = source.connect(target)
     try:
         with _gc_paused():
@@ -608,4 +615,5 @@ def cluster_rows(store: ArtifactStore, planned: Planned) -> list[tuple[str, str,
 
 
 def clean_up_work(run: RunContext) -> None:
+    _made_here.pop(run.key("changes.parquet"), None)  # a dry run's, or one the checks or the gate stopped
     shutil.rmtree(work_dir(run), ignore_errors=True)
