@@ -270,6 +270,11 @@ def test_phone_is_read_in_its_rows_country_or_the_fields_fixed_one(spec: Process
     assert result.values.tolist()[:5] == ["+33612345678", "+442079460958", "+4930123456", "+14155552671",
                                           "+14155552671"]
     assert pd.isna(result.values.iloc[5]) and result.reasons.iloc[5] == "not a valid US phone number"
+    # a country written as its (English) name or alpha-3 code, as people key it in, is that country
+    names = pd.DataFrame({"country": pd.array(["France", "United Kingdom", "DEU", " u.s.a. "],
+                                              dtype=pd.StringDtype())})
+    named = run("phone", raw[:3] + ["(415) 555-2671"], spec, frame=names, country_field="country")
+    assert named.values.tolist() == ["+33612345678", "+442079460958", "+4930123456", "+14155552671"]
     fixed = run("phone", ["020 7946 0958", "+1 415 555 2671"], spec, country="GB")
     assert fixed.values.tolist() == ["+442079460958", "+14155552671"]
     # through the frame normalizer, the country field normalized first

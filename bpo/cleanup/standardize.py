@@ -10,19 +10,15 @@ refuses (an invalid email, an ambiguous date) is left as it is and counted in th
 
 from __future__ import annotations
 
-import unicodedata
-from functools import cache
-
 import numpy as np
 import pandas as pd
 import phonenumbers
-import pycountry
-from babel import Locale
 from phonenumbers import PhoneMetadata
 
 from bpo.cleanup.spec import CleanupSpec, ColumnSpec
 from bpo.normalizers import NORMALIZERS
-from bpo.normalizers.common import STRING, clean
+from bpo.normalizers.common import STRING
+from bpo.normalizers.country import country_codes, fold
 from bpo.spec import FieldSpec, ProcessSpec, TargetSpec
 
 FIELD_TYPE = {"person_name": "name", "organisation_name": "text", "email": "email", "phone": "phone",
@@ -41,38 +37,10 @@ def process_spec(spec: CleanupSpec) -> ProcessSpec:
                        default_region=spec.default_country, fields=fields)
 
 
-@cache
-def _countries() -> dict[str, str]:
-    """Country names (English: ISO's, the official and common ones, CLDR's) and ISO 3166 alpha-2 and alpha-3
-    codes, folded, to the alpha-2 code: "USA", "U.S.A.", "United States of America" and "us" all read as US."""
-    lookup: dict[str, str] = {}
-    for code, name in Locale("en").territories.items():
-        if len(code) == 2 and code.isalpha():
-            lookup[_fold(name)] = code
-    for country in pycountry.countries:
-        for name in (getattr(country, "official_name", None), getattr(country, "common_name", None), country.name):
-            if name:
-                lookup[_fold(name)] = country.alpha_2
-    for country in pycountry.countries:  # codes last: a code wins over a name that folds the same
-        lookup[country.alpha_3.casefold()] = country.alpha_2
-        lookup[country.alpha_2.casefold()] = country.alpha_2
-    return lookup
-
-
-def _fold(value: str) -> str:
-    return "".join(ch for ch in unicodedata.normalize("NFKC", value).casefold() if ch.isalnum())
-
-
-def standardize_country(raw: pd.Series) -> pd.Series:
-    """ISO alpha-2 codes for the country names and codes it knows; NA for the rest (left unchanged)."""
-    lookup = _countries()
-    return clean(raw).map(lambda v: lookup.get(_fold(v)) if isinstance(v, str) else pd.NA).astype(STRING)
-
-
 def _is_reformat(role: str, old: str, new: str) -> bool:
     if role in ("date_of_birth", "country"):  # the normalizer read one meaning and wrote it canonically
         return True
-    a, b = _fold(old), _fold(new)
+    a, b = fold(old), fold(new)
     if role == "phone":  # the same digits, a country code, IDD prefix and national (trunk) prefix aside
         return len(min(a, b, key=len)) >= 7 and (a.endswith(b) or b.endswith(a) or _trunk_dialled(a, new))
     return a == b
@@ -131,7 +99,7 @@ def _standardized(col: ColumnSpec, raw: pd.Series, pspec: ProcessSpec, done: pd.
     if not col.standardize:
         return None
     if col.role == "country":
-        return standardize_country(raw)
+        return country_codes(raw)  # NA for what it does not know: left unchanged
     field = pspec.fields[col.name]
     result = NORMALIZERS[field.type](raw.rename(col.name), field, done, pspec)
     refused = result.reasons.notna().to_numpy(bool) | result.flags.notna().to_numpy(bool)

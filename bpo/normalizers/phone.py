@@ -8,6 +8,7 @@ import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberDesc
 
 from bpo.normalizers.common import STRING, Normalized, clean, distinct, mask, matches, nones, result
+from bpo.normalizers.country import country_codes
 from bpo.spec import FieldSpec, ProcessSpec
 
 # The number types phonenumbers tries in _number_type_helper; matching any one makes a number valid.
@@ -152,12 +153,13 @@ def canonical_phone(raw: pd.Series) -> pd.Series:
 
 
 def regions(field: FieldSpec, frame: pd.DataFrame, spec: ProcessSpec, index: pd.Index) -> pd.Series:
-    """The region each row's national number is read in: its country field's ISO code where phonenumbers knows
-    it, else the field's fixed country, else the spec's default region."""
+    """The region each row's national number is read in: its country field's country (an ISO code, or an English
+    name such as "France": ``country_codes``) where phonenumbers knows it, else the field's fixed country, else
+    the spec's default region."""
     fallback = (field.country or spec.default_region).upper()
     if not field.country_field or field.country_field not in frame:
         return pd.Series(fallback, index=index, dtype=STRING)
-    country = frame[field.country_field].astype(STRING).str.strip().str.upper()
+    country = country_codes(frame[field.country_field].astype(STRING))
     known = country.isin(phonenumbers.SUPPORTED_REGIONS).to_numpy(bool)
     return pd.Series(np.where(known, country.to_numpy(object, na_value=fallback), fallback), index=index,
                      dtype=STRING)
