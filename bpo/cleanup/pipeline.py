@@ -132,8 +132,9 @@ def snapshot(run: RunContext, target: Target, checked: Checked, spec: CleanupSpe
     return snap
 
 
-def _read(store: ArtifactStore, key: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(store.get_bytes(key)))
+def _read(store: ArtifactStore, key: str, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet object of the run, whole or only ``columns`` (a snapshot part's rows are most of its bytes)."""
+    return pq.read_table(io.BytesIO(store.get_bytes(key)), columns=columns)
 
 
 def _compared(spec: CleanupSpec) -> list[str]:
@@ -204,7 +205,7 @@ def _expected_state(store: ArtifactStore, state: str) -> dict[str, str] | None:
 def _new_or_changed(store: ArtifactStore, snap: Snapshot, expected: dict[str, str]) -> set[str]:
     out: set[str] = set()
     for part in snap.parts:
-        t = _read(store, part).select(["key", "hash"])
+        t = _read(store, part, ["key", "hash"])
         for k, h in zip(t.column("key").to_pylist(), t.column("hash").to_pylist(), strict=True):
             if expected.get(k) != h:
                 out.add(k)
@@ -288,7 +289,7 @@ def ask_reformats(run: RunContext, spec: CleanupSpec, snap: Snapshot) -> int:
         wanted = pa.array(list(changes), pa.string())
         text = _read(store, text_key)
         text = text.filter(pc.is_in(text.column("key"), value_set=wanted))
-        hashes = _read(store, part).select(["key", "hash"])
+        hashes = _read(store, part, ["key", "hash"])
         hashes = hashes.filter(pc.is_in(hashes.column("key"), value_set=wanted))
         hash_of = dict(zip(hashes.column("key").to_pylist(), hashes.column("hash").to_pylist(), strict=True))
         for row in text.to_pylist():
@@ -405,14 +406,16 @@ def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Sna
     accepted = accepted_reformats(run)
     with _gc_paused():
         changes = build(_snapshot_parts(store, snap, accepted), cluster_of, how, spec)
+    after, projection = _after_figures(store, snap, changes, spec, accepted)
+    projection_key = put_parquet(store, run.key("projection.parquet"), projection).key
+    del projection
+    checking = pool.beside(checks.after, projection_key, checked, spec)  # where the 'before' ran, while this
+    # process stores the change set
     plan = store.put_bytes(run.key("changes.parquet"), to_parquet(changes.changes), "application/vnd.apache.parquet")
     _made_here[plan.key] = changes.changes
     before = dataclasses.replace(snap.before, nulls=dict(snap.before.nulls), duplicates=_duplicates(spec, matched))
-    after, projection = _after_figures(store, snap, changes, spec, accepted)
     after.duplicates = max(before.duplicates - sum(len(m) for m in changes.clusters.values()), 0)
-    projection_key = put_parquet(store, run.key("projection.parquet"), projection).key
-    del projection
-    after_checks = pool.beside(checks.after, projection_key, checked, spec).result()  # where the 'before' ran
+    after_checks = checking.result()
     problems = _check_after(before, after, snap, changes) + checks.compare(snap.checks, after_checks)
     counts = changes.counts()
     return Planned(plan_key=plan.key, counts=counts, rows_touched=changes.rows_touched, clusters=counts["clusters"],
@@ -584,7 +587,7 @@ def save_state(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapsho
     state = state_prefix(store, spec, target)
     hashes: dict[str, str] = {}
     for part in snap.parts:
-        t = _read(store, part).select(["key", "hash"])
+        t = _read(store, part, ["key", "hash"])
         hashes.update(zip(t.column("key").to_pylist(), t.column("hash").to_pylist(), strict=True))
     with session_scope(get_settings().ops_database_url or "") as s:
         applied = s.execute(select(CleanupChange.row_key, CleanupChange.after_hash).where(
