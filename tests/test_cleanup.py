@@ -256,6 +256,31 @@ def test_an_undo_restores_a_chunk_committed_by_a_run_killed_before_it_logged_it(
     engine.dispose()
 
 
+def test_changes_applied_in_many_chunks_are_each_logged_once_as_applied(
+        tmp_path: Path, s3: dict[str, str], ops_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each chunk's log is written while the next chunk is applied: every change ends logged once, applied, and
+    the whole set undoes exactly."""
+    from bpo.cleanup import plan
+    from bpo.db.session import session_scope
+
+    monkeypatch.setattr(plan, "CHUNK", 1)
+    more = [f"""INSERT INTO "cust""omers" VALUES ('e {i}', '{name}', NULL, NULL, NULL)""" for i, name in enumerate(
+        ["ANNA  SMITH", "BOB  LEE", "CARL  MAY", "DORA  KING"])]
+    m = _merge(_sqlite(tmp_path, AWKWARD, _awkward_rows() + more), tmp_path)
+    chunks = {c.chunk for c in m.changes.changes}
+    assert len(chunks) >= 3
+    run_id = f"many-{tmp_path.name}"[:36]
+    done = applying.apply(m.engine, m.target, m.checked, ops_db, run_id, m.changes.changes)
+    assert done.applied == len(m.changes.changes) and not done.conflicts
+    with session_scope(ops_db) as s:
+        log = [(c.seq, c.chunk, c.status, c.note) for c in applying.log_of(s, run_id)]
+    assert log == [(c.seq, c.chunk, "applied", None) for c in m.changes.changes]
+    undone = applying.undo(m.engine, m.target, m.checked, ops_db, run_id, m.changes.changes)
+    assert not undone.refused and undone.verified == undone.restored == len(m.changes.changes)
+    assert _hashes(m.engine, m.target, m.checked) == m.before
+    m.engine.dispose()
+
+
 PG_TYPED = ('CREATE TABLE "cust""omers" ("the key" TEXT PRIMARY KEY, "order" TEXT, "e-mail" TEXT, phone TEXT, '
             'born DATE, balance NUMERIC(12, 2), seen TIMESTAMPTZ, photo BYTEA, notes TEXT)')
 

@@ -7,8 +7,9 @@ overwritten but marked ``conflict`` (with the rest of its cluster, so that a mer
 all). Rows of referencing tables are re-pointed to the survivor in the same transaction, each logged,
 bodies and all, before the commit (they are read there, and are few). Once a chunk is committed its
 changes go to the change log (``cleanup_changes`` in the ops database: key, action, hashes, status) in
-one transaction; a run killed between the two finds, on its next attempt, the chunk unlogged and its
-rows already holding their "after" content: they are logged "found applied", never written twice.
+one transaction, written by a thread while the next chunk is applied; a run killed between the two finds,
+on its next attempt, the chunk unlogged and its rows already holding their "after" content: they are
+logged "found applied", never written twice.
 
 Undo goes backwards through the applied changes: a row still holding the "after" content is put back
 exactly (checked by content hash against the pre-apply hash); a row changed since the apply is
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -78,19 +80,29 @@ def apply(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_r
         if c.seq not in settled:
             chunks[c.chunk].append(c)
     free_seq = max(planned, default=-1) + 1  # the re-pointings are logged after the plan's changes
-    for n, chunk in enumerate(sorted(chunks)):
-        _apply_chunk(engine, target, checked, ops_url, flow_run_id, chunks[chunk], done, free_seq)
-        if progress:
-            progress(n + 1, len(chunks))
+    # a chunk's log is written by a thread while the next chunk is applied (the two wait on two databases); at
+    # most one committed chunk is unlogged at a time, and a failure to log stops the apply at the next chunk
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bpo-change-log") as logger:
+        logging: Future[None] | None = None
+        for n, chunk in enumerate(sorted(chunks)):
+            log = _apply_chunk(engine, target, checked, ops_url, flow_run_id, chunks[chunk], done, free_seq)
+            if logging is not None:
+                logging.result()
+            logging = logger.submit(log)
+            if progress:
+                progress(n + 1, len(chunks))
+        if logging is not None:
+            logging.result()
     done.conflicts = [{"row_key": c.row_key, "before": c.before_row(), "after": c.after_row() if c.after else None,
                        "note": done.outcome[c.seq][1]} for c in changes if done.outcome[c.seq][0] == "conflict"]
     return done
 
 
 def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
-                 changes: list[Change], done: Applied, free_seq: int) -> None:
-    """One transaction: the chunk's rows checked against their snapshot hash, then written, kind by kind; then
-    the chunk's changes logged with what became of each."""
+                 changes: list[Change], done: Applied, free_seq: int) -> Callable[[], None]:
+    """One transaction: the chunk's rows checked against their snapshot hash, then written, kind by kind.
+
+    Returns what logs the chunk's changes, with what became of each, once called."""
     key = checked.key
     status: dict[int, tuple[str, str | None]] = {}  # seq -> (status, note) of the changes not made as planned
     with engine.begin() as conn:
@@ -131,14 +143,18 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
         source.update_rows(conn, target, target.table, key, updates)
     now_at = datetime.now(UTC)
     outcome = {c.seq: status.get(c.seq, ("applied", None)) for c in changes}
-    with session_scope(ops_url) as s:  # one transaction: a chunk is logged whole, or not at all (then its next
-        # attempt finds its rows already holding their "after" content, and logs them "found applied")
-        _log(s, flow_run_id, changes, outcome, now_at)
-        if repointed:  # the re-pointings, logged before the commit, are made
-            s.execute(update(CC).where(CC.flow_run_id == flow_run_id, CC.seq.between(min(repointed), max(repointed)))
-                      .values(status="applied", applied_at=now_at))
     done.applied += len(todo) + sum(1 for st, _ in status.values() if st == "applied")
     done.outcome.update(outcome)
+
+    def log() -> None:
+        with session_scope(ops_url) as s:  # one transaction: a chunk is logged whole, or not at all (then its next
+            # attempt finds its rows already holding their "after" content, and logs them "found applied")
+            _log(s, flow_run_id, changes, outcome, now_at)
+            if repointed:  # the re-pointings, logged before the commit, are made
+                s.execute(update(CC).where(CC.flow_run_id == flow_run_id,
+                                           CC.seq.between(min(repointed), max(repointed)))
+                          .values(status="applied", applied_at=now_at))
+    return log
 
 
 def _hashes_now(conn: Any, target: Target, checked: Checked, changes: list[Change]) -> dict[str, str]:

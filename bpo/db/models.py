@@ -265,7 +265,8 @@ class CleanupChange(Base):
     table_name: Mapped[str] = mapped_column(Text)
     row_key: Mapped[str] = mapped_column(Text)  # the row's primary key, encoded (JSON)
     action: Mapped[str] = mapped_column(String(20))  # update | delete | soft_delete | repoint
-    how: Mapped[str] = mapped_column(String(20))  # safe (a reformat) | auto (auto-merge) | review (a person said same)
+    # safe (a reformat) | auto (auto-merge) | review (a person said same) | accepted (a change a person accepted)
+    how: Mapped[str] = mapped_column(String(20))
     cluster: Mapped[str | None] = mapped_column(Text, default=None)  # the survivor's key, for merges and repoints
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
