@@ -53,12 +53,15 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
     warm_up_in_background(batch)  # the worker processes start while the run is opened (one validator for a small batch)
     spec = load_spec(process)
     run = open_run(str(flow_run.get_id()), spec.name, spec.slug, batch)
-    # files, then chunks, run side by side on the streams
-    taken = [f.result() for f in [take_in_file.submit(run, spec, source) for source in list_inputs(run)]]
-
+    # files, then chunks, run side by side on the streams; a file's chunks start as soon as it and the
+    # files before it are taken in (its records are numbered after theirs)
+    intake = [take_in_file.submit(run, spec, source) for source in list_inputs(run)]
+    taken: list[FileTaken] = []
     chunks = []
     offset = 0
-    for file in taken:
+    for future in intake:
+        file = future.result()
+        taken.append(file)
         for raw_key, rows in file.parts:
             chunks.append(prepare_chunk.submit(run, spec, file.name, raw_key, rows, offset))
             offset += rows
