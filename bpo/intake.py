@@ -184,6 +184,7 @@ def _take_in(run: RunContext, spec: ProcessSpec, source: Source, puts: ThreadPoo
         parts.append((puts.submit(put_parquet_table, store, key, table), end - start))
     sources = sorted(set(frame["_source_file"].unique())) if len(frame) else []
     stored = [future.result() for future, _ in parts]
-    return FileTaken(name=name, records=len(frame), parts=[(o.key, rows) for o, (_, rows) in zip(stored, parts, strict=True)],
+    keys = [(o.key, rows) for o, (_, rows) in zip(stored, parts, strict=True)]
+    return FileTaken(name=name, records=len(frame), parts=keys,
                      bad_rows=len(read.bad_rows), staged=staging.result(), sources=sources, notes=read.notes,
                      low_confidence=read.low_confidence, unmapped=read.unmapped, objects=[*quarantined, *stored])
