@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import pyarrow as pa
 from pydantic import BaseModel
 
 from bpo.readers import BadRow, UnreadableFile, count_records, read_batch_file
-from bpo.run import RunContext, batch_name, get_store, put_json, put_parquet
+from bpo.run import RunContext, batch_name, get_store, put_json, put_parquet_table
 from bpo.settings import get_settings
 from bpo.spec import ProcessSpec
 from bpo.store import StoredObject
@@ -88,13 +90,9 @@ def _read_local(path: str) -> bytes:
         return file.read()
 
 
-def stage_input(run: RunContext, source: Source) -> tuple[bytes, StoredObject]:
-    """Copy one input file into the run's ``raw/`` folder; returns its bytes and the stored copy."""
-    if source.refused:
-        raise ValueError(f"{source.name!r} is not read: {source.refused}")
-    store = get_store()
-    data = _read_local(source.path) if source.path else store.get_bytes(str(source.key))
-    return data, store.put_bytes(run.key("raw", source.name), data)
+def _source_bytes(source: Source) -> bytes:
+    """The bytes of an input file that may be read (``source.refused`` is None)."""
+    return _read_local(str(source.path)) if source.path else get_store().get_bytes(str(source.key))
 
 
 def quarantine(run: RunContext, name: str, data: bytes | None, reason: str) -> list[StoredObject]:
@@ -155,26 +153,38 @@ def take_in(run: RunContext, spec: ProcessSpec, source: Source) -> FileTaken:
     if source.refused:
         notes = quarantine(run, name, None, source.refused)
         return FileTaken(name=name, staged=notes[0], quarantined=source.refused, uncounted=source.refused_uncounted)
+    # the uploads (the staged file, the raw parts) go on in threads while the file is read and the parts
+    # encoded: they mostly wait on the network with the GIL released; each is awaited before the step returns
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="bpo-intake-put") as puts:
+        return _take_in(run, spec, source, puts)
+
+
+def _take_in(run: RunContext, spec: ProcessSpec, source: Source, puts: ThreadPoolExecutor) -> FileTaken:
+    """``take_in`` for a file that may be read, its uploads on ``puts``."""
+    name = source.name
     store = get_store()
     settings = get_settings()
-    data, staged = stage_input(run, source)
+    data = _source_bytes(source)
+    staging = puts.submit(store.put_bytes, run.key("raw", name), data)
     try:
         read = read_batch_file(name, data, spec, max_decompressed_bytes=settings.max_decompressed_bytes)
     except UnreadableFile as exc:
         held = exc.records if exc.records is not None else count_records(name, data)
-        return FileTaken(name=name, quarantined=exc.reason, staged=staged, held=held or 0, uncounted=held is None,
-                         objects=quarantine(run, name, data, exc.reason))
-    objects: list[StoredObject] = []
+        return FileTaken(name=name, quarantined=exc.reason, staged=staging.result(), held=held or 0,
+                         uncounted=held is None, objects=quarantine(run, name, data, exc.reason))
+    quarantined: list[StoredObject] = []
     if read.bad_rows:
-        objects += quarantine(run, f"{name}.bad-rows.jsonl", _bad_rows_text(read.bad_rows),
-                              f"{len(read.bad_rows)} row(s) could not be parsed; see each line's reason")
+        quarantined += quarantine(run, f"{name}.bad-rows.jsonl", _bad_rows_text(read.bad_rows),
+                                  f"{len(read.bad_rows)} row(s) could not be parsed; see each line's reason")
     frame = read.frame.reset_index(drop=True)
-    parts: list[tuple[str, int]] = []
+    parts: list[tuple[Future[StoredObject], int]] = []
     for i, (start, end) in enumerate(chunk_bounds(len(frame), settings.chunk_rows)):
-        stored = put_parquet(store, run.key("records", "raw", f"{name}.part-{i:04d}.parquet"), frame.iloc[start:end])
-        objects.append(stored)
-        parts.append((stored.key, end - start))
+        table = pa.Table.from_pandas(frame.iloc[start:end], preserve_index=False)  # here: it holds the GIL
+        key = run.key("records", "raw", f"{name}.part-{i:04d}.parquet")
+        parts.append((puts.submit(put_parquet_table, store, key, table), end - start))
     sources = sorted(set(frame["_source_file"].unique())) if len(frame) else []
-    return FileTaken(name=name, records=len(frame), parts=parts, bad_rows=len(read.bad_rows), staged=staged,
-                     sources=sources, notes=read.notes, low_confidence=read.low_confidence, unmapped=read.unmapped,
-                     objects=objects)
+    stored = [future.result() for future, _ in parts]
+    keys = [(o.key, rows) for o, (_, rows) in zip(stored, parts, strict=True)]
+    return FileTaken(name=name, records=len(frame), parts=keys,
+                     bad_rows=len(read.bad_rows), staged=staging.result(), sources=sources, notes=read.notes,
+                     low_confidence=read.low_confidence, unmapped=read.unmapped, objects=[*quarantined, *stored])

@@ -91,6 +91,11 @@ class _Streams:
             finally:
                 self._waiting_for_worker -= waits_for_worker
 
+    def hold_worker(self) -> None:
+        """Count one worker busy (one that is still starting) until ``give_back(False)``."""
+        with self._free:
+            self._workers_free -= 1
+
     def give_back(self, here: bool) -> None:
         with self._free:
             if here:
@@ -149,9 +154,25 @@ def import_modules(modules: list[str]) -> None:
 
 
 def warm_up() -> list[Future[int]]:
-    """Start the worker processes now (their imports take a few seconds), not at the first call."""
-    pool, _ = _get_pool()
-    return [] if pool is None else [pool.submit(os.getpid) for _ in range(stream_count() - 1)]
+    """Start the worker processes now (their imports take a few seconds), not at the first call.
+
+    Until a worker has started, its stream is not free: a step that may run here takes this process when
+    it comes free, instead of waiting behind the worker's imports.
+    """
+    pool, streams = _get_pool()
+    if pool is None:
+        return []
+    started = []
+    for _ in range(stream_count() - 1):
+        streams.hold_worker()
+        try:
+            future = pool.submit(os.getpid)
+        except BaseException:
+            streams.give_back(False)
+            raise
+        future.add_done_callback(lambda _: streams.give_back(False))  # started, or failed to: the next call says
+        started.append(future)
+    return started
 
 
 # what the flow's own process imports only at its first validation (~2 s): taken beside the run's first steps

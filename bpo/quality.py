@@ -323,9 +323,10 @@ def _nothing_to_check() -> Validation:
     return Validation(True, pd.DataFrame(columns=list(FAILURE_TYPES)), {"success": True, "results": []}, "")
 
 
-def check_part(run: RunContext, spec: ProcessSpec, part: Part, data: pd.DataFrame) -> Checked:
-    """Validate one normalized chunk (``data``, as just written to ``part``) against the row-local expectations."""
-    name = part.normalized.rsplit("/", 1)[-1].removesuffix(".parquet")
+def check_part(run: RunContext, spec: ProcessSpec, normalized_key: str, data: pd.DataFrame) -> Checked:
+    """Validate one normalized chunk (``data``, as written to ``normalized_key``) against the row-local
+    expectations."""
+    name = normalized_key.rsplit("/", 1)[-1].removesuffix(".parquet")
     if not len(data) or not _expectations(spec, "row"):
         return _store_validation(run, name, "row", _nothing_to_check())
     return _store_validation(run, name, "row", validate_frame(data, spec, scope="row", docs=False))

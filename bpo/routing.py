@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -39,6 +41,7 @@ class Routed(BaseModel):
     carried_over: int = 0  # held records whose decision was taken before, for the same content
     taken_over: int = 0  # items still open in an ended run of the batch, now this run's
     review_rows: str  # parquet of the _row numbers not loaded straight: held or superseded
+    loaded: dict[str, int] = {}  # per file: records loaded as their chunk was routed (``route_batch``'s ``load``)
 
 
 class Member(BaseModel):
@@ -59,6 +62,7 @@ class PartRouted(BaseModel):
     carried_over: int = 0
     taken_over: int = 0
     sampled: int = 0  # of the held records: quality samples, which passed every check
+    loaded: int = 0  # records loaded as the chunk was routed (``load``): every one not held nor of a repeated key
 
 
 def _proposed(row: dict[str, Any], raw: dict[str, Any], spec: ProcessSpec) -> dict[str, Any]:
@@ -129,14 +133,26 @@ def _key_text(row: dict[str, Any], spec: ProcessSpec) -> str:
     return ", ".join(str(json_safe(row.get(k))) for k in spec.target.key)
 
 
+# loads a chunk's records that pass straight through (normalized, as stored), returns how many
+Load = Callable[[RunContext, ProcessSpec, pa.Table], int]
+
+
 def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: list[str], duplicates_key: str,
-               fuzzy_columns: list[str], due: datetime) -> PartRouted:
+               fuzzy_columns: list[str], due: datetime, load: Load | None = None) -> PartRouted:
     """Write one chunk's review items; return the ``_row`` numbers they hold back, and its repeated-key records.
 
     Records whose natural key appears more than once in the batch are not written here: they are one
     decision per key, made across chunks by ``route_batch``. Items already written for the same
-    records (a retried step) are not written again.
+    records (a retried step) are not written again. With ``load``, the chunk's records that need no
+    person and share no key are loaded beside the writing of its items (a retry loads them again:
+    ``load`` must be an upsert).
     """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bpo-route-load") as beside:
+        return _route_part(run, spec, part, failures_keys, duplicates_key, fuzzy_columns, due, load, beside)
+
+
+def _route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: list[str], duplicates_key: str,
+                fuzzy_columns: list[str], due: datetime, load: Load | None, beside: ThreadPoolExecutor) -> PartRouted:
     store = get_store()
     failures = pd.concat([read_parquet(store, k) for k in failures_keys], ignore_index=True)
     table = _parquet(store, part.normalized)
@@ -151,8 +167,9 @@ def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: li
     sampled = (pick_samples(raw_table, run.spec, spec.review.sample_share) & ~wanted if raw_table is not None
                else np.zeros(len(data), dtype=bool))
     wanted |= sampled
+    loading = None if load is None else beside.submit(load, run, spec, table.filter(pa.array(~wanted)))
     if not wanted.any():
-        return PartRouted(held=[], members=[])
+        return PartRouted(held=[], members=[], loaded=0 if loading is None else loading.result())
     # only these records become Python values, in one pass (a Series per record would cost ~1 ms each)
     taken = np.flatnonzero(wanted)
     rows = _records(table.take(taken))
@@ -183,7 +200,7 @@ def route_part(run: RunContext, spec: ProcessSpec, part: Part, failures_keys: li
         })
     carried, taken_over = write_items(run, spec, items) if items else (0, 0)
     return PartRouted(held=sorted((found.keys() - is_repeated) | is_sample), members=members, carried_over=carried,
-                      taken_over=taken_over, sampled=len(is_sample))
+                      taken_over=taken_over, sampled=len(is_sample), loaded=0 if loading is None else loading.result())
 
 
 SAMPLE_SCALE = 1_000_000
@@ -225,18 +242,24 @@ def _group_item(run: RunContext, spec: ProcessSpec, members: list[Member], due: 
 
 
 def route_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], checked: BatchChecked,
-                low_confidence: dict[str, list[str]]) -> Routed:
+                low_confidence: dict[str, list[str]], load: Load | None = None) -> Routed:
     """Send every record with a failed check or a routed flag to review; the rest pass straight through.
 
     The chunks are routed, and their items written, side by side (``bpo.pool``). Records sharing a
     natural key are one decision: one item per key when any of them needs a person or the spec routes
-    repeated keys; otherwise the last one passes and the others are superseded.
+    repeated keys; otherwise the last one passes and the others are superseded. With ``load``, each
+    chunk's passing records that share no key are loaded as it is routed (``Routed.loaded``); the last
+    record of a repeated key that passes is not: the caller loads it.
     """
     due = datetime.now(UTC) + timedelta(hours=spec.review.due_hours)
     routed = map_in_workers(route_part, [
         (run, spec, part, [chunk_failures, checked.batch_failures], checked.duplicates,
-         low_confidence.get(part.file, []), due)
+         low_confidence.get(part.file, []), due, load)
         for part, chunk_failures in zip(parts, checked.chunk_failures, strict=True)])
+    loaded: dict[str, int] = {}
+    for part, done in zip(parts, routed, strict=True):
+        if load is not None:
+            loaded[part.file] = loaded.get(part.file, 0) + done.loaded
     held = [r for part in routed for r in part.held]
     carried = sum(p.carried_over for p in routed)
     taken_over = sum(p.taken_over for p in routed)
@@ -261,7 +284,7 @@ def route_batch(run: RunContext, spec: ProcessSpec, parts: list[Part], checked: 
     total = sum(p.rows for p in parts)
     withheld = sum(superseded.values())
     return Routed(passed=total - len(held), review=len(held) - withheld, sampled=sum(p.sampled for p in routed),
-                  superseded=superseded, carried_over=carried, taken_over=taken_over, review_rows=key)
+                  superseded=superseded, carried_over=carried, taken_over=taken_over, review_rows=key, loaded=loaded)
 
 
 class GateVerdict(BaseModel):

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from bpo import runs
@@ -62,9 +64,14 @@ def get_store() -> ArtifactStore:
 
 
 def put_parquet(store: ArtifactStore, key: str, frame: pd.DataFrame) -> StoredObject:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    return store.put_bytes(key, buf.getvalue(), "application/vnd.apache.parquet")
+    return put_parquet_table(store, key, pa.Table.from_pandas(frame, preserve_index=False))
+
+
+def put_parquet_table(store: ArtifactStore, key: str, table: pa.Table) -> StoredObject:
+    """An Arrow table as Parquet (as pandas' ``to_parquet`` writes it); encoding it mostly releases the GIL."""
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    return store.put_bytes(key, buf.getvalue().to_pybytes(), "application/vnd.apache.parquet")
 
 
 def read_parquet(store: ArtifactStore, key: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -18,8 +18,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bpo.db.models import ReviewItem
 from bpo.db.session import engine_for, session_scope
 from bpo.pool import map_in_workers
+from bpo.quality import BatchChecked
 from bpo.review.record import KEPT
-from bpo.routing import RECORDS_STEP
+from bpo.routing import RECORDS_STEP, Routed, route_batch
 from bpo.run import Part, RunContext, get_store, read_parquet
 from bpo.schema import ROW
 from bpo.settings import get_settings
@@ -173,33 +174,44 @@ class Decided(BaseModel):
     objects: list[StoredObject]
 
 
-def load_part(run: RunContext, spec: ProcessSpec, part: Part, review_rows_key: str) -> int:
-    """Upsert one chunk's records that were not held for review; returns how many."""
+def load_rows(run: RunContext, spec: ProcessSpec, data: pa.Table) -> int:
+    """Upsert normalized records (as stored: a chunk's, or some of them) into the target table; returns how many."""
     settings = get_settings()
-    store = get_store()
     engine = engine_for(settings.target_database_url or "")
     table = target_table(spec)
-    held = pa.array(read_parquet(store, review_rows_key)[ROW], type=pa.int64())
     if engine.dialect.name == "postgresql":
-        data = pq.read_table(io.BytesIO(store.get_bytes(part.normalized)))
-        data = data.filter(pc.invert(pc.is_in(data[ROW], value_set=held)))
         upsert_arrow(engine, table, _arrow_rows(data, table, run), spec.target.key, chunk_rows=settings.chunk_rows)
-        return data.num_rows
-    frame = read_parquet(store, part.normalized)
-    frame = frame[~frame[ROW].isin(held.to_pylist())]
-    upsert(engine, table, to_rows(_with_provenance(frame, run), table), spec.target.key, chunk_rows=settings.chunk_rows)
-    return len(frame)
+    else:
+        upsert(engine, table, to_rows(_with_provenance(data.to_pandas(), run), table), spec.target.key,
+               chunk_rows=settings.chunk_rows)
+    return data.num_rows
 
 
-def load_passed(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str) -> Passed:
-    """Upsert the records that passed straight through; a re-run adds no rows.
+def load_part(run: RunContext, spec: ProcessSpec, part: Part, review_rows_key: str,
+              repeated_key: str | None = None) -> int:
+    """Upsert one chunk's records that were not held for review; returns how many. With ``repeated_key``
+    (a parquet of ``row`` numbers: records whose natural key repeats), only those of its records."""
+    store = get_store()
+    held = pa.array(read_parquet(store, review_rows_key)[ROW], type=pa.int64())
+    data = pq.read_table(io.BytesIO(store.get_bytes(part.normalized)))
+    keep = pc.invert(pc.is_in(data[ROW], value_set=held))
+    if repeated_key is not None:
+        repeated = pa.array(read_parquet(store, repeated_key)["row"], type=pa.int64())
+        keep = pc.and_(keep, pc.is_in(data[ROW], value_set=repeated))
+    return load_rows(run, spec, data.filter(keep))
+
+
+def load_passed(run: RunContext, spec: ProcessSpec, parts: list[Part], review_rows_key: str,
+                repeated_key: str | None = None) -> Passed:
+    """Upsert the records that passed straight through; a re-run adds no rows. With ``repeated_key``, only
+    those of a repeated natural key (see ``load_part``).
 
     No two of them share a natural key (routing holds or supersedes every repeated one), so on
     PostgreSQL the chunks load side by side; SQLite takes one writer at a time.
     """
     engine = engine_for(get_settings().target_database_url or "")
     ensure_table(engine, spec)
-    calls = [(run, spec, part, review_rows_key) for part in parts]
+    calls = [(run, spec, part, review_rows_key, repeated_key) for part in parts]
     if engine.dialect.name == "postgresql":
         counts = map_in_workers(load_part, calls)
     else:
@@ -208,6 +220,27 @@ def load_passed(run: RunContext, spec: ProcessSpec, parts: list[Part], review_ro
     for part, count in zip(parts, counts, strict=True):
         loaded[part.file] = loaded.get(part.file, 0) + count
     return Passed(loaded=loaded)
+
+
+def route_and_load(run: RunContext, spec: ProcessSpec, parts: list[Part], checked: BatchChecked,
+                   low_confidence: dict[str, list[str]]) -> tuple[Routed, Passed]:
+    """Route the batch (``bpo.routing.route_batch``) and load what passes straight through; a re-run adds no rows.
+
+    On PostgreSQL each chunk's passing records are loaded as it is routed, beside the writing of its review
+    items (the database's work then overlaps the routing's), and only the last record of a repeated key that
+    passes is loaded afterwards. SQLite takes one writer at a time: it loads after the routing.
+    """
+    engine = engine_for(get_settings().target_database_url or "")
+    ensure_table(engine, spec)
+    if engine.dialect.name != "postgresql":
+        routed = route_batch(run, spec, parts, checked, low_confidence)
+        return routed, load_passed(run, spec, parts, routed.review_rows)
+    routed = route_batch(run, spec, parts, checked, low_confidence, load=load_rows)
+    loaded = dict(routed.loaded)
+    if routed.passed > sum(loaded.values()):  # the last record of a repeated key, where it passes
+        for file, count in load_passed(run, spec, parts, routed.review_rows, checked.duplicates).loaded.items():
+            loaded[file] = loaded.get(file, 0) + count
+    return routed, Passed(loaded=loaded)
 
 
 def _kept(item: Any) -> tuple[str, int]:

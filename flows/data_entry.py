@@ -28,7 +28,7 @@ from bpo.target import Decided, Passed
 from tasks import runs as run_hooks
 from tasks.artifacts import clear_inbox, list_inputs, open_run, publish_run
 from tasks.intake import take_in_file
-from tasks.load import load_decisions, load_passed
+from tasks.load import load_decisions, load_passed, route_and_load
 from tasks.normalize import prepare_chunk
 from tasks.quality import validate_batch
 from tasks.review import ask_for_gate, await_review, read_gate, route_records
@@ -53,12 +53,15 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
     warm_up_in_background(batch)  # the worker processes start while the run is opened (one validator for a small batch)
     spec = load_spec(process)
     run = open_run(str(flow_run.get_id()), spec.name, spec.slug, batch)
-    # files, then chunks, run side by side on the streams
-    taken = [f.result() for f in [take_in_file.submit(run, spec, source) for source in list_inputs(run)]]
-
+    # files, then chunks, run side by side on the streams; a file's chunks start as soon as it and the
+    # files before it are taken in (its records are numbered after theirs)
+    intake = [take_in_file.submit(run, spec, source) for source in list_inputs(run)]
+    taken: list[FileTaken] = []
     chunks = []
     offset = 0
-    for file in taken:
+    for future in intake:
+        file = future.result()
+        taken.append(file)
         for raw_key, rows in file.parts:
             chunks.append(prepare_chunk.submit(run, spec, file.name, raw_key, rows, offset))
             offset += rows
@@ -66,9 +69,9 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
     parts: list[Part] = [part for part, _ in prepared]
     # what only the whole batch can show: uniqueness, aggregates, duplicate keys
     checked = validate_batch(run, spec, parts, [check for _, check in prepared])
-    routed = route_records(run, spec, parts, checked,
-                           {f.name: f.low_confidence for f in taken if f.low_confidence})
+    low_confidence = {f.name: f.low_confidence for f in taken if f.low_confidence}
     if spec.review.hold_batch or spec.review.gate:  # all or nothing: nothing loads before every item is decided
+        routed = route_records(run, spec, parts, checked, low_confidence)
         await_review(run)
         if spec.review.gate:  # then a person approves the whole batch
             ask_for_gate(run, spec, routed)
@@ -77,8 +80,8 @@ def data_entry(batch: str, process: str = "customer_onboarding") -> dict[str, An
                 decided = rejected_at_gate(taken, routed)
                 return finish(run, taken, parts, checked, routed, Passed(loaded={}), decided)
         passed = load_passed(run, spec, parts, routed.review_rows)
-    else:  # what passed goes straight through; only the records under review wait
-        passed = load_passed(run, spec, parts, routed.review_rows)
+    else:  # what passed goes straight through, each chunk's as it is routed; only the records under review wait
+        routed, passed = route_and_load(run, spec, parts, checked, low_confidence)
         await_review(run)
     return finish(run, taken, parts, checked, routed, passed, load_decisions(run, spec))
 

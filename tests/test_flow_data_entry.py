@@ -352,6 +352,45 @@ def test_whole_flow_on_postgresql_with_review(stack: dict[str, str], postgres_ta
     assert again["carried_over"] == len(box["result"]) and again["rejected"] == result["rejected"]
 
 
+def test_on_postgresql_the_last_record_of_an_unrouted_repeated_key_is_loaded(
+        stack: dict[str, str], postgres_target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each chunk's passing records load as it is routed; a key repeated across chunks, which this spec neither
+    routes nor checks for uniqueness, loads its last record after the routing, and supersedes the others."""
+    import yaml
+
+    from bpo.processes import SHIPPED_DIRS
+    from bpo.settings import get_settings
+    from flows.data_entry import data_entry
+
+    specs, shipped = tmp_path / "specs", SHIPPED_DIRS[0]
+    specs.mkdir()
+    spec = yaml.safe_load((shipped / "customer_onboarding.yaml").read_text())
+    spec["review"]["route"] = ["low_confidence_mapping"]
+    (specs / "customer_onboarding.yaml").write_text(yaml.safe_dump(spec))
+    suite = json.loads((SHIPPED_DIRS[1] / "customer_onboarding.json").read_text())
+    suite["expectations"] = [e for e in suite["expectations"] if e["type"] != "expect_column_values_to_be_unique"]
+    (specs / "customer_onboarding.json").write_text(json.dumps(suite))
+    monkeypatch.setenv("BPO_PROCESS_DIRS", str(specs))
+    monkeypatch.setenv("BPO_CHUNK_ROWS", "40")
+    get_settings.cache_clear()
+    records = make_records(100, seed=23, review_fraction=0.0, start=60_000)
+    records[90]["customer_id"] = records[3]["customer_id"]  # chunk 1 repeats a key of chunk 0
+    records[90]["email"] = "later@example.com"
+    batch = tmp_path / "repeated"
+    batch.mkdir()
+    (batch / "forms.csv").write_bytes(to_csv(records))
+    try:
+        result = data_entry(batch=str(batch))
+    finally:
+        get_settings.cache_clear()
+    assert result["records_in"] == 100 and result["superseded"] == 1 and result["reviewed"] == 0
+    assert result["loaded"] == 99 == target_count(postgres_target)
+    with create_engine(postgres_target).connect() as conn:
+        email = conn.execute(text("SELECT email FROM customers WHERE customer_id = :k"),
+                             {"k": records[3]["customer_id"]}).scalar_one()
+    assert email == "later@example.com"
+
+
 def test_batch_from_an_s3_inbox_prefix_is_taken_and_cleared(stack: dict[str, str], target_db: str) -> None:
     from bpo.settings import Settings
     from bpo.store import ArtifactStore

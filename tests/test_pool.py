@@ -41,6 +41,16 @@ def test_two_steps_run_at_once_here_and_in_a_worker_with_the_callers_settings(tw
     assert [rows for _, rows in results] == [1234, 1234]
 
 
+def test_a_step_that_may_run_here_does_not_wait_behind_a_starting_worker(two_streams: None) -> None:
+    started = pool.warm_up()  # the worker imports pandas, pyarrow, Great Expectations: seconds
+    results = pool.map_in_workers(pid_and_chunk_rows, [(0.0,), (0.0,), (0.0,)])
+    assert not started[0].done(), "the worker started too soon for this test to tell"
+    assert {pid for pid, _ in results} == {os.getpid()}, "a step waited for the starting worker"
+    assert started[0].result(timeout=60) != os.getpid()
+    later = pool.map_in_workers(pid_and_chunk_rows, [(1.0,), (1.0,)])  # once started, the worker takes steps
+    assert {pid for pid, _ in later} - {os.getpid()}
+
+
 def whole_step(pause: float) -> tuple[str, int]:
     time.sleep(pause)
     return "whole", os.getpid()

@@ -164,7 +164,8 @@ def test_killed_during_load_then_rerun_gives_exact_rows(stack: dict[str, str], t
         with get_client(sync_client=True) as client:
             trs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
                 any_=[UUID(run.flow_run_id)])))
-        return any(t.name.startswith("load_passed") and t.state and t.state.is_running() for t in trs)
+        return any(t.name.startswith(("load_passed", "route_and_load")) and t.state and t.state.is_running()
+                   for t in trs)
 
     try:
         wait_for(loading, 120, "the load to start")
