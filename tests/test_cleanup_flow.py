@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,16 +126,17 @@ def _changes(run_id: str) -> list[Any]:
         return log_of(s, run_id)
 
 
-def _resolve_pairs_when_asked(truth: dict[int, int], stop: threading.Event,
-                              before_gate: Any = None) -> threading.Thread:
-    """An agent in another thread: answers every open pair item by the truth (same / different), approves gates."""
+@contextmanager
+def _resolving_pairs(truth: dict[int, int], before_gate: Any = None) -> Iterator[None]:
+    """An agent in another thread while the block runs: answers every open pair item by the truth (same /
+    different), approves gates."""
     from bpo.cleanup.rows import decode_key
     from bpo.db.models import ReviewItem
     from bpo.db.session import session_scope
     from bpo.review import resolve
     from bpo.settings import get_settings
 
-    def work() -> None:
+    def work(stop: threading.Event) -> None:
         settings = get_settings()
         while not stop.is_set():
             with session_scope(settings.ops_database_url or "") as s:
@@ -151,9 +153,21 @@ def _resolve_pairs_when_asked(truth: dict[int, int], stop: threading.Event,
                                                                    "reason": "checked by the truth"})
             time.sleep(0.3)
 
-    thread = threading.Thread(target=work, daemon=True)
+    with _agent(work):
+        yield
+
+
+@contextmanager
+def _agent(work: Any) -> Iterator[None]:
+    """``work(stop)`` in a thread, until the block ends and sets ``stop``, the event it polls."""
+    stop = threading.Event()
+    thread = threading.Thread(target=work, args=(stop,), daemon=True)
     thread.start()
-    return thread
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def test_cleanup_on_sqlite_dry_run_then_merge_repoint_undo_and_a_rerun_asks_no_one_again(
@@ -177,13 +191,8 @@ def test_cleanup_on_sqlite_dry_run_then_merge_repoint_undo_and_a_rerun_asks_no_o
     with session_scope(get_settings().ops_database_url or "") as s:
         assert not s.query(ReviewItem).filter_by(flow_run_id=dry["flow_run_id"]).count()
 
-    stop = threading.Event()
-    agent = _resolve_pairs_when_asked(truth, stop)
-    try:
+    with _resolving_pairs(truth):
         result = database_cleanup(database=url, table="customers", spec=spec)
-    finally:
-        stop.set()
-        agent.join(timeout=5)
     assert not result["problems"], result
     remaining = set(table_hashes(url, "customers"))
     merged = [d for d, o in truth.items() if not (d in remaining and o in remaining)]
@@ -310,13 +319,8 @@ def test_cleanup_on_postgresql_detects_a_row_changed_before_apply_then_an_increm
         engine.dispose()
 
     spec = _spec(tmp_path, thresholds={"auto_merge": 0.99, "review": 0.8, "gate_share": 0.0})
-    stop = threading.Event()
-    agent = _resolve_pairs_when_asked(truth, stop, before_gate=edit_before_gate)
-    try:
+    with _resolving_pairs(truth, before_gate=edit_before_gate):
         first = database_cleanup(database=pg_url, table="customers", spec=str(spec))
-    finally:
-        stop.set()
-        agent.join(timeout=5)
     assert first["conflicts"] >= 1
     engine = create_engine(pg_url)
     with engine.connect() as conn:
@@ -348,13 +352,8 @@ def test_cleanup_on_postgresql_detects_a_row_changed_before_apply_then_an_increm
             "n": base["country"], "u": base["updated_at"]})
         conn.execute(text("INSERT INTO orders VALUES (5000, 9999, 1.00)"))
     before_second = table_hashes(pg_url, "customers")
-    stop = threading.Event()
-    agent = _resolve_pairs_when_asked(truth | {9999: original}, stop)
-    try:
+    with _resolving_pairs(truth | {9999: original}):
         second = database_cleanup(database=pg_url, table="customers", spec=str(_spec(tmp_path)), incremental=True)
-    finally:
-        stop.set()
-        agent.join(timeout=5)
     assert second["model"] == "reused"
     assert second["pairs_for_review"] <= first["pairs_for_review"]
     with engine.connect() as conn:
@@ -390,14 +389,16 @@ def test_an_empty_table_and_a_table_of_one_row_are_cleaned_without_matching(tmp_
     engine.dispose()
 
 
-def _answer_reformats_when_asked(accept: dict[str, bool], stop: threading.Event) -> threading.Thread:
-    """An agent in another thread: accepts or rejects each open reformat item, by its row's key."""
+@contextmanager
+def _answering_reformats(accept: dict[str, bool]) -> Iterator[None]:
+    """An agent in another thread while the block runs: accepts or rejects each open reformat item, by its row's
+    key."""
     from bpo.db.models import ReviewItem
     from bpo.db.session import session_scope
     from bpo.review import resolve
     from bpo.settings import get_settings
 
-    def work() -> None:
+    def work(stop: threading.Event) -> None:
         settings = get_settings()
         while not stop.is_set():
             with session_scope(settings.ops_database_url or "") as s:
@@ -406,9 +407,8 @@ def _answer_reformats_when_asked(accept: dict[str, bool], stop: threading.Event)
                 resolve(settings, item_id, actor="agent", decision={"approve": accept[key], "reason": "checked"})
             time.sleep(0.3)
 
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
+    with _agent(work):
+        yield
 
 
 def test_a_change_that_is_more_than_a_reformat_waits_for_a_person_and_the_answer_carries_over(
@@ -430,13 +430,8 @@ def test_a_change_that_is_more_than_a_reformat_waits_for_a_person_and_the_answer
     create_tables(url, rows, [])
     spec = str(_spec(tmp_path, references=[], thresholds={"auto_merge": 0.99, "review": 0.8, "gate_share": 1.0}))
     before = table_hashes(url, "customers")
-    stop = threading.Event()
-    agent = _answer_reformats_when_asked({"1": True, "2": False}, stop)
-    try:
+    with _answering_reformats({"1": True, "2": False}):
         result = database_cleanup(database=url, table="customers", spec=spec)
-    finally:
-        stop.set()
-        agent.join(timeout=5)
     assert not result["problems"], result
     engine = create_engine(url)
     with engine.connect() as conn:

@@ -34,7 +34,7 @@ from bpo.carry import record_hash
 from bpo.db.models import ReviewItem
 from bpo.research.brief import FieldType
 from bpo.research.values import check_value
-from bpo.review.kinds import CorrectionRefused, Display, InvalidDecision, Outcome, register
+from bpo.review.kinds import CorrectionRefused, Display, InvalidDecision, Outcome, item_row, register
 from bpo.review.service import SUPERVISOR_QUEUE
 
 AskedWhy = Literal["missing", "conflict", "low_confidence"]
@@ -218,11 +218,11 @@ def candidates_item(*, flow_run_id: str, process: str, step: str, source: dict[s
     the item's is ``question_hash``: the same question asked again by a later run carries its decision over."""
     checked = CandidatesSource.model_validate(source)
     proposed = {} if checked.proposed is None else {"candidate": checked.proposed}
-    return {"flow_run_id": flow_run_id, "process": process, "step": step, "kind": CandidatesKind.name,
-            "record_key": f"{checked.subject.id}|{checked.field.name}",
-            "record_hash": record_hash or question_hash(process, checked), "source": checked.model_dump(mode="json"),
-            "failed_checks": [], "proposed": proposed, "due_at": due_at, "on_timeout": on_timeout,
-            "priority": priority}
+    return item_row(CandidatesKind.name, flow_run_id=flow_run_id, process=process, step=step,
+                    record_key=f"{checked.subject.id}|{checked.field.name}",
+                    record_hash=record_hash or question_hash(process, checked),
+                    source=checked.model_dump(mode="json"), proposed=proposed, due_at=due_at, on_timeout=on_timeout,
+                    priority=priority)
 
 
 def question_hash(process: str, source: CandidatesSource) -> str:

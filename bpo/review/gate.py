@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy.orm import Session
 
 from bpo.db.models import ReviewItem
-from bpo.review.kinds import Display, Outcome, register
+from bpo.review.kinds import Display, Outcome, item_row, register
 from bpo.review.service import add_items
 
 GATE_KEY = "gate"  # one gate per run and step
@@ -56,10 +56,9 @@ def open_gate(session: Session, flow_run_id: str, process: str, step: str, summa
 
     ``summary`` is what the person decides on (counts, files, where the report is), JSON-shaped.
     """
-    return add_items(session, [{
-        "flow_run_id": flow_run_id, "process": process, "step": step, "kind": GateKind.name, "record_key": GATE_KEY,
-        "source": {"summary": summary}, "failed_checks": [], "proposed": {}, "due_at": due_at,
-        "on_timeout": on_timeout, "priority": priority}])
+    return add_items(session, [item_row(GateKind.name, flow_run_id=flow_run_id, process=process, step=step,
+                                        record_key=GATE_KEY, record_hash=None, source={"summary": summary},
+                                        proposed={}, due_at=due_at, on_timeout=on_timeout, priority=priority)])
 
 
 register(GateKind())

@@ -9,6 +9,7 @@ A new kind is a class with these three and a ``register`` call; the service does
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel
@@ -82,6 +83,16 @@ def register(kind: Kind) -> Kind:
     """Make ``kind`` the handler of items whose ``kind`` column is ``kind.name``."""
     _KINDS[kind.name] = kind
     return kind
+
+
+def item_row(kind: str, *, flow_run_id: str, process: str, step: str, record_key: str, record_hash: str | None,
+             source: dict[str, Any], proposed: dict[str, Any], due_at: datetime,
+             on_timeout: Literal["escalate", "reject"], priority: int = 0) -> dict[str, Any]:
+    """The row of an item of ``kind`` for ``add_items``, as each kind's builder fills it in (``source`` as stored,
+    JSON-shaped). Only a record item has failed checks to show."""
+    return {"flow_run_id": flow_run_id, "process": process, "step": step, "kind": kind, "record_key": record_key,
+            "record_hash": record_hash, "source": source, "failed_checks": [], "proposed": proposed,
+            "due_at": due_at, "on_timeout": on_timeout, "priority": priority}
 
 
 def kind_of(item: ReviewItem) -> Kind:

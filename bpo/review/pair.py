@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bpo.db.models import ReviewItem
-from bpo.review.kinds import Display, Outcome, register
+from bpo.review.kinds import Display, Outcome, item_row, register
 from bpo.review.values import json_safe
 
 Verdict = Literal["same", "different", "not_sure"]
@@ -111,11 +111,10 @@ def pair_item(*, flow_run_id: str, process: str, step: str, source: dict[str, An
     ``process`` is the cleanup spec's name, whose ``review`` section gives the groups and due time.
     """
     checked = PairSource.model_validate(source)
-    stored = checked.model_dump(mode="json")
-    return {"flow_run_id": flow_run_id, "process": process, "step": step, "kind": PairKind.name,
-            "record_key": f"{checked.left_key}|{checked.right_key}", "record_hash": record_hash, "source": stored,
-            "failed_checks": [], "proposed": {"verdict": "same"}, "due_at": due_at, "on_timeout": on_timeout,
-            "priority": priority}
+    return item_row(PairKind.name, flow_run_id=flow_run_id, process=process, step=step,
+                    record_key=f"{checked.left_key}|{checked.right_key}", record_hash=record_hash,
+                    source=checked.model_dump(mode="json"), proposed={"verdict": "same"}, due_at=due_at,
+                    on_timeout=on_timeout, priority=priority)
 
 
 def columns_of(source: dict[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bpo.db.models import ReviewItem
-from bpo.review.kinds import Display, Outcome, register
+from bpo.review.kinds import Display, Outcome, item_row, register
 from bpo.review.pair import cell
 
 
@@ -63,10 +63,10 @@ def reformat_item(*, flow_run_id: str, process: str, step: str, source: dict[str
                   due_at: datetime, on_timeout: Literal["escalate", "reject"], priority: int = 0) -> dict[str, Any]:
     """The row of a reformat item for ``add_items``: ``source`` as ``ReformatSource`` reads it, keyed by its row."""
     checked = ReformatSource.model_validate(source)
-    return {"flow_run_id": flow_run_id, "process": process, "step": step, "kind": ReformatKind.name,
-            "record_key": checked.row_key, "record_hash": record_hash, "source": checked.model_dump(mode="json"),
-            "failed_checks": [], "proposed": {c.column: c.new for c in checked.changes}, "due_at": due_at,
-            "on_timeout": on_timeout, "priority": priority}
+    return item_row(ReformatKind.name, flow_run_id=flow_run_id, process=process, step=step,
+                    record_key=checked.row_key, record_hash=record_hash, source=checked.model_dump(mode="json"),
+                    proposed={c.column: c.new for c in checked.changes}, due_at=due_at, on_timeout=on_timeout,
+                    priority=priority)
 
 
 class ReformatKind:
