@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bpo.cleanup.rows import as_text, canonical, decode_value, text_hash
@@ -174,19 +175,17 @@ def safe_rows(snapshot: pa.Table, proposals: pa.Table, accepted: Accepted | None
     """Each row of a snapshot part that has safe reformats (``proposals``: the part's), or proposals a person
     accepted (``accepted``: only where this run proposes the same value), as it will be with them: its canonical
     text, hash, the columns they set (with their new values) and how, by key. What ``build`` takes."""
+    made = proposals.column("safe")
+    if accepted:  # and the unsafe ones a person accepted, where this run proposes the same value
+        made = pc.or_(made, pa.array([k in accepted and accepted[k].get(c) == n for k, c, n in zip(
+            *(proposals.column(x).to_pylist() for x in ("key", "column", "new")), strict=True)], pa.bool_()))
     by_key: dict[str, list[tuple[str, str]]] = {}
     people: set[str] = set()  # the rows with a change a person accepted
-    if accepted:
-        for k, c, n, safe in zip(*(proposals.column(n).to_pylist() for n in ("key", "column", "new", "safe")),
-                                 strict=True):
-            if safe or (k in accepted and accepted[k].get(c) == n):
-                by_key.setdefault(k, []).append((c, n))
-                if not safe:
-                    people.add(k)
-    else:
-        safe = proposals.filter(proposals.column("safe"))
-        for k, c, n in zip(*(safe.column(n).to_pylist() for n in ("key", "column", "new")), strict=True):
-            by_key.setdefault(k, []).append((c, n))
+    taken = proposals.filter(made)
+    for k, c, n, safe in zip(*(taken.column(x).to_pylist() for x in ("key", "column", "new", "safe")), strict=True):
+        by_key.setdefault(k, []).append((c, n))
+        if not safe:
+            people.add(k)
     out: Reformatted = {}
     for k, text in zip(snapshot.column("key").to_pylist(), snapshot.column("row").to_pylist(), strict=True):
         if k in by_key:
