@@ -4,7 +4,8 @@ A record is identified across runs by its ``record_hash``: the process and the r
 values (for records that share a natural key, all of them). When a run raises an item whose hash
 was decided before, the decision is applied at once and audited as carried over; an item still open
 in an ended run of the same batch is taken over by the new run instead of being asked twice. A
-changed record has another hash and is asked again.
+changed record has another hash and is asked again. An item closed by its timeout (``decided_by`` the
+system) was decided by no one: it is asked again, and an earlier person's decision, if any, still holds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from bpo.db.models import AuditEvent, ReviewItem, Run
 
 DECIDED = ("approved", "rejected")
+SYSTEM = "system"  # who closed an item by its timeout: no one decided it
 _COPIED = ("status", "decision", "reason", "decided_by", "decided_at")
 _IN_CLAUSE = 500  # hashes per query: well under every database's bound-parameter limit
 
@@ -65,8 +67,8 @@ def carry_over(session: Session, *, flow_run_id: str, process: str, batch: str, 
             .order_by(ReviewItem.id)).all()
         batch_runs = set(session.scalars(select(Run.flow_run_id).where(Run.batch == batch))) if rows else set()
         for r in rows:
-            if r.status in DECIDED:
-                decided[r.record_hash] = r  # the latest decision wins (ordered by id)
+            if r.status in DECIDED and r.decided_by != SYSTEM:
+                decided[r.record_hash] = r  # the latest person's decision wins (ordered by id)
             elif r.status == "open" and r.flow_run_id in batch_runs:
                 open_elsewhere.setdefault(r.record_hash, r)
     kept: list[dict[str, Any]] = []

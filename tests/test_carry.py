@@ -66,6 +66,25 @@ def test_a_decided_record_is_not_asked_again_and_the_audit_says_so(ops: str) -> 
     assert [e.item_id for e in events] == [got["f.csv:2"].id]
 
 
+def test_an_item_closed_by_its_timeout_is_asked_again_and_a_persons_earlier_decision_holds(ops: str) -> None:
+    first, second, third = _run(ops, "b3", "completed"), _run(ops, "b3", "completed"), _run(ops, "b3")
+    with session_scope(ops) as s:
+        add_items(s, [_item(first, "f.csv:2", {"email": "x"}), _item(first, "f.csv:3", {"email": "y"})])
+        by_key = {i.record_key: i for i in s.scalars(select(ReviewItem).where(ReviewItem.flow_run_id == first))}
+        by_key["f.csv:2"].status, by_key["f.csv:2"].decided_by = "approved", "alice"
+        by_key["f.csv:3"].status, by_key["f.csv:3"].decided_by = "rejected", "system"  # as expire_overdue leaves it
+        add_items(s, [_item(second, "f.csv:2", {"email": "x"})])  # asked again later, and timed out that time
+        again = s.scalars(select(ReviewItem).where(ReviewItem.flow_run_id == second)).one()
+        again.status, again.reason, again.decided_by = "rejected", "review timed out", "system"
+    items = [_item(third, "f.csv:2", {"email": "x"}), _item(third, "f.csv:3", {"email": "y"})]
+    with session_scope(ops) as s:
+        carried = carry_over(s, flow_run_id=third, process="p", batch="b3", items=items)
+    assert carried.carried_over == 1
+    got = {i["record_key"]: i for i in items}
+    assert (got["f.csv:2"]["status"], got["f.csv:2"]["decided_by"]) == ("approved", "alice")
+    assert got["f.csv:3"].get("status", "open") == "open", "no one decided it: it is asked again"
+
+
 def test_an_item_open_in_an_ended_run_of_the_batch_is_taken_over_not_copied(ops: str) -> None:
     dead, other_batch, new = _run(ops, "b2", "crashed"), _run(ops, "elsewhere"), _run(ops, "b2")
     with session_scope(ops) as s:

@@ -172,13 +172,30 @@ def _hashes_now(conn: Any, target: Target, checked: Checked, changes: list[Chang
                        if others else {})}
 
 
+_LOGGED = ("flow_run_id", "seq", "chunk", "table_name", "row_key", "action", "how", "cluster", "before_hash",
+           "after_hash", "status", "note", "applied_at")  # a change of the table's log entry (its bodies are in S3)
+
+
 def _log(s: Session, flow_run_id: str, changes: Sequence[Change], outcome: dict[int, tuple[str, str | None]],
          now_at: datetime) -> None:
-    s.execute(insert(cast(Table, CC.__table__)), [
-        {"flow_run_id": flow_run_id, "seq": c.seq, "chunk": c.chunk, "table_name": c.table_name, "row_key": c.row_key,
-         "action": c.action, "how": c.how, "cluster": c.cluster, "before_hash": c.before_hash,
-         "after_hash": c.after_hash, "status": outcome[c.seq][0], "note": outcome[c.seq][1],
-         "applied_at": now_at if outcome[c.seq][0] == "applied" else None} for c in changes])
+    """The changes' log entries, in one ``executemany`` of plain values at the driver level: each entry holds
+    text and numbers only, but SQLAlchemy's own handling of each row's parameters was most of the log's time.
+    The statement is still SQLAlchemy's (identifiers quoted for the dialect); the one time value is bound as
+    the column's type would bind it."""
+    table = cast(Table, CC.__table__)
+    conn = s.connection()
+    compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(_LOGGED))
+    process = table.c.applied_at.type.bind_processor(conn.dialect)
+    at = process(now_at) if process else now_at
+    rows = [(flow_run_id, c.seq, c.chunk, c.table_name, c.row_key, c.action, c.how, c.cluster, c.before_hash,
+             c.after_hash, *outcome[c.seq], at if outcome[c.seq][0] == "applied" else None) for c in changes]
+    if compiled.positiontup is not None:  # a positional paramstyle (SQLite's)
+        order = [_LOGGED.index(name) for name in compiled.positiontup]
+        params: list[Any] = [tuple(r[i] for i in order) for r in rows]
+    else:  # named (psycopg's)
+        params = [dict(zip(_LOGGED, r, strict=True)) for r in rows]
+    if params:
+        conn.exec_driver_sql(compiled.string, params)
 
 
 def _settle_unlogged(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,

@@ -235,11 +235,13 @@ def _rows_by_key(store: ArtifactStore, snap: Snapshot, keys: set[str]) -> dict[s
 
 def cannot_link(spec: CleanupSpec) -> set[tuple[str, str]]:
     """Pairs a person said are different, in any earlier run of this cleanup: kept apart for good."""
-    with session_scope(get_settings().ops_database_url or "") as s:
-        rows = s.execute(select(ReviewItem.source, ReviewItem.decision).where(
-            ReviewItem.process == spec.name, ReviewItem.kind == "pair", ReviewItem.status == "rejected")).all()
-    # a pair rejected by a timeout has no verdict: it is asked again, not kept apart
-    return {_pair_of(src) for src, decision in rows if (decision or {}).get("verdict") == "different"}
+    with session_scope(get_settings().ops_database_url or "") as s:  # the two keys only, not the items' bodies
+        rows = s.execute(select(ReviewItem.source["left_key"].as_string(), ReviewItem.source["right_key"].as_string())
+                         .where(ReviewItem.process == spec.name, ReviewItem.kind == "pair",
+                                ReviewItem.status == "rejected",
+                                # a pair rejected by a timeout has no verdict: it is asked again, not kept apart
+                                ReviewItem.decision["verdict"].as_string() == "different")).all()
+    return {(str(left), str(right)) for left, right in rows}
 
 
 def _pair_of(src: dict[str, Any]) -> tuple[str, str]:
@@ -391,12 +393,31 @@ def final_clusters(run: RunContext, spec: CleanupSpec, matched: Matched) -> tupl
     return clustering.cluster_of, how
 
 
+def reformatted_part(part_key: str, props_key: str, accepted: Accepted | None) -> Reformatted:
+    """One snapshot part's rows with their safe (and accepted) reformats made: ``safe_rows``, from S3."""
+    store = get_store()
+    return safe_rows(_read(store, part_key), _read(store, props_key), accepted)
+
+
 def _snapshot_parts(store: ArtifactStore, snap: Snapshot,
                     accepted: Accepted | None = None) -> Iterator[tuple[pa.Table, Reformatted]]:
-    """Each snapshot part with its rows' safe reformats, and those a person accepted, made (``safe_rows``)."""
-    for part, props_key in zip(snap.parts, snap.proposal_parts, strict=True):
-        rows = _read(store, part)
-        yield rows, safe_rows(rows, _read(store, props_key), accepted)
+    """Each snapshot part with its rows' safe reformats, and those a person accepted, made (``safe_rows``).
+
+    The worker (``bpo.pool.beside``) makes every other part's while this process makes the others' and builds
+    the change set from them all; a part the worker has not started when it is wanted is made here.
+    """
+    parts = list(zip(snap.parts, snap.proposal_parts, strict=True))
+    beside = {i: pool.beside(reformatted_part, part, props_key, accepted)
+              for i, (part, props_key) in enumerate(parts) if i % 2}
+    try:
+        for i, (part, props_key) in enumerate(parts):
+            rows = _read(store, part)
+            made = beside.pop(i, None)
+            yield rows, (made.result() if made is not None and not made.cancel()
+                         else safe_rows(rows, _read(store, props_key), accepted))
+    finally:  # a build that stopped half-way leaves the worker nothing to do
+        for left in beside.values():
+            left.cancel()
 
 
 def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Snapshot, matched: Matched,

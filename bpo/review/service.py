@@ -23,6 +23,7 @@ from sqlalchemy import CursorResult, Table, Update, func, insert, or_, select, u
 from sqlalchemy.orm import Session
 
 from bpo import notify, runs
+from bpo.carry import SYSTEM
 from bpo.db.models import AuditEvent, Membership, ReviewItem, Run, User
 from bpo.db.session import session_scope
 from bpo.process_review import review_of
@@ -678,7 +679,7 @@ def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[s
             action = "escalate" if item.on_timeout == "escalate" and item.queue != "supervisor" else "reject"
             if item.on_timeout == "reject":
                 if not _changed(s, still_open.values(status="rejected", reason="review timed out",
-                                                     decided_by="system", decided_at=now)):
+                                                     decided_by=SYSTEM, decided_at=now)):
                     continue
                 done["rejected"] += 1
                 touched.add((item.flow_run_id, item.step))
@@ -689,7 +690,7 @@ def expire_overdue(settings: Settings, *, now: datetime | None = None) -> dict[s
                 done["escalated"] += 1
             else:
                 if not _changed(s, still_open.values(status="rejected", reason="review timed out after escalation",
-                                                     decided_by="system", decided_at=now)):
+                                                     decided_by=SYSTEM, decided_at=now)):
                     continue
                 done["rejected"] += 1
                 touched.add((item.flow_run_id, item.step))
