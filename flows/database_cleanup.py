@@ -51,7 +51,9 @@ def database_cleanup(database: str, table: str | None = None, spec: str = "custo
                      dry_run: bool = False, incremental: bool = False, retrain: bool = False) -> dict[str, Any]:
     """Check → snapshot → standardize → match → review (pairs, unsafe changes) → plan → validate after → gate → apply
     → report."""
-    warm_up_in_background()  # the worker (the checks' and the standardizing's) imports while the table is checked
+    # the worker imports what standardizing needs while the table is checked; Great Expectations only for the
+    # 'before' checks, which run beside the match
+    warm_up_in_background(preload=["pandas", "pyarrow.parquet", "boto3", "bpo.cleanup.snapshot"])
     cspec = load_cleanup_spec(spec)
     spec_path = str(Path(spec).resolve()) if Path(spec).suffix in (".yaml", ".yml") else spec
     name = table or cspec.table
@@ -61,7 +63,7 @@ def database_cleanup(database: str, table: str | None = None, spec: str = "custo
     checked = check_table(target, cspec)
     run = open_run(str(flow_run.get_id()), cspec.name, cspec.name, f"{target.label}/{target.table}")
     snap = take_snapshot(run, target, checked, cspec)
-    matched = match_rows(run, target, cspec, snap, incremental, retrain)
+    matched = match_rows(run, target, checked, cspec, snap, incremental, retrain)
     if not dry_run:
         ask_review(run, cspec, snap, matched)
         # the uncertain pairs (same, different, or not sure: a supervisor) and the changes that are more than a

@@ -40,10 +40,10 @@ def take_snapshot(run: RunContext, target: Target, checked: Checked, spec: Clean
 
 
 @task(retries=1, retry_delay_seconds=5, timeout_seconds=7200)
-def match_rows(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapshot, incremental: bool,
-               retrain: bool) -> Matched:
-    """Train the match model (or reuse the last run's) and score candidate pairs."""
-    return pipeline.match(run, target, spec, snap, incremental=incremental, retrain=retrain)
+def match_rows(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec, snap: Snapshot,
+               incremental: bool, retrain: bool) -> Matched:
+    """Train the match model (or reuse the last run's) and score candidate pairs; the 'before' checks beside."""
+    return pipeline.match(run, target, checked, spec, snap, incremental=incremental, retrain=retrain)
 
 
 @task(retries=2, retry_delay_seconds=2, timeout_seconds=600)

@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from splink import ColumnExpression, DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_rule_library import CustomRule
-from splink.clustering import cluster_pairwise_predictions_at_threshold
 from splink.internals.blocking_rule_creator import BlockingRuleCreator
 from splink.internals.comparison_creator import ComparisonCreator
 from splink.internals.comparison_level_creator import ComparisonLevelCreator
@@ -637,10 +639,11 @@ def clusters(pairs: pd.DataFrame, threshold: float, cannot_link: set[tuple[str, 
     """Transitive clusters of the pairs at or above ``threshold``, never joining a cannot-link pair.
 
     Cannot-link edges are dropped first; a connected component that still holds both rows of a cannot-link
-    pair (joined through others) is held for a person instead of merged. Components by Splink's own
-    connected-components clustering (DuckDB).
+    pair (joined through others) is held for a person instead of merged. Components by scipy's sparse-graph
+    ``connected_components`` (a run asks for them three times: Splink's own clustering starts a DuckDB
+    session each time, ~0.4 s at 100k rows, against milliseconds).
     """
-    edges = pairs.loc[pairs["match_probability"] >= threshold, [f"{UID}_l", f"{UID}_r", "match_probability"]]
+    edges = pairs.loc[pairs["match_probability"] >= threshold, [f"{UID}_l", f"{UID}_r"]]
     edges = edges.astype({f"{UID}_l": str, f"{UID}_r": str})
     if cannot_link and len(edges):
         lo = edges[[f"{UID}_l", f"{UID}_r"]].min(axis=1)
@@ -650,16 +653,12 @@ def clusters(pairs: pd.DataFrame, threshold: float, cannot_link: set[tuple[str, 
         edges = edges[keep]
     if edges.empty:
         return Clustering()
-    nodes = pd.DataFrame({UID: pd.unique(pd.concat([edges[f"{UID}_l"], edges[f"{UID}_r"]], ignore_index=True))})
-    db_api = DuckDBAPI()
-    try:
-        result = cluster_pairwise_predictions_at_threshold(
-            nodes, edges.reset_index(drop=True), db_api, node_id_column_name=UID,
-            threshold_match_probability=threshold).as_pandas_dataframe()
-    finally:
-        db_api.duckdb_con.close()
-    members: dict[str, set[str]] = {}
-    for uid, cid in zip(result[UID].astype(str), result["cluster_id"].astype(str), strict=True):
+    n = len(edges)
+    codes, ids = pd.factorize(pd.concat([edges[f"{UID}_l"], edges[f"{UID}_r"]], ignore_index=True))
+    graph = coo_matrix((np.ones(n, dtype=np.int32), (codes[:n], codes[n:])), shape=(len(ids), len(ids)))
+    _, component = connected_components(graph, directed=False)
+    members: dict[int, set[str]] = {}
+    for uid, cid in zip(ids.tolist(), component.tolist(), strict=True):
         members.setdefault(cid, set()).add(uid)
     out = Clustering()
     component_of = {uid: cid for cid, group in members.items() for uid in group}

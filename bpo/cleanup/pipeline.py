@@ -15,6 +15,7 @@ import io
 import json
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,6 +74,7 @@ class Matched(BaseModel):
     review_pairs: int
     held_clusters: int
     new_rows: int | None = None  # incremental: rows new or changed since the last run
+    checks_before: list[dict[str, Any]] = Field(default_factory=list)  # the table's expectations, in the database
 
 
 class Planned(BaseModel):
@@ -113,23 +115,29 @@ def state_prefix(store: ArtifactStore, spec: CleanupSpec, target: Target) -> str
 
 
 def snapshot(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec) -> Snapshot:
-    """The snapshot pass, and beside it the table's expectations run in the database (the 'before' quality).
+    """The snapshot pass: read and encode the table here, each chunk standardized beside (``bpo.pool.beside``).
 
-    The expectations and each chunk's standardizing run in a worker process (``bpo.pool.beside``): Great
-    Expectations' import, the checks and the normalizers take the other CPU while this process reads and
-    encodes the table; and this process never imports Great Expectations.
+    The worker standardizes chunks on the other CPU while this process reads and encodes the next. Once
+    every chunk is read, the table's expectations (the 'before' quality) are handed to the worker after
+    them: they run while this process finishes the snapshot and matches (``match`` takes their result).
     """
-    checking = pool.beside(checks.before, target, checked, spec)
+    def check_before() -> None:
+        _checking[run.flow_run_id] = pool.beside(checks.before, target, checked, spec)
+
     engine = source.connect(target)
     try:
         fingerprinted = source.fingerprints(engine)
-        snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows,
+        return take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows,
                                                 fingerprint=fingerprinted),
-                             checked.columns, spec, run.prefix, side=pool.beside, fingerprinted=fingerprinted)
+                             checked.columns, spec, run.prefix, side=pool.beside, fingerprinted=fingerprinted,
+                             then=check_before)
     finally:
         engine.dispose()
-    snap.checks = checking.result()
-    return snap
+
+
+# the 'before' checks this process started at the end of a run's snapshot, by run: its match waits for them (a run
+# resumed in another process starts them there)
+_checking: dict[str, Future[list[dict[str, Any]]]] = {}
 
 
 def _read(store: ArtifactStore, key: str, columns: list[str] | None = None) -> pa.Table:
@@ -141,8 +149,21 @@ def _compared(spec: CleanupSpec) -> list[str]:
     return [c for c, col in spec.columns.items() if col.compare]
 
 
-def match(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapshot, *, incremental: bool,
-          retrain: bool) -> Matched:
+def match(run: RunContext, target: Target, checked: Checked, spec: CleanupSpec, snap: Snapshot, *,
+          incremental: bool, retrain: bool) -> Matched:
+    """Score candidate pairs; and beside them, the table's expectations run in the database (the 'before' quality).
+
+    The expectations run in a worker process (``bpo.pool.beside``, started by ``snapshot``): Great Expectations'
+    import and the checks take the CPU the match leaves, and this process never imports Great Expectations.
+    """
+    checking = _checking.pop(run.flow_run_id, None) or pool.beside(checks.before, target, checked, spec)
+    matched = _match(run, target, spec, snap, incremental=incremental, retrain=retrain)
+    matched.checks_before = checking.result()
+    return matched
+
+
+def _match(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapshot, *, incremental: bool,
+           retrain: bool) -> Matched:
     """Score candidate pairs: the model saved by the last run is reused unless the spec's columns changed."""
     store = get_store()
     state = state_prefix(store, spec, target)
@@ -437,11 +458,11 @@ def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Sna
     before = dataclasses.replace(snap.before, nulls=dict(snap.before.nulls), duplicates=_duplicates(spec, matched))
     after.duplicates = max(before.duplicates - sum(len(m) for m in changes.clusters.values()), 0)
     after_checks = checking.result()
-    problems = _check_after(before, after, snap, changes) + checks.compare(snap.checks, after_checks)
+    problems = _check_after(before, after, snap, changes) + checks.compare(matched.checks_before, after_checks)
     counts = changes.counts()
     return Planned(plan_key=plan.key, counts=counts, rows_touched=changes.rows_touched, clusters=counts["clusters"],
                    merged_rows=counts["merged_rows"], before=before.as_dict(), after=after.as_dict(),
-                   problems=problems, checks_before=snap.checks, checks_after=after_checks)
+                   problems=problems, checks_before=matched.checks_before, checks_after=after_checks)
 
 
 # change sets this process planned, by their S3 key (written once, never changed): the apply that follows takes
@@ -640,4 +661,5 @@ def cluster_rows(store: ArtifactStore, planned: Planned) -> list[tuple[str, str,
 
 def clean_up_work(run: RunContext) -> None:
     _made_here.pop(run.key("changes.parquet"), None)  # a dry run's, or one the checks or the gate stopped
+    _checking.pop(run.flow_run_id, None)
     shutil.rmtree(work_dir(run), ignore_errors=True)

@@ -96,7 +96,6 @@ class Snapshot:
     before: Figures = field(default_factory=Figures)
     proposals: int = 0
     safe_proposals: int = 0
-    checks: list[dict[str, Any]] = field(default_factory=list)  # the table's expectations, run in the database
 
 
 TEXT_PREFIX = "c:"  # text/ columns: the key is "key", a spec column c is "c:" + c (a column may be called "key")
@@ -130,7 +129,8 @@ def _inline(fn: Callable[..., T], *args: Any) -> Future[T]:
 
 
 def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], spec: CleanupSpec, prefix: str, *,
-                  side: Callable[..., Future[Standardized]] = _inline, fingerprinted: bool = False) -> Snapshot:
+                  side: Callable[..., Future[Standardized]] = _inline, fingerprinted: bool = False,
+                  then: Callable[[], None] | None = None) -> Snapshot:
     """Write the snapshot, text, match and proposal parts of every chunk; measure the 'before' figures.
 
     ``fingerprinted``: each row read ends with the database's fingerprint of it (``source.read_chunks``), kept
@@ -138,6 +138,7 @@ def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], s
 
     This process reads and encodes the chunks; each chunk's standardizing is handed to ``side`` (``bpo.pool.beside``
     gives it to a worker process, so that it runs on another CPU while the next chunk is read), by its text part.
+    ``then`` is called once every chunk is read and handed over: what the side is to do after them.
     """
     store = get_store()
     snap = Snapshot(columns=columns)
@@ -163,6 +164,8 @@ def take_snapshot(chunks: Iterable[list[tuple[Any, ...]]], columns: list[str], s
             snap.objects.append(obj)
         snap.rows += len(rows)
         pending.append(side(standardize_part, snap.text_parts[-1], spec, prefix, name))
+    if then is not None:
+        then()
     for i in reversed(range(len(pending))):  # what the side has not started yet, this process (idle now) does
         if pending[i].cancel():
             pending[i] = _inline(standardize_part, snap.text_parts[i], spec, prefix, f"part-{i:05d}.parquet")
