@@ -316,7 +316,7 @@ def _bench_flow(root: Path, table: pd.DataFrame, truth: dict[str, int]) -> dict[
         import flows.database_cleanup  # noqa: F401 - imported before the clock starts, as Splink is for the baseline
 
         agent = PairAgent(truth)
-        sampler = RssSampler()
+        sampler = RssSampler(pss_every=0)  # the proportional set is not reported here
         agent.start()
         sampler.start()
         started = time.perf_counter()

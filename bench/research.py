@@ -200,7 +200,7 @@ def bench(subjects: int, seed: int, root: Path, *, gate: bool, concurrency: int 
         from flows.research_compilation import research_compilation
 
         agent = Agent()
-        sampler = RssSampler(interval=1.0)  # /proc read for every process: 0.2 s cost a few % of a core
+        sampler = RssSampler(interval=1.0, pss_every=0)  # /proc read for every process: 0.2 s cost a few % of a core
         agent.start()
         sampler.start()
         load = os.getloadavg()
