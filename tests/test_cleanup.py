@@ -357,6 +357,87 @@ def test_on_postgresql_each_row_gets_exactly_its_own_columns_and_the_undo_restor
     engine.dispose()
 
 
+def test_on_postgresql_chunks_applied_side_by_side_are_each_logged_once_and_undone_exactly(
+        pg_url: str, tmp_path: Path, s3: dict[str, str], ops_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL two chunks are applied at once, each its own transaction: with many small chunks, every change
+    is logged once, the references to every merged row are re-pointed (each re-pointing logged under a number of
+    its own), a cluster with a row changed since the snapshot is left whole as a conflict, and the undo restores
+    both tables exactly."""
+    import threading
+    import time
+
+    from bpo.cleanup import plan
+    from bpo.cleanup.pipeline import _snapshot_parts
+    from bpo.db.session import session_scope
+    from bpo.run import get_store
+
+    monkeypatch.setattr(plan, "CHUNK", 2)  # a cluster's two changes a chunk
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT, email TEXT, phone TEXT)"))
+        conn.execute(text("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, "
+                          "customer_id TEXT NOT NULL REFERENCES people (id))"))
+        conn.execute(text("INSERT INTO people VALUES (:i, :n, :e, :p)"), [  # p00 and p01 are one person, and so on
+            {"i": f"p{i:02d}", "n": f"ANNA  SMITH {i // 2}", "e": f"Anna{i // 2}@Example.com",
+             "p": f"(202) 555-01{i // 2:02d}"} for i in range(24)])
+        conn.execute(text("INSERT INTO orders VALUES (:o, :c)"), [{"o": o, "c": f"p{o % 24:02d}"} for o in range(48)])
+    spec = _spec(references=[{"table": "orders", "column": "customer_id"}])
+    target = source.resolve(pg_url, "people", Settings())
+    checked = source.check(engine, target, spec)
+    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 10, fingerprint=True),
+                         checked.columns, spec, f"bpo/test-cleanup/{tmp_path.name}", fingerprinted=True)
+    cluster_of = {encode_key(f"p{i:02d}"): f"c{i // 2}" for i in range(24)}
+    changes = build(_snapshot_parts(get_store(), snap), cluster_of, {}, spec).changes
+    assert len({c.chunk for c in changes}) == 12
+    with engine.begin() as conn:  # someone edits a merged row between the snapshot and the apply
+        conn.execute(text("UPDATE people SET name = 'Anna Smith-Jones' WHERE id = 'p05'"))
+    people_before = _hashes(engine, target, checked)
+
+    def order_rows() -> dict[Any, Any]:
+        with engine.connect() as conn:
+            return dict(conn.execute(text("SELECT order_id, customer_id FROM orders")).tuples().all())
+
+    orders_before = order_rows()
+    at_once, most = 0, 0
+    lock = threading.Lock()
+    real = applying._apply_chunk
+
+    def counted(*args: Any) -> Any:  # the real chunk, counted while it runs
+        nonlocal at_once, most
+        with lock:
+            at_once += 1
+            most = max(most, at_once)
+        try:
+            time.sleep(0.05)  # long enough for the next chunk to start beside it
+            return real(*args)
+        finally:
+            with lock:
+                at_once -= 1
+
+    monkeypatch.setattr(applying, "_apply_chunk", counted)
+    run_id = f"side-{tmp_path.name}"[:36]
+    done = applying.apply(engine, target, checked, ops_db, run_id, changes)
+    assert most == 2  # two chunks at once
+    conflicted = {encode_key("p04"), encode_key("p05")}
+    assert {c["row_key"] for c in done.conflicts} == conflicted
+    assert done.applied == sum(c.row_key not in conflicted for c in changes)
+    assert done.repointed == 22  # two orders for each odd row (the merged ones), but p05's
+    with engine.connect() as conn:
+        live = set(conn.execute(text("SELECT id FROM people")).scalars())
+    assert live == {f"p{i:02d}" for i in range(24) if i % 2 == 0} | {"p05"}
+    assert set(order_rows().values()) <= live
+    with session_scope(ops_db) as s:
+        log = list(applying.log_of(s, run_id))
+    assert len({c.seq for c in log}) == len(log) == len(changes) + 22
+    assert sorted((c.seq, c.status) for c in log if c.table_name == plan.MAIN) == sorted(
+        (c.seq, "conflict" if c.row_key in conflicted else "applied") for c in changes)
+    assert {c.status for c in log if c.action == "repoint"} == {"applied"}
+    undone = applying.undo(engine, target, checked, ops_db, run_id, changes)
+    assert not undone.refused and undone.verified == undone.restored == done.applied + 22
+    assert _hashes(engine, target, checked) == people_before and order_rows() == orders_before
+    engine.dispose()
+
+
 def _hashes(engine: Any, target: source.Target, checked: source.Checked) -> dict[Any, str]:
     rows = [r for chunk in source.read_chunks(engine, target, checked.columns, checked.key, 100) for r in chunk]
     i = checked.columns.index(checked.key)

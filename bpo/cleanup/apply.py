@@ -7,9 +7,11 @@ overwritten but marked ``conflict`` (with the rest of its cluster, so that a mer
 all). Rows of referencing tables are re-pointed to the survivor in the same transaction, each logged,
 bodies and all, before the commit (they are read there, and are few). Once a chunk is committed its
 changes go to the change log (``cleanup_changes`` in the ops database: key, action, hashes, status) in
-one transaction, written by a thread while the next chunk is applied; a run killed between the two finds,
-on its next attempt, the chunk unlogged and its rows already holding their "after" content: they are
-logged "found applied", never written twice.
+one transaction, written by a thread while the next chunks are applied. On a database that takes concurrent
+writers (not SQLite) two chunks are applied at once, each on its own connection: one waits on the database
+while the other's rows are prepared. A run killed between a chunk's commit and its log finds, on its next
+attempt, the chunk unlogged and its rows already holding their "after" content: they are logged "found
+applied", never written twice.
 
 Undo goes backwards through the applied changes: a row still holding the "after" content is put back
 exactly (checked by content hash against the pre-apply hash); a row changed since the apply is
@@ -19,7 +21,8 @@ never resumed, is found by its rows' content and undone with the rest.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +49,7 @@ from bpo.db.models import CleanupChange
 from bpo.db.session import session_scope
 
 UNDO_CHUNK = 2_000  # changes undone per transaction
+STREAMS = 2  # chunks applied at once (each its own transaction and connection), where the database allows
 CC = CleanupChange  # the change log, short: it is in every statement here
 
 
@@ -80,29 +84,63 @@ def apply(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_r
         if c.seq not in settled:
             chunks[c.chunk].append(c)
     free_seq = max(planned, default=-1) + 1  # the re-pointings are logged after the plan's changes
-    # a chunk's log is written by a thread while the next chunk is applied (the two wait on two databases); at
-    # most one committed chunk is unlogged at a time, and a failure to log stops the apply at the next chunk
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bpo-change-log") as logger:
-        logging: Future[None] | None = None
-        for n, chunk in enumerate(sorted(chunks)):
-            log = _apply_chunk(engine, target, checked, ops_url, flow_run_id, chunks[chunk], done, free_seq)
-            if logging is not None:
-                logging.result()
-            logging = logger.submit(log)
-            if progress:
-                progress(n + 1, len(chunks))
-        if logging is not None:
-            logging.result()
+    streams = 1 if engine.dialect.name == "sqlite" else STREAMS  # SQLite takes one writer at a time
+    seq_lock = threading.Lock()  # the re-pointings' log numbers are taken one stream at a time
+    # chunks are applied ``streams`` at a time (each its own transaction: a chunk holds whole clusters, so no two
+    # touch one row), and each chunk's log is written by one thread, in order, while the next chunks are applied;
+    # at most ``streams`` + 1 committed chunks are unlogged at a time, and a failure to log stops the apply
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bpo-change-log") as logger, \
+            ThreadPoolExecutor(max_workers=streams, thread_name_prefix="bpo-apply") as appliers:
+        running: deque[Future[_ChunkDone]] = deque()
+        logged: list[Future[None]] = []
+
+        def settle(made: _ChunkDone) -> None:
+            done.applied += made.applied
+            done.repointed += made.repointed
+            done.outcome.update(made.outcome)
+            if logged:
+                logged[-1].result()
+            logged.append(logger.submit(made.log))
+
+        try:
+            for n, chunk in enumerate(sorted(chunks)):
+                if len(running) >= streams:
+                    settle(running.popleft().result())
+                    if progress:
+                        progress(n - len(running), len(chunks))
+                running.append(appliers.submit(_apply_chunk, engine, target, checked, ops_url, flow_run_id,
+                                               chunks[chunk], free_seq, seq_lock))
+            while running:
+                settle(running.popleft().result())
+                if progress:
+                    progress(len(chunks) - len(running), len(chunks))
+        finally:  # a chunk that failed leaves the others running: each is waited for, and logged if committed
+            for left in running:
+                try:
+                    made = left.result()
+                except Exception:  # noqa: BLE001 - the first failure is the one raised
+                    continue
+                logged.append(logger.submit(made.log))
+        for log in logged:
+            log.result()
     done.conflicts = [{"row_key": c.row_key, "before": c.before_row(), "after": c.after_row() if c.after else None,
                        "note": done.outcome[c.seq][1]} for c in changes if done.outcome[c.seq][0] == "conflict"]
     return done
 
 
-def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
-                 changes: list[Change], done: Applied, free_seq: int) -> Callable[[], None]:
-    """One transaction: the chunk's rows checked against their snapshot hash, then written, kind by kind.
+@dataclass
+class _ChunkDone:
+    """What became of one chunk's changes, once committed; ``log`` writes them to the change log."""
 
-    Returns what logs the chunk's changes, with what became of each, once called."""
+    log: Callable[[], None]
+    applied: int
+    repointed: int
+    outcome: dict[int, tuple[str, str | None]]
+
+
+def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str, flow_run_id: str,
+                 changes: list[Change], free_seq: int, seq_lock: threading.Lock) -> _ChunkDone:
+    """One transaction: the chunk's rows checked against their snapshot hash, then written, kind by kind."""
     key = checked.key
     status: dict[int, tuple[str, str | None]] = {}  # seq -> (status, note) of the changes not made as planned
     with engine.begin() as conn:
@@ -130,8 +168,8 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
         # references first (a merged row may not go while rows point at it), then the merged rows, then the
         # updates (a survivor takes a unique value only once its merged row is gone); each kind in one batch
         merges = [c for c in todo if c.action in ("delete", "soft_delete") and c.cluster is not None]
-        repointed = _repoint(conn, target, checked, ops_url, flow_run_id, changes[0].chunk, merges, free_seq)
-        done.repointed += len(repointed)
+        repointed = _repoint(conn, target, checked, ops_url, flow_run_id, changes[0].chunk, merges, free_seq,
+                             seq_lock)
         source.delete(conn, target, target.table, key, [decode_key(c.row_key) for c in todo if c.action == "delete"])
         updates = []
         for c in todo:
@@ -143,8 +181,6 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
         source.update_rows(conn, target, target.table, key, updates)
     now_at = datetime.now(UTC)
     outcome = {c.seq: status.get(c.seq, ("applied", None)) for c in changes}
-    done.applied += len(todo) + sum(1 for st, _ in status.values() if st == "applied")
-    done.outcome.update(outcome)
 
     def log() -> None:
         with session_scope(ops_url) as s:  # one transaction: a chunk is logged whole, or not at all (then its next
@@ -154,7 +190,8 @@ def _apply_chunk(engine: Engine, target: Target, checked: Checked, ops_url: str,
                 s.execute(update(CC).where(CC.flow_run_id == flow_run_id,
                                            CC.seq.between(min(repointed), max(repointed)))
                           .values(status="applied", applied_at=now_at))
-    return log
+    return _ChunkDone(log, len(todo) + sum(1 for st, _ in status.values() if st == "applied"), len(repointed),
+                      outcome)
 
 
 def _hashes_now(conn: Any, target: Target, checked: Checked, changes: list[Change]) -> dict[str, str]:
@@ -249,7 +286,7 @@ def _settle_repoints(engine: Engine, target: Target, checked: Checked, ops_url: 
 
 
 def _repoint(conn: Any, target: Target, checked: Checked, ops_url: str, flow_run_id: str, chunk: int,
-             merges: list[Change], free_seq: int) -> list[int]:
+             merges: list[Change], free_seq: int, seq_lock: threading.Lock) -> list[int]:
     """Point every referencing row at a merged row to its survivor; each row is logged (before, after) first.
 
     Returns the log's sequence numbers of the re-pointings.
@@ -275,7 +312,7 @@ def _repoint(conn: Any, target: Target, checked: Checked, ops_url: str, flow_run
                         "row_key": key_from_row(row, pk), "action": "repoint", "how": change.how,
                         "cluster": change.cluster, "before": row, "after": after, "before_hash": row_hash(row),
                         "after_hash": row_hash(after), "status": "planned"})
-        with session_scope(ops_url) as s:  # logged before the commit: a lost commit leaves a planned entry
+        with seq_lock, session_scope(ops_url) as s:  # logged before the commit: a lost commit leaves a planned entry
             top = max(s.scalar(select(CC.seq).where(CC.flow_run_id == flow_run_id).order_by(CC.seq.desc())
                                .limit(1)) or 0, free_seq - 1)
             for i, entry in enumerate(log):
