@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -127,17 +127,23 @@ def snapshot(run: RunContext, target: Target, checked: Checked, spec: CleanupSpe
     engine = source.connect(target)
     try:
         fingerprinted = source.fingerprints(engine)
-        return take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows,
+        snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, spec.chunk_rows,
                                                 fingerprint=fingerprinted),
                              checked.columns, spec, run.prefix, side=pool.beside, fingerprinted=fingerprinted,
                              then=check_before)
     finally:
         engine.dispose()
+    # the safe reformats do not wait for the match: the worker makes them after the checks, while the model runs
+    _reformatting[run.flow_run_id] = _reformat_beside(run, snap, range(len(snap.parts)))
+    return snap
 
 
 # the 'before' checks this process started at the end of a run's snapshot, by run: its match waits for them (a run
 # resumed in another process starts them there)
 _checking: dict[str, Future[list[dict[str, Any]]]] = {}
+# the safe reformats of each snapshot part, made by the worker from the end of the snapshot (a local Parquet file
+# each), by run: the plan takes them (a run resumed in another process makes them at its plan)
+_reformatting: dict[str, dict[int, Future[str]]] = {}
 
 
 def _read(store: ArtifactStore, key: str, columns: list[str] | None = None) -> pa.Table:
@@ -414,28 +420,58 @@ def final_clusters(run: RunContext, spec: CleanupSpec, matched: Matched) -> tupl
     return clustering.cluster_of, how
 
 
-def reformatted_part(part_key: str, props_key: str, accepted: Accepted | None) -> Reformatted:
-    """One snapshot part's rows with their safe (and accepted) reformats made: ``safe_rows``, from S3."""
+def reformatted_part(part_key: str, props_key: str, path: str) -> str:
+    """One snapshot part's rows with their safe reformats made (``safe_rows``: none a person accepted), from S3,
+    written to the local Parquet file ``path`` (for the plan of the run, in this machine's work folder)."""
     store = get_store()
-    return safe_rows(_read(store, part_key), _read(store, props_key), accepted)
+    made = safe_rows(_read(store, part_key), _read(store, props_key))
+    values = list(made.values())
+    pq.write_table(pa.table({"key": pa.array(list(made), pa.string()), **{
+        name: pa.array([v[i] for v in values], pa.string()) for i, name in enumerate(_REFORMATTED)}}), path)
+    return path
 
 
-def _snapshot_parts(store: ArtifactStore, snap: Snapshot,
-                    accepted: Accepted | None = None) -> Iterator[tuple[pa.Table, Reformatted]]:
+_REFORMATTED = ("after", "hash", "sets", "how")  # a reformatted part's columns beside its key (``Reformatted``)
+
+
+def _read_reformatted(path: str) -> Reformatted:
+    t = pq.read_table(path)
+    return dict(zip(t.column("key").to_pylist(), zip(*(t.column(c).to_pylist() for c in _REFORMATTED), strict=True),
+                    strict=True))
+
+
+def _reformat_beside(run: RunContext, snap: Snapshot, numbers: Iterable[int]) -> dict[int, Future[str]]:
+    """These parts' safe reformats, started in the worker (``reformatted_part``), by part number."""
+    folder = work_dir(run) / "reformatted"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {i: pool.beside(reformatted_part, snap.parts[i], snap.proposal_parts[i],
+                           str(folder / snap.parts[i].rsplit("/", 1)[-1])) for i in numbers}
+
+
+def _snapshot_parts(store: ArtifactStore, snap: Snapshot, accepted: Accepted | None = None,
+                    beside: dict[int, Future[str]] | None = None) -> Iterator[tuple[pa.Table, Reformatted]]:
     """Each snapshot part with its rows' safe reformats, and those a person accepted, made (``safe_rows``).
 
-    The worker (``bpo.pool.beside``) makes every other part's while this process makes the others' and builds
-    the change set from them all; a part the worker has not started when it is wanted is made here.
+    ``beside``: the parts' safe reformats the worker (``bpo.pool.beside``) was given to make, by part number; a part
+    it has not started when it is wanted is made here, and so is every part it was not given. What a person
+    accepted is made here, on the rows it concerns.
     """
     parts = list(zip(snap.parts, snap.proposal_parts, strict=True))
-    beside = {i: pool.beside(reformatted_part, part, props_key, accepted)
-              for i, (part, props_key) in enumerate(parts) if i % 2}
+    beside = dict(beside or {})
     try:
         for i, (part, props_key) in enumerate(parts):
             rows = _read(store, part)
             made = beside.pop(i, None)
-            yield rows, (made.result() if made is not None and not made.cancel()
-                         else safe_rows(rows, _read(store, props_key), accepted))
+            if made is None or made.cancel():
+                yield rows, safe_rows(rows, _read(store, props_key), accepted)
+                continue
+            after_of = _read_reformatted(made.result())
+            if accepted:  # the rows with a change a person accepted, made again with it
+                props = _read(store, props_key)
+                wanted = pa.array(list(accepted), pa.string())
+                after_of.update(safe_rows(rows.filter(pc.is_in(rows.column("key"), value_set=wanted)),
+                                          props.filter(pc.is_in(props.column("key"), value_set=wanted)), accepted))
+            yield rows, after_of
     finally:  # a build that stopped half-way leaves the worker nothing to do
         for left in beside.values():
             left.cancel()
@@ -446,8 +482,10 @@ def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Sna
     """The change set, stored in S3; and the 'after' figures of the table it would make, checked."""
     store = get_store()
     accepted = accepted_reformats(run)
+    # the worker's safe reformats, made since the snapshot; or (a run resumed in another process) every other part's
+    beside = _reformatting.pop(run.flow_run_id, None) or _reformat_beside(run, snap, range(1, len(snap.parts), 2))
     with _gc_paused():
-        changes = build(_snapshot_parts(store, snap, accepted), cluster_of, how, spec)
+        changes = build(_snapshot_parts(store, snap, accepted, beside), cluster_of, how, spec)
     after, projection = _after_figures(store, snap, changes, spec, accepted)
     projection_key = put_parquet(store, run.key("projection.parquet"), projection).key
     del projection
@@ -662,4 +700,6 @@ def cluster_rows(store: ArtifactStore, planned: Planned) -> list[tuple[str, str,
 def clean_up_work(run: RunContext) -> None:
     _made_here.pop(run.key("changes.parquet"), None)  # a dry run's, or one the checks or the gate stopped
     _checking.pop(run.flow_run_id, None)
+    for left in _reformatting.pop(run.flow_run_id, {}).values():
+        left.cancel()
     shutil.rmtree(work_dir(run), ignore_errors=True)
