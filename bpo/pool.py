@@ -30,6 +30,7 @@ import logging
 import multiprocessing
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -406,8 +407,10 @@ def beside(fn: Callable[..., T], *args: Any) -> Future[T]:
     For a step whose libraries the rest of the flow never needs (Great Expectations, for a cleanup's checks):
     the worker imports them and runs the step on another CPU, and this process never loads them. With one
     stream (``BPO_WORKERS=1``, one CPU) it runs in a thread here. ``fn`` and its arguments as for ``in_worker``.
-    A call the worker has not started can be cancelled (``Future.cancel()``) and done here instead. A worker
-    that died raises ``BrokenProcessPool`` from ``result()``, and the next call starts a new pool.
+    A call the worker has not started can be cancelled (``Future.cancel()``) and done here instead: calls wait
+    here, in order, and go to the pool only as a worker comes free (the pool itself would take one call more
+    than it has workers, marked running, and never give it back). A worker that died raises
+    ``BrokenProcessPool`` from ``result()``, and the next call starts a new pool.
     """
     pool, _ = _get_pool()
     if pool is None:
@@ -416,14 +419,52 @@ def beside(fn: Callable[..., T], *args: Any) -> Future[T]:
             return threads.submit(_here_now, fn, args)
         finally:
             threads.shutdown(wait=False)
-    future = pool.submit(_call, get_settings(), fn, args)
-
-    def forget_if_broken(done: Future[T]) -> None:
-        if not done.cancelled() and isinstance(done.exception(), BrokenProcessPool):
-            _forget(pool)
-
-    future.add_done_callback(forget_if_broken)
+    future: Future[T] = Future()
+    with _lock:
+        _waiting_beside.append((future, pool, get_settings(), fn, args))
+    _send_beside()
     return future
+
+
+# calls of ``beside`` not yet given to the pool (future, pool, settings, fn, args), in order; and how many it holds
+_waiting_beside: deque[tuple[Future[Any], ProcessPoolExecutor, Settings, Callable[..., Any], tuple[Any, ...]]] = deque()
+_sent_beside = 0
+
+
+def _send_beside() -> None:
+    """Give the pool the next waiting call of ``beside`` (a cancelled one is skipped), while it has a free worker."""
+    global _sent_beside
+    with _lock:
+        if _sent_beside >= stream_count() - 1:
+            return
+        while _waiting_beside:
+            future, pool, settings, fn, args = _waiting_beside.popleft()
+            if future.set_running_or_notify_cancel():
+                break
+        else:
+            return
+        _sent_beside += 1
+    try:
+        sent = pool.submit(_call, settings, fn, args)
+    except Exception as exc:  # noqa: BLE001 - a pool shut down or broken: the caller's result() raises it
+        _forget(pool)
+        sent = Future()
+        sent.set_exception(exc)
+
+    def settle(done: Future[Any]) -> None:
+        global _sent_beside
+        error = done.exception()
+        if isinstance(error, BrokenProcessPool):
+            _forget(pool)
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(done.result())
+        with _lock:
+            _sent_beside -= 1
+        _send_beside()
+
+    sent.add_done_callback(settle)
 
 
 def _forget(pool: ProcessPoolExecutor) -> None:
