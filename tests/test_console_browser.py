@@ -1,12 +1,12 @@
 """The console in a real browser: Playwright for Python driving Debian's Chromium (``/usr/bin/chromium``).
 
 A rejected sign-in, then sign-in; the queue filtered to a run; claim an item, correct the field that
-failed, see the check still failing without a reload, fix it, approve; an item resolved with the
-keyboard alone; bulk approve; a cleanup's pair answered "different" beside its waterfall chart; a
-research field's candidate picked beside its citations and source excerpt; the dashboard; and against
-the real stack, a data-entry run's item approved by two people (four-eyes), the run resumed and the
-corrected record loaded. Screenshots of the queue, an item page and the
-dashboard are saved in the test's folder (``tmp_path/screenshots``).
+failed, see the check still failing without a reload, fix it, approve; a value typed before the
+page's script ran is checked once it runs; an item resolved with the keyboard alone; bulk approve; a
+cleanup's pair answered "different" beside its waterfall chart; a research field's candidate picked
+beside its citations and source excerpt; the dashboard; and against the real stack, a data-entry run's
+item approved by two people (four-eyes), the run resumed and the corrected record loaded. Screenshots
+of the queue, an item page and the dashboard are saved in the test's folder (``tmp_path/screenshots``).
 """
 
 from __future__ import annotations
@@ -128,6 +128,35 @@ def test_an_agent_corrects_and_approves_an_item_in_the_browser(browser: Browser,
     page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
     assert not errors, errors
     assert all((shots / f).stat().st_size > 1000 for f in ("queue.png", "item.png", "dashboard.png"))
+
+
+def test_a_value_typed_before_the_page_script_runs_is_checked(browser: Browser,
+                                                              console_server: tuple[str, Settings]) -> None:
+    """The page's script is held back until the agent has typed: the value is checked once it runs."""
+    base, settings = console_server
+    name = f"erin-{uuid.uuid4().hex[:6]}"
+    users.add_user(settings, name, PASSWORD, "agent")
+    run_id = str(uuid.uuid4())
+    url = settings.ops_database_url or ""
+    store(url, [make_item(run_id, 2, email="two-at-example.com")])
+    keep_open(url, run_id)
+    first = item_id(settings, run_id, 2)
+    page = browser.new_page()
+    _sign_in(page, base, name)
+    expect(page.locator("h1")).to_contain_text("Queue")
+    page.goto(f"{base}/items/{first}")
+    page.wait_for_load_state("load")
+    held: list[Any] = []
+    page.route("**/static/console.js", lambda route: held.append(route))  # routing also turns the cache off
+    page.click("#claim")
+    email = page.locator('input[name="field.email"]')
+    expect(email).to_be_editable()
+    email.fill("still-not-an-email")
+    page.wait_for_timeout(500)
+    assert len(held) == 1 and page.locator("#live").text_content() == ""  # nothing ran yet
+    held[0].continue_()
+    expect(page.locator("#live")).to_contain_text("still fail", timeout=30_000)
+    expect(page.locator('td[data-checks-for="email"]')).to_contain_text("must have an @-sign")
 
 
 def test_bulk_approve_in_the_browser(browser: Browser, console_server: tuple[str, Settings]) -> None:

@@ -75,4 +75,6 @@
   });
   const first = inputs.find((i) => i.closest("tr").classList.contains("failing")) || inputs[0];
   first.focus();
+  // a value typed before this script ran (a slow load), or put back by the browser (Back), is checked now
+  if (inputs.some((i) => i.value !== i.defaultValue)) schedule();
 })();
