@@ -281,6 +281,32 @@ def test_changes_applied_in_many_chunks_are_each_logged_once_as_applied(
     m.engine.dispose()
 
 
+def test_a_chunk_of_more_entries_than_one_statement_takes_is_logged_whole_and_exactly(ops_db: str) -> None:
+    """On SQLite the change log takes many entries per statement: a chunk of more than one statement's worth (the
+    last statement part-full) is logged whole, each entry's values where they belong."""
+    from datetime import UTC
+
+    from bpo.cleanup.plan import MAIN, Change
+    from bpo.db.session import session_scope
+
+    n = 4_321  # more than two statements' worth
+    changes = [Change(MAIN, encode_key(f"k{i}"), "delete" if i % 3 else "update", "auto" if i % 2 else "safe",
+                      encode_key(f"k{i - i % 5}") if i % 3 else None, None, None, f"b{i}", f"a{i}" if i % 3 == 0
+                      else None, seq=i, chunk=i // 2_000) for i in range(n)]
+    outcome = {i: ("conflict", f"note {i}") if i % 7 == 0 else ("applied", None) for i in range(n)}
+    at = datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
+    run_id = "log-many"
+    with session_scope(ops_db) as s:
+        applying._log(s, run_id, changes, outcome, at)
+    with session_scope(ops_db) as s:
+        log = applying.log_of(s, run_id)
+        got = [(c.seq, c.chunk, c.table_name, c.row_key, c.action, c.how, c.cluster, c.before_hash, c.after_hash,
+                c.status, c.note, c.applied_at is not None) for c in log]
+    assert got == [(c.seq, c.chunk, MAIN, c.row_key, c.action, c.how, c.cluster, c.before_hash, c.after_hash,
+                    *outcome[c.seq], outcome[c.seq][0] == "applied") for c in changes]
+    assert {c.applied_at.replace(tzinfo=UTC) for c in log if c.applied_at} == {at}
+
+
 PG_TYPED = ('CREATE TABLE "cust""omers" ("the key" TEXT PRIMARY KEY, "order" TEXT, "e-mail" TEXT, phone TEXT, '
             'born DATE, balance NUMERIC(12, 2), seen TIMESTAMPTZ, photo BYTEA, notes TEXT)')
 
