@@ -48,6 +48,41 @@ def test_a_row_encodes_exactly_and_its_hash_follows_every_value() -> None:
     assert decode_key(encode_key("a b")) == "a b" and decode_key(encode_key(7)) == 7
 
 
+def test_the_canonical_text_is_json_s_own_for_every_kind_of_value_and_reads_back_exactly() -> None:
+    """Every hash ever logged was taken of Python's json text of the row (sorted keys, no spaces, non-ASCII kept):
+    the faster writer must give exactly that text, and the text read back must give exactly the values (an
+    integer beyond 64 bits stays an integer, a float stays a float)."""
+    import json
+    import random
+    import string
+
+    from bpo.cleanup.rows import canonical, encode_rows, encode_value, parse
+
+    reference = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    rnd = random.Random(7)
+    alphabet = string.printable + "éüßЖ中文😀\u2028\u2029\x00\x1f\x7f\u0301"
+
+    def text() -> str:
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
+
+    def value() -> Any:
+        return rnd.choice([None, True, False, rnd.randint(-2**63, 2**63 - 1), rnd.randint(-10**30, 10**30), text(),
+                           rnd.random() * 10 ** rnd.randint(-20, 20), 1e16, -0.0, date(2000, 1, 2),
+                           datetime(2020, 1, 2, 3, 4, 5, 6), Decimal("1.2300"), b"\x00\xff", float("nan")])
+
+    for _ in range(3_000):
+        row = {text() or "k": encode_value(value()) for _ in range(rnd.randint(1, 6))}
+        written = reference.encode(row)
+        assert canonical(row) == written
+        back = parse(written)
+        assert back == json.loads(written) and [type(back[k]) for k in row] == [type(v) for v in row.values()]
+    for key in (7, 2**70, "a b", -1.5, [1, "x"], [2**64, 0.1]):
+        assert canonical(key) == reference.encode(key) and parse(canonical(key)) == key
+    columns = ["id", "name", "balance"]
+    for table in ([(1, "Zoë", 2**65), (2, "a\"b", None)], [(1, "x", 1e-07), (2, "y", None)]):
+        assert encode_rows(columns, table)[1] == [reference.encode(dict(zip(columns, r, strict=True))) for r in table]
+
+
 def test_standardizing_proposes_reformats_as_safe_and_leaves_refused_values_alone() -> None:
     frame = pd.DataFrame({"name": ["JOHN  SMITH", "Zoë", None], "email": ["John@Example.COM", "not-an-email", None],
                           "phone": ["(202) 555-0143", "12", "+44 20 7946 0958"]}).astype(pd.StringDtype())

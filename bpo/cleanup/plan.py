@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bpo.cleanup.rows import as_text, canonical, decode_value, text_hash
+from bpo.cleanup.rows import as_text, canonical, decode_value, parse, text_hash
 from bpo.cleanup.spec import CleanupSpec
 
 CHUNK = 2_000  # changes per transaction
@@ -51,15 +51,15 @@ class Change:
     sets: str | None = None  # the columns an update sets, with their values (canonical text of the encoded values)
 
     def before_row(self) -> dict[str, Any]:
-        return json.loads(self.before) if self.before is not None else {}
+        return parse(self.before) if self.before is not None else {}
 
     def after_row(self) -> dict[str, Any]:
-        return json.loads(self.after) if self.after is not None else {}
+        return parse(self.after) if self.after is not None else {}
 
     def set_values(self, key: str) -> dict[str, Any]:
         """The columns the change writes, with their values (encoded): those whose value (or its type) differs."""
         if self.sets is not None:
-            return cast(dict[str, Any], json.loads(self.sets))
+            return cast(dict[str, Any], parse(self.sets))
         return _differing(self.before_row(), self.after_row(), key)
 
 
@@ -124,7 +124,7 @@ class ChangeSet:
         """A change of a row of the table (the caller keeps it in order), and the row as it will be."""
         key = row.key
         after_text = canonical(after) if after is not None else None
-        sets = canonical(_differing(json.loads(row.text), after, spec.key)) if after is not None else None
+        sets = canonical(_differing(parse(row.text), after, spec.key)) if after is not None else None
         change = Change(MAIN, key, action, how, cluster, row.text, after_text, row.hash,
                         text_hash(after_text) if after_text is not None else None, before_fp=row.fp, sets=sets)
         if how != "safe":  # a safe reformat is projected from its proposals (pipeline._after_figures)
@@ -189,7 +189,7 @@ def safe_rows(snapshot: pa.Table, proposals: pa.Table, accepted: Accepted | None
     out: Reformatted = {}
     for k, text in zip(snapshot.column("key").to_pylist(), snapshot.column("row").to_pylist(), strict=True):
         if k in by_key:
-            row = json.loads(text)
+            row = parse(text)
             changed = dict(by_key[k])
             row.update(changed)
             after = canonical(row)
@@ -212,7 +212,7 @@ def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, s
                                         snapshot.column("row").to_pylist(), fps, strict=True):
             if key in cluster_of:
                 made = after_of.get(key)
-                std = json.loads(made[0] if made else text)
+                std = parse(made[0] if made else text)
                 if made and made[3] == "accepted":
                     accepted.add(key)
                 members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text, fp))
@@ -224,10 +224,10 @@ def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, s
     for cluster_id, rows in sorted(members.items()):
         if len(rows) < 2:  # alone in its cluster (its pairs were kept apart): its reformats only
             safe.extend(out.change(spec, "update", "accepted" if m.key in accepted else "safe", m, m.standardized,
-                                   None) for m in rows if m.standardized != json.loads(m.text))
+                                   None) for m in rows if m.standardized != parse(m.text))
             continue
         kept, values = survivor(rows, spec)
-        kept_before = json.loads(kept.text)
+        kept_before = parse(kept.text)
         how = how_of.get(cluster_id, "auto")
         group = []
         merged = []

@@ -115,7 +115,7 @@ class CleanupSpec(BaseModel):
     references: list[Reference] = Field(default_factory=list)
     merge: MergeSpec = Field(default_factory=MergeSpec)
     review: ReviewSpec = Field(default_factory=ReviewSpec)
-    chunk_rows: int = Field(default=50_000, ge=1)
+    chunk_rows: int = Field(default=25_000, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> CleanupSpec:
