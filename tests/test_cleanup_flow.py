@@ -6,6 +6,7 @@ standardized, de-duplicated, reviewed, applied and undone; every restored row is
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import subprocess
@@ -17,13 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
+from bpo.cleanup.apply import log_of
 from bpo.cleanup.rows import as_text, encode_row, row_hash
 from bpo.cleanup.snapshot import profile
 from bpo.cleanup.spec import load_cleanup_spec
+from bpo.run import get_store
 from tests.cli import BPO
 
 pytestmark = pytest.mark.slow
@@ -226,6 +230,16 @@ def test_cleanup_on_sqlite_dry_run_then_merge_repoint_undo_and_a_rerun_asks_no_o
     with session_scope(get_settings().ops_database_url or "") as s:
         asked = s.query(ReviewItem).filter_by(flow_run_id=result["flow_run_id"], kind="pair").all()
         different = {(i.source["left_key"], i.source["right_key"]) for i in asked if i.status == "rejected"}
+
+    # the change log in S3 is the ops database's, bodies and all: each change of the table and each re-pointing
+    stored = pq.read_table(io.BytesIO(get_store().get_bytes(result["change_log"]))).to_pylist()
+    with session_scope(get_settings().ops_database_url or "") as s:
+        logged = {c.seq: (c.table_name, c.row_key, c.action, c.status, c.before_hash, c.after_hash)
+                  for c in log_of(s, result["flow_run_id"])}
+    assert {r["seq"]: (r["table"], r["row_key"], r["action"], r["status"], r["before_hash"], r["after_hash"])
+            for r in stored} == logged
+    assert {r["table"] for r in stored} == {"main", "orders"} and {r["status"] for r in stored} == {"applied"}
+    assert all(row_hash(json.loads(r["before"])) == r["before_hash"] for r in stored)
 
     _undo_is_refused_while_the_run_is_live(result["flow_run_id"], url, before)
     report = undo_run(result["flow_run_id"])

@@ -40,6 +40,7 @@ from bpo.cleanup.plan import (
     ChangeSet,
     Reformatted,
     build,
+    columns_of,
     from_parquet,
     safe_rows,
     to_parquet,
@@ -627,14 +628,19 @@ def _change_log(ops: str, run: RunContext, changes: list[Change], outcome: dict[
         repoints = s.execute(select(c.seq, c.chunk, c.table_name, c.row_key, c.action, c.how, c.cluster, c.before,
                                     c.after, c.before_hash, c.after_hash, c.status, c.note)
                              .where(c.flow_run_id == run.flow_run_id, c.table_name != MAIN).order_by(c.seq)).all()
-    rows = [(ch.seq, ch.chunk, ch.table_name, ch.row_key, ch.action, ch.how, ch.cluster, ch.before, ch.after,
-             ch.before_hash, ch.after_hash, *outcome.get(ch.seq, ("planned", None))) for ch in changes]
-    rows += [(*r[:7], canonical(r.before) if r.before is not None else None,
-              canonical(r.after) if r.after is not None else None, *r[9:]) for r in repoints]
-    names = ["seq", "chunk", "table", "row_key", "action", "how", "cluster", "before", "after", "before_hash",
-             "after_hash", "status", "note"]
+    fields = ["seq", "chunk", "table_name", "row_key", "action", "how", "cluster", "before", "after", "before_hash",
+              "after_hash"]
+    columns = [list(values) for values in columns_of(changes, fields)]
+    statuses = [outcome.get(seq, ("planned", None)) for seq in columns[0]]
+    columns += [[st for st, _ in statuses], [note for _, note in statuses]]
+    for r in repoints:
+        values = (*r[:7], canonical(r.before) if r.before is not None else None,
+                  canonical(r.after) if r.after is not None else None, *r[9:])
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    names = ["seq", "chunk", "table", *fields[3:], "status", "note"]
     buf = io.BytesIO()
-    pq.write_table(pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)}), buf)
+    pq.write_table(pa.table(dict(zip(names, columns, strict=True))), buf)
     return buf.getvalue()
 
 

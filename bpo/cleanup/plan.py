@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
@@ -75,10 +76,19 @@ _SCHEMA = pa.schema([("seq", pa.int64()), ("chunk", pa.int64()), ("table_name", 
                      ("sets", pa.string())])
 
 
+def columns_of(changes: list[Change], names: list[str]) -> list[tuple[Any, ...]]:
+    """The changes' values of these fields, field by field (one pass over the changes)."""
+    if not changes:
+        return [() for _ in names]
+    get = operator.attrgetter(*names)
+    return list(zip(*map(get, changes), strict=True)) if len(names) > 1 else [tuple(map(get, changes))]
+
+
 def to_parquet(changes: list[Change]) -> bytes:
-    columns = {f.name: [getattr(c, f.name) for c in changes] for f in _SCHEMA}
+    names = _SCHEMA.names
     buf = io.BytesIO()
-    pq.write_table(pa.table(columns, schema=_SCHEMA), buf)
+    pq.write_table(pa.table(dict(zip(names, columns_of(changes, names), strict=True)), schema=_SCHEMA), buf,
+                   use_dictionary=["table_name", "action", "how"])  # the bodies and keys are each their own
     return buf.getvalue()
 
 
