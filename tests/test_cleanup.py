@@ -340,6 +340,10 @@ def test_a_chunk_of_more_entries_than_one_statement_takes_is_logged_whole_and_ex
     assert got == [(c.seq, c.chunk, MAIN, c.row_key, c.action, c.how, c.cluster, c.before_hash, c.after_hash,
                     *outcome[c.seq], outcome[c.seq][0] == "applied") for c in changes]
     assert {c.applied_at.replace(tzinfo=UTC) for c in log if c.applied_at} == {at}
+    with session_scope(ops_db) as s:  # the time is stored as SQLAlchemy writes it (the ORM's own text), not the driver
+        raw = set(s.scalars(text("SELECT applied_at FROM cleanup_changes WHERE flow_run_id = :r AND applied_at IS NOT "
+                                 "NULL"), {"r": run_id}))
+    assert raw == {"2026-12-03 13:00:00.000000"}
 
 
 PG_TYPED = ('CREATE TABLE "cust""omers" ("the key" TEXT PRIMARY KEY, "order" TEXT, "e-mail" TEXT, phone TEXT, '

@@ -218,8 +218,8 @@ def _log(s: Session, flow_run_id: str, changes: Sequence[Change], outcome: dict[
          now_at: datetime) -> None:
     """The changes' log entries as plain values at the driver level: each entry holds text and numbers only, but
     SQLAlchemy's own handling of each row's parameters was most of the log's time. The statement is still
-    SQLAlchemy's (identifiers quoted for the dialect); the one time value is bound as the column's type would
-    bind it.
+    SQLAlchemy's (identifiers quoted for the dialect); the one time value is bound once, as the column's type binds
+    it on this dialect (on SQLite, its text: the driver's own adapter would format it again for every entry).
 
     On SQLite, many entries go in each statement (``VALUES (...), (...)``): its driver lets go of the
     interpreter's lock around each statement it steps, and took it back once per entry under ``executemany``,
@@ -227,7 +227,7 @@ def _log(s: Session, flow_run_id: str, changes: Sequence[Change], outcome: dict[
     table = cast(Table, CC.__table__)
     conn = s.connection()
     compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(_LOGGED))
-    process = table.c.applied_at.type.bind_processor(conn.dialect)
+    process = table.c.applied_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     at = process(now_at) if process else now_at
     rows = [(flow_run_id, c.seq, c.chunk, c.table_name, c.row_key, c.action, c.how, c.cluster, c.before_hash,
              c.after_hash, *outcome[c.seq], at if outcome[c.seq][0] == "applied" else None) for c in changes]

@@ -485,14 +485,15 @@ def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Sna
     accepted = accepted_reformats(run)
     # the worker's safe reformats, made since the snapshot; or (a run resumed in another process) every other part's
     beside = _reformatting.pop(run.flow_run_id, None) or _reformat_beside(run, snap, range(1, len(snap.parts), 2))
-    with _gc_paused():
+    with _gc_paused():  # the change set's objects, and each pass over them (one tuple per change and field)
         changes = build(_snapshot_parts(store, snap, accepted, beside), cluster_of, how, spec)
-    after, projection = _after_figures(store, snap, changes, spec, accepted)
-    projection_key = put_parquet(store, run.key("projection.parquet"), projection).key
-    del projection
-    checking = pool.beside(checks.after, projection_key, checked, spec)  # where the 'before' ran, while this
-    # process stores the change set
-    plan = store.put_bytes(run.key("changes.parquet"), to_parquet(changes.changes), "application/vnd.apache.parquet")
+        after, projection = _after_figures(store, snap, changes, spec, accepted)
+        projection_key = put_parquet(store, run.key("projection.parquet"), projection).key
+        del projection
+        checking = pool.beside(checks.after, projection_key, checked, spec)  # where the 'before' ran, while this
+        # process stores the change set
+        plan = store.put_bytes(run.key("changes.parquet"), to_parquet(changes.changes),
+                               "application/vnd.apache.parquet")
     _made_here[plan.key] = changes.changes
     before = dataclasses.replace(snap.before, nulls=dict(snap.before.nulls), duplicates=_duplicates(spec, matched))
     after.duplicates = max(before.duplicates - sum(len(m) for m in changes.clusters.values()), 0)
@@ -609,14 +610,14 @@ def apply_changes(run: RunContext, target: Target, checked: Checked, spec: Clean
     # the change set as this process made it, or (a run resumed in a new process) as stored
     changes = _made_here.pop(planned.plan_key, None) or from_parquet(store.get_bytes(planned.plan_key))
     engine = source.connect(target)
-    try:
-        with _gc_paused():
+    with _gc_paused():
+        try:
             done = applying.apply(engine, target, checked, ops, run.flow_run_id, changes)
-    finally:
-        engine.dispose()
-    conflicts = _raise_conflicts(run, target, checked, spec, done.conflicts)
-    log_obj = store.put_bytes(run.key("change-log.parquet"), _change_log(ops, run, changes, done.outcome),
-                              "application/vnd.apache.parquet")
+        finally:
+            engine.dispose()
+        conflicts = _raise_conflicts(run, target, checked, spec, done.conflicts)
+        log_obj = store.put_bytes(run.key("change-log.parquet"), _change_log(ops, run, changes, done.outcome),
+                                  "application/vnd.apache.parquet")
     return {"applied": done.applied, "repointed": done.repointed, "conflicts": conflicts,
             "change_log": log_obj.key, "found_applied": done.already}
 
