@@ -104,8 +104,14 @@ class Member:
     key: str
     standardized: dict[str, Any]  # the row as read, with its safe reformats applied
     hash: str
-    text: str  # the row as read, canonical (parsed again only for the survivor: a cluster's rows are many)
+    text: str  # the row as read, canonical (parsed only where it is wanted, once: a cluster's rows are many)
     fp: str | None = None  # the database's fingerprint of it (``source.fingerprint``)
+    read: dict[str, Any] | None = None  # the row as read, parsed (``as_read``); never changed in place
+
+    def as_read(self) -> dict[str, Any]:
+        if self.read is None:
+            self.read = cast(dict[str, Any], parse(self.text))
+        return self.read
 
 
 @dataclass
@@ -134,7 +140,7 @@ class ChangeSet:
         """A change of a row of the table (the caller keeps it in order), and the row as it will be."""
         key = row.key
         after_text = canonical(after) if after is not None else None
-        sets = canonical(_differing(parse(row.text), after, spec.key)) if after is not None else None
+        sets = canonical(_differing(row.as_read(), after, spec.key)) if after is not None else None
         change = Change(MAIN, key, action, how, cluster, row.text, after_text, row.hash,
                         text_hash(after_text) if after_text is not None else None, before_fp=row.fp, sets=sets)
         if how != "safe":  # a safe reformat is projected from its proposals (pipeline._after_figures)
@@ -225,7 +231,9 @@ def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, s
                 std = parse(made[0] if made else text)
                 if made and made[3] == "accepted":
                     accepted.add(key)
-                members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text, fp))
+                # a row with no reformat is as read: one parse serves both (neither is changed in place)
+                members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text, fp,
+                                                                      None if made else std))
             elif key in after_of:
                 after_text, after_hash, sets, how = after_of[key]
                 safe.append(Change(MAIN, key, "update", how, None, text, after_text, hash_, after_hash,
@@ -234,10 +242,10 @@ def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, s
     for cluster_id, rows in sorted(members.items()):
         if len(rows) < 2:  # alone in its cluster (its pairs were kept apart): its reformats only
             safe.extend(out.change(spec, "update", "accepted" if m.key in accepted else "safe", m, m.standardized,
-                                   None) for m in rows if m.standardized != parse(m.text))
+                                   None) for m in rows if m.standardized != m.as_read())
             continue
         kept, values = survivor(rows, spec)
-        kept_before = parse(kept.text)
+        kept_before = kept.as_read()
         how = how_of.get(cluster_id, "auto")
         group = []
         merged = []
