@@ -342,6 +342,20 @@ def test_cleanup_on_postgresql_detects_a_row_changed_before_apply_then_an_increm
         remaining = {r[0] for r in conn.execute(text("SELECT customer_id FROM customers"))}
         order_of = dict(conn.execute(text("SELECT order_id, customer_id FROM orders")).tuples().all())
     assert street == "1 Edited Rd"  # not overwritten, not merged away
+    # what the next incremental run starts from: every row as this run left it, merged rows gone, and the edited row
+    # as snapshotted (so that the next run takes it as changed)
+    from bpo.cleanup.pipeline import state_prefix
+    from bpo.cleanup.rows import encode_key
+    from bpo.cleanup.source import resolve as resolve_target
+    from bpo.run import get_store
+
+    store = get_store()
+    saved = pq.read_table(io.BytesIO(store.get_bytes(state_prefix(store, load_cleanup_spec(str(spec)), resolve_target(
+        pg_url, "customers", get_settings())) + "/state.parquet")))
+    state = dict(zip(saved.column("key").to_pylist(), saved.column("hash").to_pylist(), strict=True))
+    now = {encode_key(k): h for k, h in table_hashes(pg_url, "customers").items()}
+    assert saved.num_rows == len(state) and state.keys() == now.keys()
+    assert {k for k in now if state[k] != now[k]} == {encode_key(edited)}
     assert set(order_of.values()) <= remaining  # every order re-pointed to a row that exists (the FK holds)
     merged = [d for d, o in truth.items() if not (d in remaining and o in remaining)]
     assert len(merged) >= len(truth) - 2, f"{len(merged)} of {len(truth)} duplicates merged"  # one is in conflict

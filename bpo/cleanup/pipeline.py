@@ -672,21 +672,20 @@ def save_state(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapsho
     """The table as this run left it (key → content hash) and its model: what the next incremental run reads."""
     store = get_store()
     state = state_prefix(store, spec, target)
-    hashes: dict[str, str] = {}
-    for part in snap.parts:
-        t = _read(store, part, ["key", "hash"])
-        hashes.update(zip(t.column("key").to_pylist(), t.column("hash").to_pylist(), strict=True))
+    snapshotted = pa.concat_tables([_read(store, part, ["key", "hash"]) for part in snap.parts]) if snap.parts else (
+        pa.table({"key": pa.array([], pa.string()), "hash": pa.array([], pa.string())}))
     with session_scope(get_settings().ops_database_url or "") as s:
         applied = s.execute(select(CleanupChange.row_key, CleanupChange.after_hash).where(
             CleanupChange.flow_run_id == run.flow_run_id, CleanupChange.table_name == MAIN,
             CleanupChange.status == "applied")).all()
-    for row_key, after_hash in applied:
-        if after_hash is None:
-            hashes.pop(row_key, None)
-        else:
-            hashes[row_key] = after_hash
+    # each row as the run left it: the rows it did not touch as snapshotted, the others as applied (a merged row
+    # that was deleted is gone); a row is touched at most once
+    changed = pa.table({"key": pa.array([k for k, _ in applied], pa.string()),
+                        "hash": pa.array([h for _, h in applied], pa.string())})
+    untouched = snapshotted.filter(pc.invert(pc.is_in(snapshotted.column("key"), value_set=changed.column("key"))))
+    left = pa.concat_tables([untouched, changed.filter(pc.is_valid(changed.column("hash")))])
     buf = io.BytesIO()
-    pq.write_table(pa.table({"key": list(hashes), "hash": list(hashes.values())}), buf)
+    pq.write_table(left, buf)
     store.put_bytes(f"{state}/state.parquet", buf.getvalue(), "application/vnd.apache.parquet")
     if json.loads(store.get_bytes(matched.model_key)).get("model") is not None:
         store.put_bytes(f"{state}/model.json", store.get_bytes(matched.model_key), "application/json")
