@@ -147,6 +147,10 @@ def start_prefect_server(home: Path, *, port: int, log: Path, timeout: float = 1
     proc = _spawn([_bin("prefect"), "server", "start", "--host", LOOPBACK, "--port", str(port)], env=env, log=log)
     wait_until(lambda: httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200, timeout=timeout,
                what="Prefect server", proc=proc, log=log)
+    # up once the API answers too: the server's first request past /health takes it about a second to serve (it
+    # sets up its API on first use), which would otherwise fall on the first flow run's first call
+    wait_until(lambda: httpx.get(f"{api_url}/admin/version", timeout=10.0).status_code == 200, timeout=timeout,
+               what="Prefect server API", proc=proc, log=log)
     return proc
 
 

@@ -16,7 +16,6 @@ from bpo.cleanup import source
 from bpo.cleanup.source import Checked, Target
 from bpo.cleanup.spec import CleanupSpec
 from bpo.quality import check_expectations
-from bpo.run import get_store, read_parquet
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 E164 = r"^\+[1-9][0-9]{6,14}$"
@@ -49,10 +48,9 @@ def before(target: Target, checked: Checked, spec: CleanupSpec) -> list[dict[str
     return check_expectations(expectations(spec, checked.text_columns), sql=(target.url, query))
 
 
-def after(projection_key: str, checked: Checked, spec: CleanupSpec) -> list[dict[str, Any]]:
-    """The expectations run on the projection, a Parquet object in S3 (text columns: the key and the spec's)."""
-    projection = read_parquet(get_store(), projection_key).astype(pd.StringDtype())
-    return check_expectations(expectations(spec, checked.text_columns), frame=projection)
+def after(projection: pd.DataFrame, checked: Checked, spec: CleanupSpec) -> list[dict[str, Any]]:
+    """The expectations run on the projection (text columns: the key and the spec's)."""
+    return check_expectations(expectations(spec, checked.text_columns), frame=projection.astype(pd.StringDtype()))
 
 
 def compare(before_results: list[dict[str, Any]], after_results: list[dict[str, Any]]) -> list[str]:

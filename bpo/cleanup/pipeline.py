@@ -487,17 +487,16 @@ def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Sna
     beside = _reformatting.pop(run.flow_run_id, None) or _reformat_beside(run, snap, range(1, len(snap.parts), 2))
     with _gc_paused():  # the change set's objects, and each pass over them (one tuple per change and field)
         changes = build(_snapshot_parts(store, snap, accepted, beside), cluster_of, how, spec)
-        after, projection = _after_figures(store, snap, changes, spec, accepted)
-        projection_key = put_parquet(store, run.key("projection.parquet"), projection).key
-        del projection
-        checking = pool.beside(checks.after, projection_key, checked, spec)  # where the 'before' ran, while this
+        # the projection, its figures and its checks in the worker (where the 'before' checks ran), while this
         # process stores the change set
+        projecting = pool.beside(projected_checks, snap, changes.projected, spec, accepted,
+                                 run.key("projection.parquet"), checked)
         plan = store.put_bytes(run.key("changes.parquet"), to_parquet(changes.changes),
                                "application/vnd.apache.parquet")
     _made_here[plan.key] = changes.changes
     before = dataclasses.replace(snap.before, nulls=dict(snap.before.nulls), duplicates=_duplicates(spec, matched))
+    after, after_checks = projecting.result()
     after.duplicates = max(before.duplicates - sum(len(m) for m in changes.clusters.values()), 0)
-    after_checks = checking.result()
     problems = _check_after(before, after, snap, changes) + checks.compare(matched.checks_before, after_checks)
     counts = changes.counts()
     return Planned(plan_key=plan.key, counts=counts, rows_touched=changes.rows_touched, clusters=counts["clusters"],
@@ -517,13 +516,22 @@ def _duplicates(spec: CleanupSpec, matched: Matched) -> int:
     return len(found) - len(set(found.values()))
 
 
-def _after_figures(store: ArtifactStore, snap: Snapshot, changes: ChangeSet, spec: CleanupSpec,
-                   accepted: Accepted) -> tuple[Figures, pd.DataFrame]:
+def projected_checks(snap: Snapshot, projected: dict[str, list[str | None] | None], spec: CleanupSpec,
+                     accepted: Accepted, projection_key: str, checked: Checked) -> tuple[Figures, list[dict[str, Any]]]:
+    """The projection (``_after_figures``) stored at ``projection_key``, its figures, and the table's expectations
+    run on it (``checks.after``). ``projected``: the change set's merged rows as they will be (``ChangeSet``)."""
+    store = get_store()
+    figures, projection = _after_figures(store, snap, projected, spec, accepted)
+    put_parquet(store, projection_key, projection)
+    return figures, checks.after(projection, checked, spec)
+
+
+def _after_figures(store: ArtifactStore, snap: Snapshot, projected: dict[str, list[str | None] | None],
+                   spec: CleanupSpec, accepted: Accepted) -> tuple[Figures, pd.DataFrame]:
     """The projection — the table as read, with the change set applied — as text, and its figures."""
     figures = Figures()
     wanted = list(spec.columns)
     names = {"key": spec.key, **{TEXT_PREFIX + c: c for c in wanted}}
-    projected = changes.projected
     frames = []
     changed = pa.array(list(projected), pa.string())
     for part, props_key in zip(snap.text_parts, snap.proposal_parts, strict=True):
@@ -616,10 +624,17 @@ def apply_changes(run: RunContext, target: Target, checked: Checked, spec: Clean
         finally:
             engine.dispose()
         conflicts = _raise_conflicts(run, target, checked, spec, done.conflicts)
+        _applied_here[run.flow_run_id] = [(c.row_key, c.after_hash) for c in changes if c.table_name == MAIN
+                                          and done.outcome.get(c.seq, ("planned", None))[0] == "applied"]
         log_obj = store.put_bytes(run.key("change-log.parquet"), _change_log(ops, run, changes, done.outcome),
                                   "application/vnd.apache.parquet")
     return {"applied": done.applied, "repointed": done.repointed, "conflicts": conflicts,
             "change_log": log_obj.key, "found_applied": done.already}
+
+
+# the rows of the table each run applied here, with their hash after (None: deleted), by run: its save_state takes
+# them (a run resumed in another process reads them from the change log)
+_applied_here: dict[str, list[tuple[str, str | None]]] = {}
 
 
 def _change_log(ops: str, run: RunContext, changes: list[Change], outcome: dict[int, tuple[str, str | None]]) -> bytes:
@@ -674,10 +689,12 @@ def save_state(run: RunContext, target: Target, spec: CleanupSpec, snap: Snapsho
     state = state_prefix(store, spec, target)
     snapshotted = pa.concat_tables([_read(store, part, ["key", "hash"]) for part in snap.parts]) if snap.parts else (
         pa.table({"key": pa.array([], pa.string()), "hash": pa.array([], pa.string())}))
-    with session_scope(get_settings().ops_database_url or "") as s:
-        applied = s.execute(select(CleanupChange.row_key, CleanupChange.after_hash).where(
-            CleanupChange.flow_run_id == run.flow_run_id, CleanupChange.table_name == MAIN,
-            CleanupChange.status == "applied")).all()
+    applied = _applied_here.pop(run.flow_run_id, None)
+    if applied is None:
+        with session_scope(get_settings().ops_database_url or "") as s:
+            applied = [(k, h) for k, h in s.execute(select(CleanupChange.row_key, CleanupChange.after_hash).where(
+                CleanupChange.flow_run_id == run.flow_run_id, CleanupChange.table_name == MAIN,
+                CleanupChange.status == "applied"))]
     # each row as the run left it: the rows it did not touch as snapshotted, the others as applied (a merged row
     # that was deleted is gone); a row is touched at most once
     changed = pa.table({"key": pa.array([k for k, _ in applied], pa.string()),
@@ -706,6 +723,7 @@ def cluster_rows(store: ArtifactStore, planned: Planned) -> list[tuple[str, str,
 def clean_up_work(run: RunContext) -> None:
     _made_here.pop(run.key("changes.parquet"), None)  # a dry run's, or one the checks or the gate stopped
     _checking.pop(run.flow_run_id, None)
+    _applied_here.pop(run.flow_run_id, None)
     for left in _reformatting.pop(run.flow_run_id, {}).values():
         left.cancel()
     shutil.rmtree(work_dir(run), ignore_errors=True)
