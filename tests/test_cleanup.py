@@ -589,3 +589,44 @@ def test_survivorship_keeps_the_most_complete_row_and_takes_each_column_by_its_r
     assert values["email"] == "new@x.com"  # the most recent row's
     assert values["phone"] == "+2"  # the most trusted source's
     assert values["id"] == 2
+
+
+def test_clusters_merged_half_in_a_worker_make_the_same_change_set(tmp_path: Path, s3: dict[str, str]) -> None:
+    """``build`` with a side (a real process, so the rows and the changes cross a pickle as the flow's worker's do)
+    gives the change set it gives alone: every change in the same order, numbered and chunked alike, the same
+    clusters, survivors and projection; a row alone in its cluster keeps its reformats only."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bpo.cleanup import plan
+    from bpo.cleanup.pipeline import _snapshot_parts
+    from bpo.run import get_store
+
+    url = f"sqlite:///{tmp_path / 'people.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT, email TEXT, phone TEXT)"))
+        conn.execute(text("INSERT INTO people VALUES (:i, :n, :e, :p)"), [
+            {"i": f"p{i:02d}", "n": f"ANNA  SMITH {i // 3}", "e": f"Anna{i // 3}@Example.com" if i % 3 else None,
+             "p": f"(202) 555-01{i % 50:02d}"} for i in range(40)])
+    spec = _spec()
+    target = source.resolve(url, "people", Settings())
+    checked = source.check(engine, target, spec)
+    snap = take_snapshot(source.read_chunks(engine, target, checked.columns, checked.key, 7), checked.columns, spec,
+                         f"bpo/test-cleanup/{tmp_path.name}")
+    # clusters of three (the last row of each has an email the others lack), one of two, one row alone
+    cluster_of = {encode_key(f"p{i:02d}"): f"c{i // 3:02d}" for i in range(30)}
+    cluster_of |= {encode_key("p30"): "d", encode_key("p31"): "d", encode_key("p32"): "e"}
+    how = {"c01": "review"}
+    alone = build(_snapshot_parts(get_store(), snap), cluster_of, how, spec)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as worker:
+        beside = build(_snapshot_parts(get_store(), snap), cluster_of, how, spec,
+                       side=lambda fn, *args: worker.submit(fn, *args))
+    assert plan.to_parquet(beside.changes) == plan.to_parquet(alone.changes)
+    assert (beside.clusters, beside.how, beside.projected) == (alone.clusters, alone.how, alone.projected)
+    assert len(alone.clusters) == 11 and sum(len(m) for m in alone.clusters.values()) == 10 * 2 + 1
+    assert sorted(alone.how.values()).count("review") == 1
+    lone = [c for c in alone.changes if c.row_key == encode_key("p32")]
+    assert [(c.action, c.cluster) for c in lone] == [("update", None)]  # its reformats, merged into nothing
+    assert {c.row_key for c in alone.changes if c.action == "delete"} == {
+        k for members in alone.clusters.values() for k in members}

@@ -486,7 +486,7 @@ def plan_changes(run: RunContext, spec: CleanupSpec, checked: Checked, snap: Sna
     # the worker's safe reformats, made since the snapshot; or (a run resumed in another process) every other part's
     beside = _reformatting.pop(run.flow_run_id, None) or _reformat_beside(run, snap, range(1, len(snap.parts), 2))
     with _gc_paused():  # the change set's objects, and each pass over them (one tuple per change and field)
-        changes = build(_snapshot_parts(store, snap, accepted, beside), cluster_of, how, spec)
+        changes = build(_snapshot_parts(store, snap, accepted, beside), cluster_of, how, spec, side=pool.beside)
         # the projection, its figures and its checks in the worker (where the 'before' checks ran), while this
         # process stores the change set
         projecting = pool.beside(projected_checks, snap, changes.projected, spec, accepted,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import io
 import json
 import operator
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
@@ -213,14 +214,20 @@ def safe_rows(snapshot: pa.Table, proposals: pa.Table, accepted: Accepted | None
     return out
 
 
+# a cluster's row as the snapshot part read it: key, its text with its safe reformats made (None: it has none), its
+# hash, its text as read, the database's fingerprint, and whether a person accepted one of its changes
+RawMember = tuple[str, str | None, str, str, str | None, bool]
+
+
 def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, str], how_of: dict[str, str],
-          spec: CleanupSpec) -> ChangeSet:
+          spec: CleanupSpec, *, side: Callable[..., Future[Merged]] | None = None) -> ChangeSet:
     """The change set from the snapshot parts (each with its rows' safe reformats: ``safe_rows``) and the
-    clusters. A row in no cluster takes its reformats as they were made; a cluster's rows start from them."""
-    out = ChangeSet()
-    members: dict[str, list[Member]] = {}
+    clusters. A row in no cluster takes its reformats as they were made; a cluster's rows start from them.
+
+    ``side`` (``bpo.pool.beside``): the first half of the clusters (by id, counted in rows) is merged there, on
+    another CPU, while this process merges the rest; the change set is the same either way."""
+    members: dict[str, list[RawMember]] = {}
     safe: list[Change] = []
-    accepted: set[str] = set()  # rows of a cluster with a change a person accepted
     for snapshot, after_of in parts:
         fps = (snapshot.column("fp").to_pylist() if "fp" in snapshot.column_names
                else [None] * snapshot.num_rows)  # a part snapshotted before fingerprints were kept
@@ -228,21 +235,58 @@ def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, s
                                         snapshot.column("row").to_pylist(), fps, strict=True):
             if key in cluster_of:
                 made = after_of.get(key)
-                std = parse(made[0] if made else text)
-                if made and made[3] == "accepted":
-                    accepted.add(key)
-                # a row with no reformat is as read: one parse serves both (neither is changed in place)
-                members.setdefault(cluster_of[key], []).append(Member(key, std, hash_, text, fp,
-                                                                      None if made else std))
+                members.setdefault(cluster_of[key], []).append(
+                    (key, made[0] if made else None, hash_, text, fp, made is not None and made[3] == "accepted"))
             elif key in after_of:
                 after_text, after_hash, sets, how = after_of[key]
                 safe.append(Change(MAIN, key, "update", how, None, text, after_text, hash_, after_hash,
                                    before_fp=fp, sets=sets))
+    groups = sorted(members.items())
+    halves = [groups, []]
+    if side is not None and len(groups) > 1:
+        total, seen = sum(len(rows) for _, rows in groups), 0
+        for at, (_, rows) in enumerate(groups):
+            seen += len(rows)
+            if 2 * seen >= total:
+                halves = [groups[:at + 1], groups[at + 1:]]
+                break
+    far = side(merge_clusters, halves[0], how_of, spec) if side is not None and halves[1] else None
+    near = merge_clusters(halves[1], how_of, spec) if far is not None else None
+    merged = [far.result(), near] if far is not None and near is not None else [merge_clusters(groups, how_of, spec)]
+    out = ChangeSet()
+    for m in merged:
+        out.changes.extend(m.changes)
+        out.clusters.update(m.clusters)
+        out.how.update(m.how)
+        out.projected.update(m.projected)
+    out.changes.extend(safe)
+    for m in merged:
+        out.changes.extend(m.alone)
+    _number(out.changes)
+    return out
+
+
+@dataclass
+class Merged(ChangeSet):
+    """Some clusters merged (``merge_clusters``): their changes, and the reformats of rows alone in their cluster."""
+
+    alone: list[Change] = field(default_factory=list)
+
+
+def merge_clusters(groups: list[tuple[str, list[RawMember]]], how_of: dict[str, str], spec: CleanupSpec) -> Merged:
+    """The changes of these clusters (by id, in order), each built by the survivorship rules."""
+    out = Merged()
     merge = spec.merge
-    for cluster_id, rows in sorted(members.items()):
+    for cluster_id, raw in groups:
+        # a row with no reformat is as read: one parse serves both (neither is changed in place)
+        rows = []
+        for key, made, hash_, text, fp, _ in raw:
+            std = parse(made if made is not None else text)
+            rows.append(Member(key, std, hash_, text, fp, None if made is not None else std))
         if len(rows) < 2:  # alone in its cluster (its pairs were kept apart): its reformats only
-            safe.extend(out.change(spec, "update", "accepted" if m.key in accepted else "safe", m, m.standardized,
-                                   None) for m in rows if m.standardized != m.as_read())
+            accepted = {r[0] for r in raw if r[5]}
+            out.alone.extend(out.change(spec, "update", "accepted" if m.key in accepted else "safe", m,
+                                        m.standardized, None) for m in rows if m.standardized != m.as_read())
             continue
         kept, values = survivor(rows, spec)
         kept_before = kept.as_read()
@@ -265,8 +309,6 @@ def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, s
         out.clusters[kept.key] = merged
         out.how[kept.key] = how
         out.changes.extend(group)
-    out.changes.extend(safe)
-    _number(out.changes)
     return out
 
 
