@@ -242,17 +242,13 @@ def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, s
                 safe.append(Change(MAIN, key, "update", how, None, text, after_text, hash_, after_hash,
                                    before_fp=fp, sets=sets))
     groups = sorted(members.items())
-    halves = [groups, []]
-    if side is not None and len(groups) > 1:
-        total, seen = sum(len(rows) for _, rows in groups), 0
-        for at, (_, rows) in enumerate(groups):
-            seen += len(rows)
-            if 2 * seen >= total:
-                halves = [groups[:at + 1], groups[at + 1:]]
-                break
-    far = side(merge_clusters, halves[0], how_of, spec) if side is not None and halves[1] else None
-    near = merge_clusters(halves[1], how_of, spec) if far is not None else None
-    merged = [far.result(), near] if far is not None and near is not None else [merge_clusters(groups, how_of, spec)]
+    split = _half(groups)
+    if side is not None and split:
+        far = side(merge_clusters, groups[:split], how_of, spec)
+        near = merge_clusters(groups[split:], how_of, spec)
+        merged = [far.result(), near]
+    else:
+        merged = [merge_clusters(groups, how_of, spec)]
     out = ChangeSet()
     for m in merged:
         out.changes.extend(m.changes)
@@ -264,6 +260,16 @@ def build(parts: Iterator[tuple[pa.Table, Reformatted]], cluster_of: dict[str, s
         out.changes.extend(m.alone)
     _number(out.changes)
     return out
+
+
+def _half(groups: list[tuple[str, list[RawMember]]]) -> int:
+    """Where the clusters split in two halves of about as many rows (0: they do not split, one cluster or none)."""
+    total, seen = sum(len(rows) for _, rows in groups), 0
+    for at, (_, rows) in enumerate(groups[:-1]):
+        seen += len(rows)
+        if 2 * seen >= total:
+            return at + 1
+    return 0
 
 
 @dataclass
